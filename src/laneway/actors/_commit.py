@@ -1,0 +1,108 @@
+"""After a commit: buffer the events, publish them, settle the tickets.
+
+Runs on the WAL writer thread, right after the fsync that made a group
+durable, so nothing here happens before the commit, and groups are applied in
+commit (LSN) order, which is the order the engine-wide memory budget needs.
+Buffering comes before settling tickets: once `submit` returns, `recent`
+already shows the event.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Protocol
+
+from ..core import BufferedEvent, Event, Receipt, decode_event
+from ..persistence import WriteBatch, now_ms
+from ._session import BatchToken
+from ._state import StateTable
+
+__all__ = ["Sink", "CommitApplier"]
+
+log = logging.getLogger("laneway.actors")
+
+
+class Sink(Protocol):
+    """Receives every committed event, in commit order.
+
+    `publish` runs on the commit thread with events of any tenant: it must
+    return quickly and never block (hand off to a queue of your own). An
+    exception is logged and does not stop other sinks.
+    """
+
+    def publish(self, events: Sequence[Event]) -> None: ...
+
+
+class CommitApplier:
+    def __init__(self, table: StateTable) -> None:
+        self._table = table
+        self._sinks: tuple[Sink, ...] = ()
+        self._sinks_lock = threading.Lock()
+
+    def add_sink(self, sink: Sink) -> None:
+        with self._sinks_lock:
+            self._sinks = (*self._sinks, sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        with self._sinks_lock:
+            self._sinks = tuple(s for s in self._sinks if s is not sink)
+
+    def apply(self, group: list[WriteBatch]) -> None:
+        """Writer thread, after the group's commit returned."""
+        table = self._table
+        now = now_ms()
+        with table.lock:
+            for batch in group:
+                token: BatchToken = batch.token
+                state = token.state
+                bucket = state.bucket
+                counts = state.counts
+                reserved = token.reserved
+                lsn = batch.first_lsn
+                for i, (event, data) in enumerate(zip(batch.events, batch.records)):
+                    if reserved is not None:
+                        bucket.release(event.priority, reserved[i])
+                    bucket.offer(BufferedEvent(lsn + i, event.seq, event.ts, event.priority, event.type, data), now)
+                    counts[event.priority] += 1
+                state.last_lsn = lsn + len(batch.events) - 1
+                state.committed_seq = batch.events[-1].seq
+            if table.budget.over():
+                table.budget.enforce()
+
+        sinks = self._sinks
+        if sinks:
+            events = [decode_event(data) for batch in group for data in batch.records]
+            for sink in sinks:
+                try:
+                    sink.publish(events)
+                except Exception:
+                    log.exception("sink %r failed to take committed events", sink)
+
+        for batch in group:
+            token = batch.token
+            gate = token.state.ctx.gate
+            tenant, session, lsn = batch.tenant, batch.session, batch.first_lsn
+            receipts = []
+            for i, event in enumerate(batch.events):
+                receipt = Receipt(tenant, session, event.seq, event.priority, lsn + i)
+                receipts.append(receipt)
+                if event.dedupe_key is not None:
+                    gate.committed(event.dedupe_key, receipt)
+            token.ticket.resolve_many(token.indices, receipts)
+
+    def fail(self, group: list[WriteBatch], exc: BaseException) -> None:
+        """Writer thread: the group was not written; nothing of it is visible."""
+        with self._table.lock:
+            for batch in group:
+                token: BatchToken = batch.token
+                if token.reserved is not None:
+                    for event, size in zip(batch.events, token.reserved):
+                        token.state.bucket.release(event.priority, size)
+        for batch in group:
+            token = batch.token
+            for event in batch.events:
+                if event.dedupe_key is not None:
+                    token.state.ctx.gate.abandon(event.dedupe_key, lambda ticket, _index: ticket.fail(exc))
+            token.ticket.fail(exc)

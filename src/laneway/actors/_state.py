@@ -1,0 +1,174 @@
+"""Session state, tenant context, and the table that holds them.
+
+A `SessionState` outlives its actor: it is created when the engine opens (from
+the WAL) or on first use, and an actor adopts it while the session is active.
+Fields are owned by exactly one thread each, which is what makes them safe
+without a lock per session:
+
+- the session actor: ``next_seq``, ``last_ts``, ``dedupe_hits``;
+- the commit thread (under `StateTable.lock`): the buckets, ``counts``,
+  ``last_lsn`` and ``committed_seq``.
+
+Readers (queries, statistics) take `StateTable.lock`, the one lock around all
+buckets: global memory-budget eviction touches many sessions at once, and one
+uncontended lock is cheaper than ordering many.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..core import Classifier, DualBucket, MemoryBudget, Receipt, TenantConfig
+from ..persistence import Log
+
+__all__ = ["SessionState", "TenantContext", "StateTable", "DedupeGate"]
+
+
+class DedupeGate:
+    """Per-tenant dedupe: the durable index plus the keys still in flight.
+
+    The index alone is not enough: two actors (two sessions of one tenant, or
+    one actor with a key twice in a batch) can both miss it before either
+    commits. So a key is *claimed* here, atomically, before it is looked up;
+    whoever finds it claimed waits for the claimant's outcome instead. A
+    claim lasts until its event commits (waiters get the receipt, marked
+    duplicate) or is abandoned (waiters get the same error).
+    """
+
+    __slots__ = ("tenant", "_log", "_lock", "_inflight")
+
+    def __init__(self, tenant: str, log: Log) -> None:
+        self.tenant = tenant
+        self._log = log
+        self._lock = threading.Lock()
+        self._inflight: dict[str, list[tuple[Any, int]]] = {}
+
+    def claim(self, key: str, ticket: Any, index: int) -> bool:
+        """True: the caller owns `key` and must commit or abandon it.
+        False: it is a duplicate, and `ticket` gets (or will get) the
+        original receipt at `index`."""
+        with self._lock:
+            waiters = self._inflight.get(key)
+            if waiters is not None:
+                waiters.append((ticket, index))
+                return False
+            self._inflight[key] = []
+        # Looked up after claiming: a commit that removed its claim before
+        # ours was placed is already visible in the index.
+        original = self._log.get_receipt(self.tenant, key)
+        if original is None:
+            return True
+        self.committed(key, original)
+        ticket.resolve(index, _as_duplicate(original))
+        return False
+
+    def committed(self, key: str, receipt: Receipt) -> None:
+        with self._lock:
+            waiters = self._inflight.pop(key, ())
+        if waiters:
+            duplicate = _as_duplicate(receipt)
+            for ticket, index in waiters:
+                ticket.resolve(index, duplicate)
+
+    def abandon(self, key: str, on_waiter: Callable[[Any, int], None]) -> None:
+        """The claimant's event will not be written; settle each waiter with `on_waiter`."""
+        with self._lock:
+            waiters = self._inflight.pop(key, ())
+        for ticket, index in waiters:
+            on_waiter(ticket, index)
+
+
+def _as_duplicate(receipt: Receipt) -> Receipt:
+    return Receipt(receipt.tenant, receipt.session, receipt.seq, receipt.priority, receipt.lsn, True)
+
+
+class TenantContext:
+    """What every session of a tenant reads: its config, classifier, dedupe gate.
+
+    ``rules`` is swapped as one tuple on reconfiguration so an actor never
+    sees a config with the previous config's classifier.
+    """
+
+    __slots__ = ("tenant", "rules", "gate")
+
+    def __init__(self, tenant: str, config: TenantConfig, log: Log) -> None:
+        self.tenant = tenant
+        self.rules: tuple[TenantConfig, Classifier] = (config, config.classifier())
+        self.gate = DedupeGate(tenant, log)
+
+    @property
+    def config(self) -> TenantConfig:
+        return self.rules[0]
+
+
+class SessionState:
+    __slots__ = (
+        "tenant",
+        "session",
+        "ctx",
+        "epoch",
+        "next_seq",
+        "last_ts",
+        "dedupe_hits",
+        "bucket",
+        "counts",
+        "last_lsn",
+        "committed_seq",
+    )
+
+    def __init__(
+        self,
+        ctx: TenantContext,
+        session: str,
+        *,
+        epoch: int,
+        bucket: DualBucket,
+        last_seq: int = 0,
+        last_ts: int = 0,
+        last_lsn: int = 0,
+        counts: list[int] | None = None,
+    ) -> None:
+        self.tenant = ctx.tenant
+        self.session = session
+        self.ctx = ctx
+        self.epoch = epoch
+        self.next_seq = last_seq + 1
+        self.last_ts = last_ts
+        self.dedupe_hits = 0
+        self.bucket = bucket
+        self.counts = list(counts) if counts is not None else [0, 0, 0, 0]
+        self.last_lsn = last_lsn
+        self.committed_seq = last_seq
+
+
+class StateTable:
+    """Every known session's state, the bucket lock and the memory budget."""
+
+    def __init__(self, memory_budget_bytes: int) -> None:
+        # Re-entrant: a sink that queries the engine while being published to
+        # runs on the commit thread, which may hold this lock.
+        self.lock = threading.RLock()
+        self.budget = MemoryBudget(memory_budget_bytes)
+        self._by_tenant: dict[str, dict[str, SessionState]] = {}
+
+    def get(self, tenant: str, session: str) -> SessionState | None:
+        sessions = self._by_tenant.get(tenant)
+        return sessions.get(session) if sessions is not None else None
+
+    def add(self, state: SessionState) -> None:
+        self._by_tenant.setdefault(state.tenant, {})[state.session] = state
+
+    def tenant(self, tenant: str) -> dict[str, SessionState]:
+        return self._by_tenant.get(tenant, {})
+
+    def tenants(self) -> list[str]:
+        return list(self._by_tenant)
+
+    def __iter__(self) -> Iterator[SessionState]:
+        for sessions in list(self._by_tenant.values()):
+            yield from list(sessions.values())
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._by_tenant.values())

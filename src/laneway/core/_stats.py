@@ -1,0 +1,71 @@
+"""Immutable statistics records returned by `Engine.statistics`.
+
+One shape serves every scope: the engine (tenant and session None), a tenant,
+or one session. Lifetime counts (`events`, `by_priority`) are durable and
+survive restarts; the eviction and dedupe counters count since the engine
+was opened.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import msgspec
+
+__all__ = ["BucketStatistics", "CommitStatistics", "Statistics", "percentile"]
+
+
+class BucketStatistics(msgspec.Struct, frozen=True):
+    """Fill of one bucket kind (summed over sessions above session scope);
+    the limits are per session."""
+
+    events: int
+    bytes: int
+    max_events: int
+    max_bytes: int
+    retention_s: float
+
+
+class CommitStatistics(msgspec.Struct, frozen=True):
+    """Group commits of the WAL writer: the batch sizes and latencies are
+    over the most recent commits (a window of 4096)."""
+
+    commits: int
+    events: int
+    batch_mean: float
+    batch_p50: int
+    batch_p99: int
+    batch_max: int
+    latency_ms_p50: float
+    latency_ms_p99: float
+    latency_ms_max: float
+
+
+class Statistics(msgspec.Struct, frozen=True):
+    tenant: str | None
+    session: str | None
+    sessions: int
+    events: int
+    by_priority: dict[int, int]
+    priority_bucket: BucketStatistics
+    regular_bucket: BucketStatistics
+    evicted: int
+    expired: int
+    budget_evicted: int
+    rejected: int
+    dedupe_hits: int
+    last_lsn: int
+    last_seq: int | None = None
+    epoch: int | None = None
+    memory_used_bytes: int | None = None
+    memory_budget_bytes: int | None = None
+    commit: CommitStatistics | None = None
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The `q` quantile (0-1) of already sorted values, nearest rank; 0 if empty."""
+    if not sorted_values:
+        return 0
+    index = min(len(sorted_values) - 1, max(0, math.ceil(q * len(sorted_values)) - 1))
+    return sorted_values[index]

@@ -1,0 +1,82 @@
+"""Per-tenant settings: bucket limits, retention, overflow strategy, priority rules.
+
+These change at runtime (`Engine.configure`), so a `TenantConfig` is immutable
+and replaced whole; `TenantConfig.merged` applies a partial change and
+validates the result before anything uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import msgspec
+
+from ._errors import ConfigError
+from ._priority import DEFAULT_RULES, Classifier, PriorityRule
+
+__all__ = ["Overflow", "OVERFLOW_STRATEGIES", "TenantConfig"]
+
+Overflow = Literal["remove_oldest_regular", "remove_oldest", "reject_new"]
+OVERFLOW_STRATEGIES: tuple[str, ...] = ("remove_oldest_regular", "remove_oldest", "reject_new")
+
+_MiB = 1 << 20
+
+
+class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Settings that apply to every session of a tenant.
+
+    priority_max_events / priority_max_bytes: bound on the priority bucket
+        (events of level 1-3). 0 means that bucket buffers nothing.
+    regular_max_events / regular_max_bytes: the same for level-0 events.
+    priority_retention_s / regular_retention_s: buffered events older than
+        this are expired from memory (the WAL keeps them). 0 means no limit.
+    overflow: what happens when a new event does not fit its bucket:
+        ``remove_oldest_regular`` (default) evicts the session's oldest
+        regular event first, so priority events may borrow the regular
+        bucket's room, and evicts a priority event only when no regular one
+        is left; ``remove_oldest`` evicts the oldest event of the same bucket;
+        ``reject_new`` refuses the new event with `BucketFull` before it is
+        written.
+    rules: priority rules, first match wins; replacing them replaces the
+        defaults (UserPromptSubmit, Notification, Stop, SubagentStop -> 1).
+    """
+
+    priority_max_events: int = 1_000
+    priority_max_bytes: int = 2 * _MiB
+    priority_retention_s: float = 24 * 3600.0
+    regular_max_events: int = 2_000
+    regular_max_bytes: int = 4 * _MiB
+    regular_retention_s: float = 4 * 3600.0
+    overflow: Overflow = "remove_oldest_regular"
+    rules: tuple[PriorityRule, ...] = DEFAULT_RULES
+
+    def __post_init__(self) -> None:
+        for name in ("priority_max_events", "priority_max_bytes", "regular_max_events", "regular_max_bytes"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+        for name in ("priority_retention_s", "regular_retention_s"):
+            value = getattr(self, name)
+            if value < 0:
+                raise ConfigError(f"{name} must be >= 0 seconds (0 = keep until evicted), got {value!r}")
+
+    def classifier(self) -> Classifier:
+        """A classifier for `rules` (raises `ConfigError` for a bad rule)."""
+        return Classifier(self.rules)
+
+    def merged(self, changes: Mapping[str, Any]) -> TenantConfig:
+        """A new config with `changes` applied, validated (raises `ConfigError`)."""
+        base = msgspec.to_builtins(self)
+        base.update(changes)
+        return tenant_config_from(base, where="tenant config")
+
+
+def tenant_config_from(data: Mapping[str, Any], *, where: str) -> TenantConfig:
+    """Build a validated `TenantConfig` from plain data (TOML, JSON, env)."""
+    try:
+        config = msgspec.convert(dict(data), TenantConfig, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    config.classifier()  # compile the rules now, so a bad rule fails here
+    return config

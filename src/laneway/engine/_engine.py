@@ -1,0 +1,763 @@
+"""The Engine facade: what a Python program embeds.
+
+Threads an engine runs: one WAL writer (which also applies commits), one
+actor per tenant and per active session, and a sweeper that expires idle
+buckets. The caller's thread validates and encodes each item (so bad input
+fails at the call, before anything is queued) and waits, if it waits, on a
+future that the commit thread completes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pykka
+
+from ..actors import (
+    Activate,
+    CommitApplier,
+    SessionState,
+    Sink,
+    StateTable,
+    Submission,
+    SubmitMessage,
+    TenantActor,
+    TenantContext,
+    Ticket,
+)
+from ..core import (
+    PRIORITY_LEVELS,
+    BucketStatistics,
+    BufferedEvent,
+    ConfigError,
+    DualBucket,
+    EngineClosed,
+    Event,
+    InvalidEvent,
+    InvalidPayload,
+    LanewayError,
+    PayloadTooLarge,
+    Receipt,
+    Statistics,
+    StorageError,
+    TenantConfig,
+    check_priority,
+    decode_event,
+    encode,
+    merge_recent,
+    validate_dedupe_key,
+    validate_session,
+    validate_source,
+    validate_tenant,
+    validate_type,
+)
+from ..persistence import DataDirLock, LmdbLog, Log, MemoryLog, WalWriter, now_ms
+from ._config import EngineConfig, load_config
+from ._subscription import Subscription, SubscriptionHub
+
+__all__ = ["Engine", "EngineOverloaded"]
+
+log = logging.getLogger("laneway.engine")
+
+_ITEM_KEYS = frozenset({"tenant", "session", "type", "payload", "dedupe_key", "source", "priority"})
+
+
+class EngineOverloaded(LanewayError):
+    """More work is in flight than ``max_inflight_events``/``_bytes`` allow,
+    and the call was one that never waits (`Engine.send`)."""
+
+
+_open_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_engines() -> None:
+    # Actor threads are daemons, so a program that forgets close() still
+    # exits; this gives its queued work a chance to commit first.
+    for engine in list(_open_engines):
+        try:
+            engine.close()
+        except Exception:
+            log.exception("closing an engine at exit failed")
+
+
+class Engine:
+    """An embedded laneway engine. Create it with `Engine.open`.
+
+    All methods are thread-safe. `submit`, `submit_many` and `close` block
+    the calling thread; `send` never blocks; `asubmit` awaits in trio.
+    """
+
+    def __init__(self, *, config: EngineConfig, log_: Log, lock: DataDirLock | None, path: Path | None) -> None:
+        self.config = config
+        self.path = path
+        self._log = log_
+        self._lock = lock
+        self._table = StateTable(config.memory_budget_bytes)
+        self._applier = CommitApplier(self._table)
+        self._writer = WalWriter(
+            log_,
+            self._applier.apply,
+            self._applier.fail,
+            max_events=config.commit_max_events,
+            max_bytes=config.commit_max_bytes,
+            delay_s=config.commit_delay_ms / 1000.0,
+        )
+        self._hub = SubscriptionHub()
+        self._applier.add_sink(self._hub)
+        self._contexts: dict[str, TenantContext] = {}
+        self._tenant_configs: dict[str, TenantConfig] = dict(config.tenants)
+        self._tenants: dict[str, pykka.ActorRef[Any]] = {}
+        self._routes: dict[tuple[str, str], pykka.ActorRef[Any]] = {}
+        self._setup_lock = threading.Lock()
+        # Admission: in-flight accounting and the closing flag share one
+        # condition, so close() can wait for in-flight work to reach zero
+        # knowing no new work slips in after it looked.
+        self._admission = threading.Condition()
+        self._inflight = 0
+        self._inflight_bytes = 0
+        self._closing = False
+        self._closed = threading.Event()
+        self._sweeper_stop = threading.Event()
+        self._sweeper = threading.Thread(target=self._sweep, name="laneway-sweeper", daemon=True)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        config: EngineConfig | str | os.PathLike[str] | None = None,
+    ) -> Engine:
+        """Open (or create) the engine whose data lives in directory `path`.
+
+        path: the data directory; None gives a memory-only engine with the
+            same API (nothing survives close).
+        config: an `EngineConfig`, a TOML file path (layered under the
+            ``LANEWAY_*`` environment), or None for the defaults layered
+            under the environment (and the file ``LANEWAY_CONFIG`` names).
+
+        Raises `DataDirLocked` if another engine has `path` open.
+        """
+        if isinstance(config, EngineConfig):
+            resolved = config
+        elif config is None:
+            resolved = load_config(os.environ.get("LANEWAY_CONFIG"))
+        elif isinstance(config, (str, os.PathLike)):
+            resolved = load_config(config)
+        else:
+            raise ConfigError(f"config must be an EngineConfig, a TOML path or None, got {type(config).__name__}")
+        lock: DataDirLock | None = None
+        log_: Log | None = None
+        directory: Path | None = None
+        try:
+            if path is None:
+                log_ = MemoryLog()
+            else:
+                directory = Path(path)
+                directory.mkdir(parents=True, exist_ok=True)
+                lock = DataDirLock(directory)
+                lock.acquire()
+                log_ = LmdbLog(directory / "wal", sync=resolved.fsync, map_size=resolved.map_size_bytes)
+            engine = cls(config=resolved, log_=log_, lock=lock, path=directory)
+            engine._restore()
+            engine._writer.start()
+            if resolved.sweep_interval_s > 0:
+                engine._sweeper.start()
+        except BaseException:
+            if log_ is not None:
+                log_.close()
+            if lock is not None:
+                lock.release()
+            raise
+        _open_engines.add(engine)
+        return engine
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Finish in-flight work, commit it, stop every thread, release the data dir.
+
+        Calls made after close starts raise `EngineClosed`. Idempotent; a
+        second caller waits for the first to finish.
+        """
+        with self._admission:
+            if self._closing:
+                first = False
+            else:
+                first = True
+                self._closing = True
+                self._admission.notify_all()
+            while first and self._inflight:
+                self._admission.wait()
+        if not first:
+            self._closed.wait()
+            return
+        try:
+            self._sweeper_stop.set()
+            if self._sweeper.is_alive():
+                self._sweeper.join()
+            for ref in list(self._tenants.values()):
+                ref.stop(block=True)
+            self._tenants.clear()
+            self._writer.stop()
+            self._hub.close_all()
+            self._log.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+            _open_engines.discard(self)
+            self._closed.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    # -- submitting ----------------------------------------------------------
+
+    def submit(
+        self,
+        tenant: str,
+        session: str,
+        type: str,
+        payload: Any = None,
+        *,
+        dedupe_key: str | None = None,
+        source: str | None = None,
+        priority: int | None = None,
+    ) -> Receipt:
+        """Append one event; return its `Receipt` once it is durable.
+
+        A `dedupe_key` seen before for this tenant returns the original
+        receipt with ``duplicate=True`` and writes nothing. `priority`
+        (0-3) overrides the tenant's rules. Waits if too much work is in
+        flight (``max_inflight_*``).
+        """
+        return self._send_one(tenant, session, type, payload, dedupe_key, source, priority, block=True).result()
+
+    def send(
+        self,
+        tenant: str,
+        session: str,
+        type: str,
+        payload: Any = None,
+        *,
+        dedupe_key: str | None = None,
+        source: str | None = None,
+        priority: int | None = None,
+    ) -> Future[Receipt]:
+        """`submit` without waiting: the future completes after the commit.
+
+        Never blocks: raises `EngineOverloaded` instead when the in-flight
+        limit is reached. Callbacks added to the future run on laneway's
+        commit thread; keep them short.
+        """
+        return self._send_one(tenant, session, type, payload, dedupe_key, source, priority, block=False)
+
+    async def asubmit(
+        self,
+        tenant: str,
+        session: str,
+        type: str,
+        payload: Any = None,
+        *,
+        dedupe_key: str | None = None,
+        source: str | None = None,
+        priority: int | None = None,
+    ) -> Receipt:
+        """`submit` for trio: awaits the commit without blocking the event loop.
+
+        If the calling task is cancelled, the event may still be written
+        (it was handed over); resubmit with the same dedupe key to be sure.
+        """
+        from ._trio import await_future, wait_for_capacity
+
+        while True:
+            try:
+                future = self.send(
+                    tenant, session, type, payload, dedupe_key=dedupe_key, source=source, priority=priority
+                )
+                break
+            except EngineOverloaded:
+                await wait_for_capacity(self)
+        return await await_future(future)
+
+    def submit_many(self, items: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[Receipt]:
+        """Append a batch; one receipt per item, in order, once all are durable.
+
+        Items are ``(tenant, session, type, payload)`` tuples (payload
+        optional) or dicts with those keys plus optional ``dedupe_key``,
+        ``source`` and ``priority``. Every item is validated before anything
+        is written: one bad item raises and nothing of the batch is written.
+        """
+        grouped: dict[tuple[str, str], list[Submission]] = {}
+        count = 0
+        nbytes = 0
+        for index, item in enumerate(items):
+            tenant, session, submission = self._parse_item(index, item)
+            grouped.setdefault((tenant, session), []).append(submission)
+            count += 1
+            nbytes += len(submission.payload)
+        if not count:
+            return []
+        future: Future[list[Receipt]] = Future()
+        self._admit(count, nbytes, block=True)
+        ticket = Ticket(count, future, single=False, on_done=lambda: self._release(count, nbytes))
+        for (tenant, session), submissions in grouped.items():
+            self._dispatch(tenant, session, submissions, ticket)
+        return future.result()
+
+    def _send_one(
+        self,
+        tenant: str,
+        session: str,
+        type_: str,
+        payload: Any,
+        dedupe_key: str | None,
+        source: str | None,
+        priority: int | None,
+        *,
+        block: bool,
+    ) -> Future[Any]:
+        validate_tenant(tenant)
+        validate_session(session)
+        submission = self._prepare(0, type_, payload, dedupe_key, source, priority)
+        nbytes = len(submission.payload)
+        future: Future[Receipt] = Future()
+        self._admit(1, nbytes, block=block)
+        ticket = Ticket(1, future, single=True, on_done=lambda: self._release(1, nbytes))
+        self._dispatch(tenant, session, [submission], ticket)
+        return future
+
+    def _prepare(
+        self,
+        index: int,
+        type_: Any,
+        payload: Any,
+        dedupe_key: Any,
+        source: Any,
+        priority: Any,
+    ) -> Submission:
+        validate_type(type_)
+        validate_dedupe_key(dedupe_key)
+        validate_source(source)
+        if priority is not None:
+            check_priority(priority)
+        try:
+            raw = encode(payload)
+        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+            raise InvalidPayload(
+                f"payload of {type_!r} cannot be encoded: {exc}; use JSON-like values "
+                "(dict, list, str, int, float, bool, None)"
+            ) from None
+        if len(raw) > self.config.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"payload of {type_!r} is {len(raw)} bytes encoded; the limit is "
+                f"{self.config.max_payload_bytes} (max_payload_bytes)"
+            )
+        return Submission(type_, raw, priority, dedupe_key, source, index)
+
+    def _parse_item(self, index: int, item: Any) -> tuple[str, str, Submission]:
+        try:
+            if isinstance(item, Mapping):
+                unknown = set(item) - _ITEM_KEYS
+                if unknown:
+                    raise InvalidEvent(f"unknown key(s) {sorted(unknown)}")
+                tenant = validate_tenant(item["tenant"])
+                session = validate_session(item["session"])
+                submission = self._prepare(
+                    index,
+                    item["type"],
+                    item.get("payload"),
+                    item.get("dedupe_key"),
+                    item.get("source"),
+                    item.get("priority"),
+                )
+            elif isinstance(item, (tuple, list)) and len(item) in (3, 4):
+                tenant = validate_tenant(item[0])
+                session = validate_session(item[1])
+                submission = self._prepare(index, item[2], item[3] if len(item) == 4 else None, None, None, None)
+            else:
+                raise InvalidEvent(
+                    "must be a (tenant, session, type, payload) tuple or a dict with those keys"
+                )
+        except KeyError as exc:
+            raise InvalidEvent(f"batch item {index} has no {exc.args[0]!r}") from None
+        except LanewayError as exc:
+            # Same class, with the item's position: the caller sees which one.
+            raise type(exc)(f"batch item {index}: {exc}") from None
+        return tenant, session, submission
+
+    def _admit(self, count: int, nbytes: int, *, block: bool) -> None:
+        max_events = self.config.max_inflight_events
+        max_bytes = self.config.max_inflight_bytes
+        with self._admission:
+            while True:
+                self._check_open()
+                # An oversized batch is let through when nothing else is in
+                # flight; otherwise it could never be admitted.
+                over = self._inflight > 0 and (
+                    (max_events and self._inflight + count > max_events)
+                    or (max_bytes and self._inflight_bytes + nbytes > max_bytes)
+                )
+                if not over:
+                    break
+                if not block:
+                    raise EngineOverloaded(
+                        f"{self._inflight} events ({self._inflight_bytes} bytes) are in flight; "
+                        "retry later, use submit() to wait, or raise max_inflight_events/_bytes"
+                    )
+                self._admission.wait()
+            self._inflight += count
+            self._inflight_bytes += nbytes
+
+    def _release(self, count: int, nbytes: int) -> None:
+        with self._admission:
+            self._inflight -= count
+            self._inflight_bytes -= nbytes
+            self._admission.notify_all()
+
+    def wait_for_capacity(self, timeout: float | None = None) -> bool:
+        """Block until a `send` of one event would be admitted (or closing)."""
+        max_events = self.config.max_inflight_events
+        max_bytes = self.config.max_inflight_bytes
+        with self._admission:
+            return self._admission.wait_for(
+                lambda: self._closing
+                or not self._inflight
+                or (
+                    (not max_events or self._inflight < max_events)
+                    and (not max_bytes or self._inflight_bytes < max_bytes)
+                ),
+                timeout,
+            )
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise EngineClosed("the engine is closed; open it again to submit")
+        failure = self._writer.failure
+        if failure is not None:
+            raise StorageError(f"the WAL failed earlier ({failure}); reopen the engine to resume")
+
+    def _dispatch(self, tenant: str, session: str, items: list[Submission], ticket: Ticket) -> None:
+        message = SubmitMessage(items, ticket)
+        ref = self._routes.get((tenant, session))
+        if ref is None:
+            ref = self._activate(tenant, session)
+        try:
+            ref.tell(message)
+        except pykka.ActorDeadError:
+            # Stopped between lookup and tell; activate afresh. The dead
+            # actor never saw this message, so order is kept.
+            self._routes.pop((tenant, session), None)
+            self._activate(tenant, session).tell(message)
+
+    def _activate(self, tenant: str, session: str) -> pykka.ActorRef[Any]:
+        tenant_ref = self._tenants.get(tenant)
+        if tenant_ref is None:
+            with self._setup_lock:
+                tenant_ref = self._tenants.get(tenant)
+                if tenant_ref is None:
+                    tenant_ref = TenantActor.start(self._context(tenant), self._table, self._writer, self._routes)
+                    self._tenants[tenant] = tenant_ref
+        ref: pykka.ActorRef[Any] = tenant_ref.ask(Activate(session))
+        return ref
+
+    def _context(self, tenant: str) -> TenantContext:
+        ctx = self._contexts.get(tenant)
+        if ctx is None:
+            with self._table.lock:
+                ctx = self._contexts.get(tenant)
+                if ctx is None:
+                    ctx = TenantContext(tenant, self.tenant_config(tenant), self._log)
+                    self._contexts[tenant] = ctx
+        return ctx
+
+    # -- configuration -------------------------------------------------------
+
+    def tenant_config(self, tenant: str) -> TenantConfig:
+        """The settings `tenant` runs with now (including runtime changes)."""
+        return self._tenant_configs.get(tenant, self.config.defaults)
+
+    def configure(self, tenant: str, **changes: Any) -> TenantConfig:
+        """Change a tenant's settings now, without a restart; return the result.
+
+        Accepts any `TenantConfig` field: bucket limits, retention, overflow
+        strategy, rules (a list of `PriorityRule` or dicts). Buckets shrink
+        immediately if the new limits are smaller (evictions are counted).
+        Lasts until the engine closes. Raises `ConfigError` and changes
+        nothing if any value is invalid.
+        """
+        validate_tenant(tenant)
+        if "rules" in changes:
+            changes["rules"] = [msgspec.to_builtins(r) if isinstance(r, msgspec.Struct) else r for r in changes["rules"]]
+        with self._table.lock:
+            new = self.tenant_config(tenant).merged(changes)
+            self._tenant_configs[tenant] = new
+            ctx = self._contexts.get(tenant)
+            if ctx is not None:
+                ctx.rules = (new, new.classifier())
+            now = now_ms()
+            for state in self._table.tenant(tenant).values():
+                state.bucket.reconfigure(new, now)
+        return new
+
+    # -- queries -------------------------------------------------------------
+
+    def recent(
+        self,
+        tenant: str,
+        session: str | None = None,
+        *,
+        limit: int = 100,
+        min_priority: int = 0,
+        types: Collection[str] | None = None,
+    ) -> list[Event]:
+        """Buffered events, priority first: every priority event that fits in
+        `limit`, then the newest regular ones, in commit order. Without
+        `session`, across all of the tenant's sessions."""
+        validate_tenant(tenant)
+        if session is not None:
+            validate_session(session)
+        _check_limit(limit)
+        check_priority(min_priority)
+        wanted = frozenset(types) if types is not None else None
+        now = now_ms()
+        with self._table.lock:
+            if session is not None:
+                state = self._table.get(tenant, session)
+                if state is None:
+                    return []
+                state.bucket.expire(now)
+                chosen = state.bucket.recent(limit, min_priority, wanted)
+            else:
+                states = list(self._table.tenant(tenant).values())
+                for state in states:
+                    state.bucket.expire(now)
+                chosen = merge_recent((s.bucket for s in states), limit, min_priority, wanted)
+        return [entry.event() for entry in chosen]
+
+    def events(self, tenant: str, session: str, after_seq: int = 0, limit: int = 1000) -> list[Event]:
+        """A session's full history from the WAL (including what the buckets
+        evicted): up to `limit` events with seq > `after_seq`, in seq order."""
+        validate_tenant(tenant)
+        validate_session(session)
+        if type(after_seq) is not int or after_seq < 0:
+            raise InvalidEvent(f"after_seq must be an int >= 0, got {after_seq!r}")
+        _check_limit(limit)
+        return [decode_event(data) for data in self._log.read_session(tenant, session, after_seq, limit)]
+
+    def sessions(self, tenant: str) -> list[str]:
+        """Names of the tenant's known sessions (those with at least one event)."""
+        validate_tenant(tenant)
+        with self._table.lock:
+            return sorted(s.session for s in self._table.tenant(tenant).values() if s.committed_seq)
+
+    def tenants(self) -> list[str]:
+        with self._table.lock:
+            return sorted(self._table.tenants())
+
+    def statistics(self, tenant: str | None = None, session: str | None = None) -> Statistics:
+        """Counts by priority, bucket fill, evictions, dedupe hits, last LSN;
+        at engine scope also memory and group-commit figures."""
+        if session is not None and tenant is None:
+            raise InvalidEvent("statistics(session=...) needs the tenant too")
+        if tenant is not None:
+            validate_tenant(tenant)
+        if session is not None:
+            validate_session(session)
+        now = now_ms()
+        with self._table.lock:
+            if session is not None:
+                state = self._table.get(tenant, session)  # type: ignore[arg-type]
+                states = [state] if state is not None else []
+            elif tenant is not None:
+                states = list(self._table.tenant(tenant).values())
+            else:
+                states = list(self._table)
+            for state in states:
+                state.bucket.expire(now)
+            stats = self._aggregate(tenant, session, states)
+        return stats
+
+    def _aggregate(self, tenant: str | None, session: str | None, states: list[SessionState]) -> Statistics:
+        counts = [0, 0, 0, 0]
+        evicted = expired = budget_evicted = rejected = dedupe_hits = 0
+        p_events = p_bytes = r_events = r_bytes = 0
+        last_lsn = 0
+        for state in states:
+            bucket = state.bucket
+            for level in PRIORITY_LEVELS:
+                counts[level] += state.counts[level]
+            c = bucket.counters
+            evicted += c.evicted
+            expired += c.expired
+            budget_evicted += c.budget_evicted
+            rejected += c.rejected
+            dedupe_hits += state.dedupe_hits
+            p_events += len(bucket.priority)
+            p_bytes += bucket.priority_bytes
+            r_events += len(bucket.regular)
+            r_bytes += bucket.regular_bytes
+            last_lsn = max(last_lsn, state.last_lsn)
+        config = self.tenant_config(tenant) if tenant is not None else self.config.defaults
+        single = states[0] if session is not None and states else None
+        engine_scope = tenant is None
+        return Statistics(
+            tenant=tenant,
+            session=session,
+            sessions=sum(1 for s in states if s.committed_seq),
+            events=sum(counts),
+            by_priority=dict(enumerate(counts)),
+            priority_bucket=BucketStatistics(
+                p_events, p_bytes, config.priority_max_events, config.priority_max_bytes, config.priority_retention_s
+            ),
+            regular_bucket=BucketStatistics(
+                r_events, r_bytes, config.regular_max_events, config.regular_max_bytes, config.regular_retention_s
+            ),
+            evicted=evicted,
+            expired=expired,
+            budget_evicted=budget_evicted,
+            rejected=rejected,
+            dedupe_hits=dedupe_hits,
+            last_lsn=self._log.last_lsn if engine_scope else last_lsn,
+            last_seq=single.committed_seq if single is not None else None,
+            epoch=single.epoch if single is not None else None,
+            memory_used_bytes=self._table.budget.used if engine_scope else None,
+            memory_budget_bytes=self.config.memory_budget_bytes if engine_scope else None,
+            commit=self._writer.statistics() if engine_scope else None,
+        )
+
+    # -- subscriptions and sinks --------------------------------------------
+
+    def subscribe(
+        self,
+        tenant: str,
+        *,
+        sessions: Collection[str] | None = None,
+        types: Collection[str] | None = None,
+        min_priority: int = 0,
+        resume: Mapping[str, int] | None = None,
+        max_pending: int = 10_000,
+    ) -> Subscription:
+        """Committed events of `tenant` from now on, each session in seq order.
+
+        resume: {session: last_seq seen}; those sessions' later events are
+            replayed from the WAL first, then live events follow with no gap
+            and no repeat.
+        max_pending: how far the consumer may fall behind before it gets
+            `SubscriptionOverflow` (which says where to resume from).
+        """
+        validate_tenant(tenant)
+        for name in sessions or ():
+            validate_session(name)
+        check_priority(min_priority)
+        if type(max_pending) is not int or max_pending < 1:
+            raise InvalidEvent(f"max_pending must be an int >= 1, got {max_pending!r}")
+        resume = dict(resume or {})
+        for name, seq in resume.items():
+            validate_session(name)
+            if type(seq) is not int or seq < 0:
+                raise InvalidEvent(f"resume[{name!r}] must be an int >= 0, got {seq!r}")
+        self._check_open()
+        sub = Subscription(
+            tenant,
+            sessions=sessions,
+            types=types,
+            min_priority=min_priority,
+            max_pending=max_pending,
+            on_close=self._hub.remove,
+        )
+        sub._begin_replay(resume)
+        # Register before reading the WAL: an event committed meanwhile is
+        # either in the read or arrives live (or both, and is dropped by seq).
+        self._hub.add(sub)
+        missed: list[Event] = []
+        for name, seq in resume.items():
+            after = seq
+            while True:
+                page = self.events(tenant, name, after, 1000)
+                missed.extend(page)
+                if len(page) < 1000:
+                    break
+                after = page[-1].seq
+        sub._finish_replay(missed)
+        return sub
+
+    def add_sink(self, sink: Sink) -> None:
+        """Receive every committed event (all tenants) on the commit thread.
+
+        This is how the gateway attaches: the engine never imports it.
+        `sink.publish(events)` must return quickly and never block.
+        """
+        self._applier.add_sink(sink)
+
+    def remove_sink(self, sink: Sink) -> None:
+        self._applier.remove_sink(sink)
+
+    # -- restore and housekeeping --------------------------------------------
+
+    def _restore(self) -> None:
+        """Rebuild every session's seq, epoch, counts and buckets from the WAL."""
+        now = now_ms()
+        restored = 0
+        with self._table.lock:
+            for tenant, session, meta in self._log.iter_sessions():
+                ctx = self._context(tenant)
+                config = ctx.config
+                bucket = DualBucket(config, self._table.budget)
+                state = SessionState(
+                    ctx,
+                    session,
+                    epoch=meta.epoch,
+                    bucket=bucket,
+                    last_seq=meta.last_seq,
+                    last_ts=meta.last_ts,
+                    last_lsn=meta.last_lsn,
+                    counts=meta.counts,
+                )
+                horizon = max(config.priority_retention_s, config.regular_retention_s)
+                min_ts = now - int(horizon * 1000) if config.priority_retention_s and config.regular_retention_s else 0
+                # Under remove_oldest_regular priority events may borrow the
+                # regular bucket's room, so look for up to both rooms' worth.
+                priority_room = config.priority_max_events
+                if config.overflow == "remove_oldest_regular":
+                    priority_room += config.regular_max_events
+                for data in self._log.bucket_tail(tenant, session, priority_room, config.regular_max_events, min_ts):
+                    bucket.offer(BufferedEvent.from_record(data), now)
+                # What the rebuild evicted or expired was gone before the
+                # restart too: restart the counters from zero.
+                bucket.counters.__init__()
+                self._table.add(state)
+                restored += 1
+            self._table.budget.enforce()
+            for state in self._table:
+                state.bucket.counters.budget_evicted = 0
+        if restored:
+            log.info("restored %d sessions up to LSN %d", restored, self._log.last_lsn)
+
+    def _sweep(self) -> None:
+        interval = self.config.sweep_interval_s
+        while not self._sweeper_stop.wait(interval):
+            now = now_ms()
+            with self._table.lock:
+                for state in self._table:
+                    state.bucket.expire(now)
+
+
+def _check_limit(limit: object) -> None:
+    if type(limit) is not int or not 1 <= limit <= 100_000:
+        raise InvalidEvent(f"limit must be an int from 1 to 100000, got {limit!r}")

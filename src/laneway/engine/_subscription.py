@@ -1,0 +1,249 @@
+"""In-process subscriptions: committed events, in order, to threads or trio tasks.
+
+A `Subscription` is fed on the commit thread (it is a sink) and read by its
+consumer, either by iterating it on a thread or with ``async for`` in trio.
+Each session's events arrive in seq order. With ``resume={session:
+last_seq}``, the events the consumer missed are read from the WAL first;
+the subscription is registered before that read, and live events a replay
+already delivered are dropped by seq, so the hand-over loses and repeats
+nothing.
+
+The queue is bounded (``max_pending``). A consumer that falls further behind
+gets `SubscriptionOverflow` carrying the last seq it received per session,
+from which a new subscription resumes without loss; laneway never drops
+events from a subscription silently.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from ..core import Event, LanewayError, SubscriptionOverflow
+
+__all__ = ["Subscription", "SubscriptionHub"]
+
+
+class Subscription:
+    """Committed events of one tenant that pass the filters.
+
+    Iterate it (blocking) or ``async for`` it (trio); `close` ends both.
+    `get` waits up to a timeout. Methods may be called from any thread.
+    """
+
+    def __init__(
+        self,
+        tenant: str,
+        *,
+        sessions: Collection[str] | None,
+        types: Collection[str] | None,
+        min_priority: int,
+        max_pending: int,
+        on_close: Callable[[Subscription], None],
+    ) -> None:
+        self.tenant = tenant
+        self.sessions = frozenset(sessions) if sessions is not None else None
+        self.types = frozenset(types) if types is not None else None
+        self.min_priority = min_priority
+        self.max_pending = max_pending
+        self._on_close = on_close
+        self._queue: deque[Event] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._error: LanewayError | None = None
+        # Highest seq queued per session (drops replay/live overlap) and
+        # highest seq handed to the consumer (what an overflow reports).
+        self._queued: dict[str, int] = {}
+        self._delivered: dict[str, int] = {}
+        self._wakers: list[Callable[[], None]] = []
+        self._held: list[Event] | None = None
+
+    # -- feeding (commit thread, or the subscribing thread during replay) --
+
+    def _matches(self, event: Event) -> bool:
+        return (
+            event.priority >= self.min_priority
+            and (self.sessions is None or event.session in self.sessions)
+            and (self.types is None or event.type in self.types)
+        )
+
+    def _offer(self, events: Sequence[Event]) -> None:
+        """Commit thread: queue this tenant's newly committed events."""
+        with self._cond:
+            if self._closed:
+                return
+            if self._held is not None:
+                # A replay is being read; keep live events until it is queued.
+                self._held.extend(e for e in events if self._matches(e))
+                return
+            before = len(self._queue)
+            self._enqueue(e for e in events if self._matches(e))
+            if len(self._queue) != before or self._error is not None:
+                self._wake()
+
+    def _enqueue(self, events: Iterable[Event]) -> None:
+        queued = self._queued
+        for event in events:
+            if event.seq <= queued.get(event.session, 0):
+                continue  # the replay already queued it
+            queued[event.session] = event.seq
+            self._queue.append(event)
+        if len(self._queue) > self.max_pending:
+            self._error = SubscriptionOverflow(
+                f"subscriber fell more than {self.max_pending} events behind; "
+                "resume from exc.last_seqs with a new subscription",
+                dict(self._delivered),
+            )
+            self._queue.clear()
+            self._closed = True
+
+    def _begin_replay(self, resume: Mapping[str, int]) -> None:
+        """Before registering: start after `resume` and hold live events."""
+        self._queued.update(resume)
+        self._delivered.update(resume)
+        self._held = []
+
+    def _finish_replay(self, missed: Sequence[Event]) -> None:
+        """Queue the missed events, then the live ones held meanwhile."""
+        with self._cond:
+            held, self._held = self._held or [], None
+            self._enqueue(e for e in missed if self._matches(e))
+            self._enqueue(held)
+            if self._queue or self._error is not None:
+                self._wake()
+
+    def _wake(self) -> None:
+        self._cond.notify_all()
+        wakers, self._wakers = self._wakers, []
+        for wake in wakers:
+            wake()
+
+    # -- consuming -----------------------------------------------------------
+
+    def get(self, timeout: float | None = None) -> Event | None:
+        """The next event; None if `timeout` passed first or the subscription
+        is closed. Raises `SubscriptionOverflow` if the consumer fell behind."""
+        with self._cond:
+            if not self._queue and not self._closed:
+                self._cond.wait(timeout)
+            return self._pop_locked()
+
+    def get_nowait(self) -> Event | None:
+        """The next event if one is queued, else None (never waits)."""
+        with self._cond:
+            return self._pop_locked()
+
+    def _pop_locked(self) -> Event | None:
+        if self._queue:
+            event = self._queue.popleft()
+            self._delivered[event.session] = event.seq
+            return event
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def last_seqs(self) -> dict[str, int]:
+        """Last seq handed to the consumer, per session (pass as ``resume``)."""
+        with self._cond:
+            return dict(self._delivered)
+
+    def __iter__(self) -> Iterator[Event]:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                event = self._pop_locked()
+            if event is None:
+                return
+            yield event
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        import trio
+
+        while True:
+            with self._cond:
+                event = self._pop_locked()
+                if event is not None:
+                    return event
+                if self._closed:
+                    raise StopAsyncIteration
+                ready = trio.Event()
+                token = trio.lowlevel.current_trio_token()
+                self._wakers.append(_trio_waker(token, ready))
+            await ready.wait()
+
+    def close(self) -> None:
+        """Stop receiving; iteration ends after what is already queued."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._wake()
+        self._on_close(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _trio_waker(token: Any, ready: Any) -> Callable[[], None]:
+    def wake() -> None:
+        try:
+            token.run_sync_soon(ready.set)
+        except Exception:  # the trio run already finished: nobody to wake
+            pass
+
+    return wake
+
+
+class SubscriptionHub:
+    """The sink that feeds every open subscription of every tenant."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_tenant: dict[str, tuple[Subscription, ...]] = {}
+
+    def add(self, sub: Subscription) -> None:
+        with self._lock:
+            self._by_tenant[sub.tenant] = (*self._by_tenant.get(sub.tenant, ()), sub)
+
+    def remove(self, sub: Subscription) -> None:
+        with self._lock:
+            remaining = tuple(s for s in self._by_tenant.get(sub.tenant, ()) if s is not sub)
+            if remaining:
+                self._by_tenant[sub.tenant] = remaining
+            else:
+                self._by_tenant.pop(sub.tenant, None)
+
+    def publish(self, events: Sequence[Event]) -> None:
+        by_tenant = self._by_tenant
+        if not by_tenant:
+            return
+        grouped: dict[str, list[Event]] = {}
+        for event in events:
+            if event.tenant in by_tenant:
+                grouped.setdefault(event.tenant, []).append(event)
+        for tenant, tenant_events in grouped.items():
+            for sub in by_tenant.get(tenant, ()):
+                sub._offer(tenant_events)
+
+    def close_all(self) -> None:
+        with self._lock:
+            subs = [s for group in self._by_tenant.values() for s in group]
+        for sub in subs:
+            sub.close()

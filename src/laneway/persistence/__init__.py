@@ -1,0 +1,27 @@
+"""Durable storage: the LMDB write-ahead log, its writer thread, the data-dir lock.
+
+Depends only on `laneway.core`. Nothing here knows about actors: batches
+carry an opaque token that the layer above uses to find its waiters.
+"""
+
+from ._lock import DataDirLock as DataDirLock
+from ._log import (
+    FORMAT_VERSION as FORMAT_VERSION,
+    LmdbLog as LmdbLog,
+    Log as Log,
+    MemoryLog as MemoryLog,
+    WriteBatch as WriteBatch,
+    now_ms as now_ms,
+)
+from ._writer import WalWriter as WalWriter
+
+__all__ = [
+    "DataDirLock",
+    "FORMAT_VERSION",
+    "LmdbLog",
+    "Log",
+    "MemoryLog",
+    "WriteBatch",
+    "now_ms",
+    "WalWriter",
+]
