@@ -59,13 +59,15 @@ class CommitApplier:
                 state = token.state
                 bucket = state.bucket
                 counts = state.counts
-                reserved = token.reserved
+                if token.reserved is not None:
+                    for event, size in zip(batch.events, token.reserved):
+                        bucket.release(event.priority, size)
                 lsn = batch.first_lsn
+                entries = []
                 for i, (event, data) in enumerate(zip(batch.events, batch.records)):
-                    if reserved is not None:
-                        bucket.release(event.priority, reserved[i])
-                    bucket.offer(BufferedEvent(lsn + i, event.seq, event.ts, event.priority, event.type, data), now)
+                    entries.append(BufferedEvent(lsn + i, event.seq, event.ts, event.priority, event.type, data))
                     counts[event.priority] += 1
+                bucket.offer_many(entries, now)
                 state.last_lsn = lsn + len(batch.events) - 1
                 state.committed_seq = batch.events[-1].seq
             if table.budget.over():

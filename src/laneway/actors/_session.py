@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import pykka
 
-from ..core import ENTRY_OVERHEAD, EXPLICIT, Event, decode_payload, encode
+from ..core import ENTRY_OVERHEAD, EXPLICIT, STAMP_GROWTH, Event, encode
 from ..persistence import WalWriter, WriteBatch, now_ms
 from ._state import SessionState, StateTable
 from ._ticket import Ticket
@@ -55,11 +55,6 @@ class BatchToken(msgspec.Struct, gc=False):
     ticket: Ticket
     indices: list[int]
     reserved: list[int] | None  # per event: bytes reserved under reject_new
-
-
-# An LSN encodes in at most 9 bytes of msgpack; sizing a record with this one
-# gives an upper bound for reject_new admission before the real LSN exists.
-_MAX_LSN = 2**64 - 1
 
 
 class SessionActor(pykka.ThreadingActor):
@@ -105,6 +100,7 @@ class SessionActor(pykka.ThreadingActor):
         tenant, session, epoch = state.tenant, state.session, state.epoch
         seq = state.next_seq
         events: list[Event] = []
+        encoded: list[bytes] = []
         indices: list[int] = []
         reserved: list[int] | None = [] if reject_new else None
         nbytes = 0
@@ -114,29 +110,32 @@ class SessionActor(pykka.ThreadingActor):
                 state.dedupe_hits += 1
                 continue
             if item.priority is None:
-                level, meta = classifier.classify(item.type, lambda raw=item.payload: decode_payload(raw))
+                level, meta = classifier.classify(item.type, item.payload)
             else:
                 level, meta = item.priority, EXPLICIT
             event = Event(
                 0, tenant, session, seq, epoch, ts, item.type, level, meta, item.source, key,
                 msgspec.Raw(item.payload),
             )
+            data = encode(event)
             if reserved is not None:
-                size = len(encode(msgspec.structs.replace(event, lsn=_MAX_LSN)))
+                # The stamped record's size is exact: what the bucket will hold.
+                size = len(data) + STAMP_GROWTH + ENTRY_OVERHEAD
                 with self._table.lock:
-                    admitted = state.bucket.try_reserve(level, size + ENTRY_OVERHEAD, now)
+                    admitted = state.bucket.try_reserve(level, size, now)
                 if not admitted:
                     ticket.reject(item.index)
                     if key is not None:
                         gate.abandon(key, lambda t, i: t.reject(i))
                     continue
-                reserved.append(size + ENTRY_OVERHEAD)
+                reserved.append(size)
             events.append(event)
+            encoded.append(data)
             indices.append(item.index)
-            nbytes += len(item.payload)
+            nbytes += len(data)
             seq += 1
         state.next_seq = seq
         state.last_ts = ts
         if events:
             token = BatchToken(state, ticket, indices, reserved)
-            self._writer.put(WriteBatch(tenant, session, events, nbytes, token))
+            self._writer.put(WriteBatch(tenant, session, events, encoded, nbytes, token))

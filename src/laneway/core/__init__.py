@@ -62,7 +62,9 @@ from ._schema import (
     decode_payload as decode_payload,
     decode_receipt as decode_receipt,
     decode_session_meta as decode_session_meta,
+    STAMP_GROWTH as STAMP_GROWTH,
     encode as encode,
+    stamp_lsn as stamp_lsn,
 )
 from ._stats import (
     BucketStatistics as BucketStatistics,
@@ -127,6 +129,8 @@ __all__ = [
     "decode_receipt",
     "decode_session_meta",
     "encode",
+    "stamp_lsn",
+    "STAMP_GROWTH",
     "BucketStatistics",
     "CommitStatistics",
     "Statistics",

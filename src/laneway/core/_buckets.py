@@ -25,7 +25,7 @@ from __future__ import annotations
 import heapq
 import sys
 from collections import deque
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Literal
 
 import msgspec
@@ -204,19 +204,27 @@ class DualBucket:
         self._pending[base + 1] = max(0, self._pending[base + 1] - size)
 
     def offer(self, entry: BufferedEvent, now_ms: int) -> list[BufferedEvent]:
-        """Buffer a committed event; return what was evicted to make room
-        (possibly `entry` itself, if it is larger than the whole room).
-        Release the event's reservation, if it had one, before offering it."""
+        """Buffer one committed event; see `offer_many`."""
+        return self.offer_many((entry,), now_ms)
+
+    def offer_many(self, entries: Sequence[BufferedEvent], now_ms: int) -> list[BufferedEvent]:
+        """Buffer committed events (in seq order); return what was evicted to
+        make room, possibly some of `entries` themselves if they are larger
+        than the whole room. Release reservations before offering."""
         self.expire(now_ms)
-        size = entry.size
-        if entry.priority:
-            self.priority.append(entry)
-            self.priority_bytes += size
-        else:
-            self.regular.append(entry)
-            self.regular_bytes += size
+        priority, regular = self.priority, self.regular
+        added_p = added_r = 0
+        for entry in entries:
+            if entry.priority:
+                priority.append(entry)
+                added_p += len(entry.data) + ENTRY_OVERHEAD
+            else:
+                regular.append(entry)
+                added_r += len(entry.data) + ENTRY_OVERHEAD
+        self.priority_bytes += added_p
+        self.regular_bytes += added_r
         if self._budget is not None:
-            self._budget.track(self, entry)
+            self._budget.track(self, entries, added_p + added_r)
         return self._fit()
 
     def expire(self, now_ms: int) -> int:
@@ -257,7 +265,7 @@ class DualBucket:
 
     def _pop(self, fifo: deque[BufferedEvent]) -> BufferedEvent:
         entry = fifo.popleft()
-        size = entry.size
+        size = len(entry.data) + ENTRY_OVERHEAD
         if fifo is self.priority:
             self.priority_bytes -= size
         else:
@@ -269,6 +277,13 @@ class DualBucket:
     def _fit(self) -> list[BufferedEvent]:
         c = self.config
         evicted: list[BufferedEvent] = []
+        if (
+            len(self.priority) <= c.priority_max_events
+            and self.priority_bytes <= c.priority_max_bytes
+            and len(self.regular) <= c.regular_max_events
+            and self.regular_bytes <= c.regular_max_bytes
+        ):
+            return evicted  # within every limit of every strategy
         if c.overflow == "remove_oldest_regular":
             room_events = c.priority_max_events + c.regular_max_events
             room_bytes = c.priority_max_bytes + c.regular_max_bytes
@@ -331,12 +346,13 @@ class MemoryBudget:
     limit_bytes: 0 means no engine-wide limit (per-bucket limits still apply).
     """
 
-    __slots__ = ("limit_bytes", "used", "live", "_fifos")
+    __slots__ = ("limit_bytes", "used", "live", "_remembered", "_fifos")
 
     def __init__(self, limit_bytes: int) -> None:
         self.limit_bytes = limit_bytes
         self.used = 0
         self.live = 0
+        self._remembered = 0  # entries in the FIFOs, live or stale
         # (buckets, entries) per class, index 0 regular and 1 priority:
         # parallel deques rather than a deque of tuples, 48 bytes less per event.
         self._fifos: tuple[tuple[deque[DualBucket], deque[BufferedEvent]], ...] = (
@@ -344,13 +360,20 @@ class MemoryBudget:
             (deque(), deque()),
         )
 
-    def track(self, bucket: DualBucket, entry: BufferedEvent) -> None:
-        buckets, entries = self._fifos[1 if entry.priority else 0]
-        buckets.append(bucket)
-        entries.append(entry)
-        self.used += entry.size
-        self.live += 1
-        if len(self._fifos[0][1]) + len(self._fifos[1][1]) > 2 * self.live + 4096:
+    def track(self, bucket: DualBucket, entries: Sequence[BufferedEvent], nbytes: int) -> None:
+        """`entries` were just buffered in `bucket`, `nbytes` in all."""
+        (reg_buckets, reg_entries), (pri_buckets, pri_entries) = self._fifos
+        for entry in entries:
+            if entry.priority:
+                pri_buckets.append(bucket)
+                pri_entries.append(entry)
+            else:
+                reg_buckets.append(bucket)
+                reg_entries.append(entry)
+        self.used += nbytes
+        self.live += len(entries)
+        self._remembered += len(entries)
+        if self._remembered > 2 * self.live + 4096:
             self._compact()
 
     def untrack(self, size: int) -> None:
@@ -366,12 +389,14 @@ class MemoryBudget:
         for buckets, entries in self._fifos:  # regular first, then priority
             while self.over() and entries:
                 bucket, entry = buckets.popleft(), entries.popleft()
+                self._remembered -= 1
                 if bucket._holds(entry):
                     bucket._evict_head(entry)
                     evicted.append(entry)
         return evicted
 
     def _compact(self) -> None:
+        self._remembered = 0
         for buckets, entries in self._fifos:
             kept = [(b, e) for b, e in zip(buckets, entries) if b._holds(e)]
             buckets.clear()
@@ -379,6 +404,7 @@ class MemoryBudget:
             for b, e in kept:
                 buckets.append(b)
                 entries.append(e)
+            self._remembered += len(kept)
 
 
 def merge_recent(

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import msgspec
 
 from ._errors import ConfigError, InvalidPriority
-from ._schema import PRIORITY_LEVELS, PriorityMetadata
+from ._schema import PRIORITY_LEVELS, PriorityMetadata, decode_payload
 
 __all__ = [
     "PayloadPredicate",
@@ -179,8 +179,8 @@ class _Compiled:
 class Classifier:
     """Evaluates a tenant's rules; immutable once built.
 
-    `classify` takes the event type and a zero-argument function that returns
-    the decoded payload, called only when a candidate rule has predicates.
+    `classify` takes the event type and the msgpack-encoded payload, which
+    it decodes only when a candidate rule has payload predicates.
     """
 
     __slots__ = ("rules", "_by_type", "_wildcard", "_needs_payload")
@@ -202,13 +202,13 @@ class Classifier:
         """True if any rule has payload predicates."""
         return self._needs_payload
 
-    def classify(self, type_: str, payload: Callable[[], Any]) -> tuple[int, PriorityMetadata]:
+    def classify(self, type_: str, payload: bytes) -> tuple[int, PriorityMetadata]:
         candidates = self._by_type.get(type_, self._wildcard)
         decoded: Any = _MISSING
         for rule in candidates:
             if rule.tests:
                 if decoded is _MISSING:
-                    decoded = payload()
+                    decoded = decode_payload(payload)
                 if not all(test(decoded) for test in rule.tests):
                     continue
             return rule.level, rule.meta

@@ -25,6 +25,8 @@ __all__ = [
     "Receipt",
     "SessionMeta",
     "encode",
+    "stamp_lsn",
+    "STAMP_GROWTH",
     "decode_event",
     "decode_event_head",
     "decode_receipt",
@@ -152,6 +154,23 @@ _meta_decoder = msgspec.msgpack.Decoder(SessionMeta)
 _payload_decoder = msgspec.msgpack.Decoder()
 
 encode = _encoder.encode
+
+
+# Stamping an LSN into an already encoded event. Session actors encode each
+# event with lsn=0 (off the writer's serial path); the writer, which assigns
+# LSNs, swaps that first array element for the real one without re-encoding.
+# An LSN is stamped as a full uint64 (0xcf + 8 bytes), so the stamped record
+# is exactly 8 bytes longer than the unstamped one, a size known up front.
+_UNSTAMPED = _encoder.encode(Event(0, "", "", 0, 0, 0, "", 0, PriorityMetadata("default")))[:2]
+assert _UNSTAMPED[1:] == b"\x00", "lsn must be the first field of Event"
+_STAMP = _UNSTAMPED[:1] + b"\xcf"
+STAMP_GROWTH = 8
+
+
+def stamp_lsn(unstamped: bytes, lsn: int) -> bytes:
+    """The record `unstamped` (an encoded Event with lsn=0) with `lsn` set."""
+    return _STAMP + lsn.to_bytes(8, "big") + unstamped[2:]
+
 decode_event = _event_decoder.decode
 decode_event_head = _head_decoder.decode
 decode_receipt = _receipt_decoder.decode

@@ -112,13 +112,18 @@ class Engine:
             max_bytes=config.commit_max_bytes,
             delay_s=config.commit_delay_ms / 1000.0,
         )
-        self._hub = SubscriptionHub()
-        self._applier.add_sink(self._hub)
+        # The hub is a sink only while it has subscribers: a sink makes the
+        # commit thread decode every event, which costs ~1 us each.
+        self._hub = SubscriptionHub(on_first=self._applier.add_sink, on_last=self._applier.remove_sink)
         self._contexts: dict[str, TenantContext] = {}
         self._tenant_configs: dict[str, TenantConfig] = dict(config.tenants)
         self._tenants: dict[str, pykka.ActorRef[Any]] = {}
         self._routes: dict[tuple[str, str], pykka.ActorRef[Any]] = {}
         self._setup_lock = threading.Lock()
+        # Names already validated: checking a set is cheaper than a regex,
+        # and producers reuse the same few sessions and types. Bounded.
+        self._valid_keys: set[tuple[str, str]] = set()
+        self._valid_labels: set[str] = set()
         # Admission: in-flight accounting and the closing flag share one
         # condition, so close() can wait for in-flight work to reach zero
         # knowing no new work slips in after it looked.
@@ -332,8 +337,7 @@ class Engine:
         *,
         block: bool,
     ) -> Future[Any]:
-        validate_tenant(tenant)
-        validate_session(session)
+        self._check_key(tenant, session)
         submission = self._prepare(0, type_, payload, dedupe_key, source, priority)
         nbytes = len(submission.payload)
         future: Future[Receipt] = Future()
@@ -341,6 +345,24 @@ class Engine:
         ticket = Ticket(1, future, single=True, on_done=lambda: self._release(1, nbytes))
         self._dispatch(tenant, session, [submission], ticket)
         return future
+
+    def _check_key(self, tenant: object, session: object) -> None:
+        key = (tenant, session)
+        if type(tenant) is str and type(session) is str and key in self._valid_keys:
+            return
+        validate_tenant(tenant)
+        validate_session(session)
+        if len(self._valid_keys) > 65536:
+            self._valid_keys.clear()
+        self._valid_keys.add(key)  # type: ignore[arg-type]
+
+    def _check_label(self, label: object, validate: Any) -> None:
+        if type(label) is str and label in self._valid_labels:
+            return
+        validate(label)
+        if len(self._valid_labels) > 4096:
+            self._valid_labels.clear()
+        self._valid_labels.add(label)  # type: ignore[arg-type]
 
     def _prepare(
         self,
@@ -351,9 +373,11 @@ class Engine:
         source: Any,
         priority: Any,
     ) -> Submission:
-        validate_type(type_)
-        validate_dedupe_key(dedupe_key)
-        validate_source(source)
+        self._check_label(type_, validate_type)
+        if dedupe_key is not None:
+            validate_dedupe_key(dedupe_key)
+        if source is not None:
+            self._check_label(source, validate_source)
         if priority is not None:
             check_priority(priority)
         try:
@@ -372,12 +396,16 @@ class Engine:
 
     def _parse_item(self, index: int, item: Any) -> tuple[str, str, Submission]:
         try:
+            if type(item) is tuple and len(item) == 4:
+                tenant, session, type_, payload = item
+                self._check_key(tenant, session)
+                return tenant, session, self._prepare(index, type_, payload, None, None, None)
             if isinstance(item, Mapping):
                 unknown = set(item) - _ITEM_KEYS
                 if unknown:
                     raise InvalidEvent(f"unknown key(s) {sorted(unknown)}")
-                tenant = validate_tenant(item["tenant"])
-                session = validate_session(item["session"])
+                tenant, session = item["tenant"], item["session"]
+                self._check_key(tenant, session)
                 submission = self._prepare(
                     index,
                     item["type"],
@@ -387,8 +415,8 @@ class Engine:
                     item.get("priority"),
                 )
             elif isinstance(item, (tuple, list)) and len(item) in (3, 4):
-                tenant = validate_tenant(item[0])
-                session = validate_session(item[1])
+                tenant, session = item[0], item[1]
+                self._check_key(tenant, session)
                 submission = self._prepare(index, item[2], item[3] if len(item) == 4 else None, None, None, None)
             else:
                 raise InvalidEvent(
@@ -454,16 +482,21 @@ class Engine:
 
     def _dispatch(self, tenant: str, session: str, items: list[Submission], ticket: Ticket) -> None:
         message = SubmitMessage(items, ticket)
-        ref = self._routes.get((tenant, session))
-        if ref is None:
-            ref = self._activate(tenant, session)
         try:
-            ref.tell(message)
-        except pykka.ActorDeadError:
-            # Stopped between lookup and tell; activate afresh. The dead
-            # actor never saw this message, so order is kept.
-            self._routes.pop((tenant, session), None)
-            self._activate(tenant, session).tell(message)
+            ref = self._routes.get((tenant, session))
+            if ref is None:
+                ref = self._activate(tenant, session)
+            try:
+                ref.tell(message)
+            except pykka.ActorDeadError:
+                # Stopped between lookup and tell; activate afresh. The dead
+                # actor never saw this message, so order is kept.
+                self._routes.pop((tenant, session), None)
+                self._activate(tenant, session).tell(message)
+        except Exception as exc:
+            # Admitted but never handed over: fail the ticket so the caller
+            # hears of it and the in-flight count is released.
+            ticket.fail(exc)
 
     def _activate(self, tenant: str, session: str) -> pykka.ActorRef[Any]:
         tenant_ref = self._tenants.get(tenant)

@@ -212,14 +212,23 @@ def _trio_waker(token: Any, ready: Any) -> Callable[[], None]:
 
 
 class SubscriptionHub:
-    """The sink that feeds every open subscription of every tenant."""
+    """The sink that feeds every open subscription of every tenant.
 
-    def __init__(self) -> None:
+    on_first / on_last: called with the hub when the first subscription
+    opens and the last one closes, so the hub is attached as a sink only
+    while someone listens.
+    """
+
+    def __init__(self, on_first: Callable[[Any], None], on_last: Callable[[Any], None]) -> None:
         self._lock = threading.Lock()
         self._by_tenant: dict[str, tuple[Subscription, ...]] = {}
+        self._on_first = on_first
+        self._on_last = on_last
 
     def add(self, sub: Subscription) -> None:
         with self._lock:
+            if not self._by_tenant:
+                self._on_first(self)
             self._by_tenant[sub.tenant] = (*self._by_tenant.get(sub.tenant, ()), sub)
 
     def remove(self, sub: Subscription) -> None:
@@ -229,6 +238,8 @@ class SubscriptionHub:
                 self._by_tenant[sub.tenant] = remaining
             else:
                 self._by_tenant.pop(sub.tenant, None)
+            if not self._by_tenant:
+                self._on_last(self)
 
     def publish(self, events: Sequence[Event]) -> None:
         by_tenant = self._by_tenant

@@ -43,6 +43,7 @@ from ..core import (
     decode_receipt,
     decode_session_meta,
     encode,
+    stamp_lsn,
 )
 
 __all__ = ["WriteBatch", "Log", "LmdbLog", "MemoryLog", "FORMAT_VERSION", "DataFormatError"]
@@ -60,17 +61,21 @@ _SEQ_VALUE = struct.Struct(">QQB")
 class WriteBatch:
     """Events of ONE session, in seq order, on their way to a commit.
 
-    Built by the session actor; the writer fills in `first_lsn` and `records`
-    (the encoded events) when it commits. `token` is the caller's: the
-    persistence layer never looks at it.
+    Built by the session actor: `events` (lsn 0) and `encoded`, the same
+    events already encoded with lsn 0. The writer stamps the LSNs in
+    (`stamp_lsn`) and fills `first_lsn` and `records`, the final WAL records.
+    `token` is the caller's: the persistence layer never looks at it.
     """
 
-    __slots__ = ("tenant", "session", "events", "nbytes", "token", "first_lsn", "records")
+    __slots__ = ("tenant", "session", "events", "encoded", "nbytes", "token", "first_lsn", "records")
 
-    def __init__(self, tenant: str, session: str, events: list[Event], nbytes: int, token: Any) -> None:
+    def __init__(
+        self, tenant: str, session: str, events: list[Event], encoded: list[bytes], nbytes: int, token: Any
+    ) -> None:
         self.tenant = tenant
         self.session = session
         self.events = events
+        self.encoded = encoded
         self.nbytes = nbytes
         self.token = token
         self.first_lsn = 0
@@ -78,11 +83,19 @@ class WriteBatch:
 
 
 class Log(Protocol):
-    """What the engine needs from a write-ahead log."""
+    """What the engine needs from a write-ahead log.
+
+    deferred_sync: True if `commit` leaves the commit's last step (LMDB's
+        meta page) unsynced, so that a group is durable only once the next
+        commit or a `flush` returns. The writer then acknowledges a group
+        after the following one, which halves the fsyncs under load.
+    """
 
     last_lsn: int
+    deferred_sync: bool
 
     def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None: ...
+    def flush(self) -> None: ...
     def get_receipt(self, tenant: str, dedupe_key: str) -> Receipt | None: ...
     def read_session(self, tenant: str, session: str, after_seq: int, limit: int) -> list[bytes]: ...
     def tail(self, tenant: str, session: str, count: int) -> list[bytes]: ...
@@ -114,7 +127,6 @@ def _encode_batches(
     Returns the new last LSN, ``(lsn key, record)`` pairs, seq-index
     entries and, for events with a dedupe key, ``(tenant, key, receipt)``.
     """
-    replace = msgspec.structs.replace
     lsn = last_lsn
     records: list[tuple[bytes, bytes]] = []
     seq_index: list[tuple[bytes, bytes]] = []
@@ -122,12 +134,12 @@ def _encode_batches(
     for batch in batches:
         prefix = _session_prefix(batch.tenant, batch.session)
         batch.first_lsn = lsn + 1
-        encoded = batch.records = []
-        for event in batch.events:
+        stamped = batch.records = []
+        for event, unstamped in zip(batch.events, batch.encoded):
             lsn += 1
-            data = encode(replace(event, lsn=lsn))
+            data = stamp_lsn(unstamped, lsn)
             key = _pack(lsn)
-            encoded.append(data)
+            stamped.append(data)
             records.append((key, data))
             seq_index.append((prefix + _pack(event.seq), _SEQ_VALUE.pack(lsn, event.ts, event.priority)))
             if event.dedupe_key is not None:
@@ -191,10 +203,21 @@ class _ResizeGate:
 class LmdbLog:
     """The durable log, in an LMDB environment at `directory`.
 
-    sync: fsync every commit (the durability promise). False trades that
-        promise for speed and is meant for throwaway data only.
+    sync: make every commit durable (the promise receipts carry). False
+        trades that promise for speed and is meant for throwaway data only.
     map_size: the initial map; it doubles whenever a commit hits
         ``MapFullError``, so this only sets how often that happens early.
+
+    Durability is pipelined. An LMDB commit normally syncs twice: the data
+    pages (fdatasync), then the meta page that points at them (an O_DSYNC
+    write). We open with ``metasync=False``: the meta page is written but not
+    synced, and the NEXT commit's fdatasync of the same file flushes it. So
+    a group is durable once the following commit returns, or once `flush`
+    does when no commit follows. LMDB never reuses pages freed by the last
+    transaction, so the previous tree stays intact until then: a crash
+    rolls back at most the one unacknowledged group. The writer thread
+    acknowledges accordingly (`deferred_sync`); under load this is one
+    fsync per group instead of two.
     """
 
     def __init__(self, directory: Path, *, sync: bool = True, map_size: int = 64 << 20) -> None:
@@ -208,13 +231,14 @@ class LmdbLog:
                 # Every actor thread may read (dedupe checks), plus query threads.
                 max_readers=4096,
                 sync=sync,
-                metasync=sync,
+                metasync=False,
                 readahead=False,
                 subdir=True,
             )
         except lmdb.Error as exc:
             raise StorageError(f"cannot open the WAL at {directory}: {exc}") from exc
         self._gate = _ResizeGate()
+        self.deferred_sync = sync
         self.events_db = self.env.open_db(b"events")
         self.seq_db = self.env.open_db(b"seq")
         self.dedupe_db = self.env.open_db(b"dedupe")
@@ -282,6 +306,13 @@ class LmdbLog:
             put = txn.put
             for sid, meta in heads.items():
                 put(sid, encode(meta), db=self.sessions_db)
+
+    def flush(self) -> None:
+        """Make the last commit durable (sync the meta page it left pending)."""
+        try:
+            self.env.sync(True)
+        except lmdb.Error as exc:
+            raise StorageError(f"WAL sync failed: {exc}") from exc
 
     # -- reading (any thread) -----------------------------------------------
 
@@ -369,6 +400,8 @@ class MemoryLog:
     Nothing is durable and the whole history stays in memory until close.
     """
 
+    deferred_sync = False
+
     def __init__(self) -> None:
         self.last_lsn = 0
         self._records: dict[int, bytes] = {}
@@ -396,6 +429,9 @@ class MemoryLog:
             for tenant, key, receipt in dedupes:
                 self._dedupe[(tenant, key)] = receipt
             self.last_lsn = last
+
+    def flush(self) -> None:
+        pass
 
     def get_receipt(self, tenant: str, dedupe_key: str) -> Receipt | None:
         return self._dedupe.get((tenant, dedupe_key))

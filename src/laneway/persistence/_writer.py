@@ -35,8 +35,11 @@ _STOP = object()
 class WalWriter:
     """Owns the only thread that writes to the log.
 
-    on_commit(group): called on the writer thread after each durable commit,
-        with the batches in commit order (LSNs and records filled in).
+    on_commit(group): called on the writer thread once a group is durable,
+        with the batches in commit order (LSNs and records filled in). With
+        a log whose sync is deferred (see `LmdbLog`), that is right after
+        the next group's commit, or after an explicit flush when the queue
+        is empty, so a lone event still waits for just two cheap syncs.
     on_failure(group, exc): called instead when a commit fails. After a
         failure the writer fails every later batch too: a session's next seq
         was already handed out in memory, so carrying on would leave a gap.
@@ -96,67 +99,110 @@ class WalWriter:
     # -- writer thread ------------------------------------------------------
 
     def _run(self) -> None:
+        # `unacked`: the last committed group when the log defers its sync;
+        # it becomes durable when the next commit (or a flush) returns.
+        unacked: list[WriteBatch] | None = None
         get = self._queue.get
-        get_nowait = self._queue.get_nowait
         while True:
-            first = get()
+            if unacked is None:
+                first = get()
+            else:
+                try:
+                    first = self._queue.get_nowait()
+                except queue.Empty:
+                    # Nothing to commit behind it: sync now rather than wait.
+                    self._flush_and_ack(unacked)
+                    unacked = None
+                    continue
             if first is _STOP:
                 break
             assert isinstance(first, WriteBatch)
-            group = [first]
-            count, nbytes = len(first.events), first.nbytes
-            stopping = False
-            deadline = 0.0
-            while count < self._max_events and nbytes < self._max_bytes:
-                try:
-                    item = get_nowait()
-                except queue.Empty:
-                    if self._delay_s <= 0:
-                        break
-                    now = time.monotonic()
-                    deadline = deadline or now + self._delay_s
-                    if now >= deadline:
-                        break
-                    try:
-                        item = get(timeout=deadline - now)
-                    except queue.Empty:
-                        break
-                if item is _STOP:
-                    stopping = True
-                    break
-                assert isinstance(item, WriteBatch)
-                group.append(item)
-                count += len(item.events)
-                nbytes += item.nbytes
-            self._commit(group, count)
+            group, count, stopping = self._gather(first)
+            committed = self._commit(group, count)
+            if unacked is not None:
+                # This commit's fdatasync flushed the previous meta page.
+                self._ack(unacked) if committed else self._flush_and_ack(unacked)
+                unacked = None
+            if committed:
+                if self._log.deferred_sync:
+                    unacked = group
+                else:
+                    self._ack(group)
             if stopping:
                 break
+        if unacked is not None:
+            self._flush_and_ack(unacked)
         self._drain_after_stop()
 
-    def _commit(self, group: list[WriteBatch], count: int) -> None:
+    def _gather(self, first: WriteBatch) -> tuple[list[WriteBatch], int, bool]:
+        """Take what is queued behind `first`, within the group bounds."""
+        get, get_nowait = self._queue.get, self._queue.get_nowait
+        group = [first]
+        count, nbytes = len(first.events), first.nbytes
+        deadline = 0.0
+        while count < self._max_events and nbytes < self._max_bytes:
+            try:
+                item = get_nowait()
+            except queue.Empty:
+                if self._delay_s <= 0:
+                    break
+                now = time.monotonic()
+                deadline = deadline or now + self._delay_s
+                if now >= deadline:
+                    break
+                try:
+                    item = get(timeout=deadline - now)
+                except queue.Empty:
+                    break
+            if item is _STOP:
+                return group, count, True
+            assert isinstance(item, WriteBatch)
+            group.append(item)
+            count += len(item.events)
+            nbytes += item.nbytes
+        return group, count, False
+
+    def _commit(self, group: list[WriteBatch], count: int) -> bool:
+        """Write the group; on failure fail it (and everything after it)."""
         if self.failure is not None:
             self._fail(group, self.failure)
-            return
+            return False
         started = time.perf_counter()
         try:
             self._log.commit(group, now_ms())
         except StorageError as exc:
-            log.error("%s; the engine stops accepting events", exc)
-            self.failure = exc
+            self._set_failure(exc)
             self._fail(group, exc)
-            return
+            return False
         except Exception as exc:  # a bug, but never strand the producers
             log.exception("WAL commit raised unexpectedly")
-            self.failure = StorageError(f"WAL commit failed: {exc!r}")
-            self._fail(group, self.failure)
-            return
+            self._set_failure(StorageError(f"WAL commit failed: {exc!r}"))
+            self._fail(group, self.failure or exc)
+            return False
         self._window.append((count, time.perf_counter() - started))
         self.commits += 1
         self.events += count
+        return True
+
+    def _flush_and_ack(self, group: list[WriteBatch]) -> None:
+        try:
+            self._log.flush()
+        except StorageError as exc:
+            self._set_failure(exc)
+            self._fail(group, exc)
+            return
+        self._ack(group)
+
+    def _ack(self, group: list[WriteBatch]) -> None:
         try:
             self._on_commit(group)
         except Exception:
             log.exception("applying a committed group failed")
+
+    def _set_failure(self, exc: StorageError) -> None:
+        if self.failure is None:
+            log.error("%s; the engine stops accepting events", exc)
+            self.failure = exc
 
     def _fail(self, group: list[WriteBatch], exc: BaseException) -> None:
         try:
