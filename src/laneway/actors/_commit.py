@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ..core import BufferedEvent, Event, Receipt, decode_event
-from ..persistence import WriteBatch, now_ms
+from ..persistence import WriteBatch
 from ._session import BatchToken
 from ._state import StateTable
 
@@ -52,7 +52,7 @@ class CommitApplier:
     def apply(self, group: list[WriteBatch]) -> None:
         """Writer thread, after the group's commit returned."""
         table = self._table
-        now = now_ms()
+        now = table.clock()
         with table.lock:
             for batch in group:
                 token: BatchToken = batch.token

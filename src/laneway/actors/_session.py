@@ -18,7 +18,7 @@ import msgspec
 import pykka
 
 from ..core import ENTRY_OVERHEAD, EXPLICIT, STAMP_GROWTH, Event, encode
-from ..persistence import WalWriter, WriteBatch, now_ms
+from ..persistence import WalWriter, WriteBatch
 from ._state import SessionState, StateTable
 from ._ticket import Ticket
 
@@ -93,7 +93,7 @@ class SessionActor(pykka.ThreadingActor):
         gate = ctx.gate
         ticket = message.ticket
         reject_new = config.overflow == "reject_new"
-        now = now_ms()
+        now = self._table.clock()
         # Timestamps never go backwards within a session, so retention can
         # expire from the old end of a bucket.
         ts = now if now > state.last_ts else state.last_ts

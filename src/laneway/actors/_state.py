@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..core import Classifier, DualBucket, MemoryBudget, Receipt, TenantConfig
-from ..persistence import Log
+from ..persistence import Clock, Log, now_ms
 
 __all__ = ["SessionState", "TenantContext", "StateTable", "DedupeGate"]
 
@@ -146,7 +146,9 @@ class SessionState:
 class StateTable:
     """Every known session's state, the bucket lock and the memory budget."""
 
-    def __init__(self, memory_budget_bytes: int) -> None:
+    def __init__(self, memory_budget_bytes: int, clock: Clock = now_ms) -> None:
+        # Every "now" of the engine comes from here, so tests can drive time.
+        self.clock = clock
         # Re-entrant: a sink that queries the engine while being published to
         # runs on the commit thread, which may hold this lock.
         self.lock = threading.RLock()

@@ -60,7 +60,7 @@ from ..core import (
     validate_tenant,
     validate_type,
 )
-from ..persistence import DataDirLock, LmdbLog, Log, MemoryLog, WalWriter, now_ms
+from ..persistence import Clock, DataDirLock, LmdbLog, Log, MemoryLog, WalWriter, now_ms
 from ._config import EngineConfig, load_config
 from ._subscription import Subscription, SubscriptionHub
 
@@ -97,12 +97,14 @@ class Engine:
     the calling thread; `send` never blocks; `asubmit` awaits in trio.
     """
 
-    def __init__(self, *, config: EngineConfig, log_: Log, lock: DataDirLock | None, path: Path | None) -> None:
+    def __init__(
+        self, *, config: EngineConfig, log_: Log, lock: DataDirLock | None, path: Path | None, clock: Clock
+    ) -> None:
         self.config = config
         self.path = path
         self._log = log_
         self._lock = lock
-        self._table = StateTable(config.memory_budget_bytes)
+        self._table = StateTable(config.memory_budget_bytes, clock)
         self._applier = CommitApplier(self._table)
         self._writer = WalWriter(
             log_,
@@ -111,6 +113,7 @@ class Engine:
             max_events=config.commit_max_events,
             max_bytes=config.commit_max_bytes,
             delay_s=config.commit_delay_ms / 1000.0,
+            clock=clock,
         )
         # The hub is a sink only while it has subscribers: a sink makes the
         # commit thread decode every event, which costs ~1 us each.
@@ -142,6 +145,8 @@ class Engine:
         cls,
         path: str | os.PathLike[str] | None = None,
         config: EngineConfig | str | os.PathLike[str] | None = None,
+        *,
+        clock: Clock = now_ms,
     ) -> Engine:
         """Open (or create) the engine whose data lives in directory `path`.
 
@@ -150,6 +155,8 @@ class Engine:
         config: an `EngineConfig`, a TOML file path (layered under the
             ``LANEWAY_*`` environment), or None for the defaults layered
             under the environment (and the file ``LANEWAY_CONFIG`` names).
+        clock: milliseconds since the Unix epoch; event timestamps and
+            retention use it. Tests pass a fake to drive time.
 
         Raises `DataDirLocked` if another engine has `path` open.
         """
@@ -173,7 +180,7 @@ class Engine:
                 lock = DataDirLock(directory)
                 lock.acquire()
                 log_ = LmdbLog(directory / "wal", sync=resolved.fsync, map_size=resolved.map_size_bytes)
-            engine = cls(config=resolved, log_=log_, lock=lock, path=directory)
+            engine = cls(config=resolved, log_=log_, lock=lock, path=directory, clock=clock)
             engine._restore()
             engine._writer.start()
             if resolved.sweep_interval_s > 0:
@@ -543,7 +550,7 @@ class Engine:
             ctx = self._contexts.get(tenant)
             if ctx is not None:
                 ctx.rules = (new, new.classifier())
-            now = now_ms()
+            now = self._table.clock()
             for state in self._table.tenant(tenant).values():
                 state.bucket.reconfigure(new, now)
         return new
@@ -568,7 +575,7 @@ class Engine:
         _check_limit(limit)
         check_priority(min_priority)
         wanted = frozenset(types) if types is not None else None
-        now = now_ms()
+        now = self._table.clock()
         with self._table.lock:
             if session is not None:
                 state = self._table.get(tenant, session)
@@ -612,7 +619,7 @@ class Engine:
             validate_tenant(tenant)
         if session is not None:
             validate_session(session)
-        now = now_ms()
+        now = self._table.clock()
         with self._table.lock:
             if session is not None:
                 state = self._table.get(tenant, session)  # type: ignore[arg-type]
@@ -745,7 +752,7 @@ class Engine:
 
     def _restore(self) -> None:
         """Rebuild every session's seq, epoch, counts and buckets from the WAL."""
-        now = now_ms()
+        now = self._table.clock()
         restored = 0
         with self._table.lock:
             for tenant, session, meta in self._log.iter_sessions():
@@ -785,7 +792,7 @@ class Engine:
     def _sweep(self) -> None:
         interval = self.config.sweep_interval_s
         while not self._sweeper_stop.wait(interval):
-            now = now_ms()
+            now = self._table.clock()
             with self._table.lock:
                 for state in self._table:
                     state.bucket.expire(now)

@@ -6,6 +6,7 @@ carry an opaque token that the layer above uses to find its waiters.
 
 from ._lock import DataDirLock as DataDirLock
 from ._log import (
+    Clock as Clock,
     FORMAT_VERSION as FORMAT_VERSION,
     LmdbLog as LmdbLog,
     Log as Log,
@@ -16,6 +17,7 @@ from ._log import (
 from ._writer import WalWriter as WalWriter
 
 __all__ = [
+    "Clock",
     "DataDirLock",
     "FORMAT_VERSION",
     "LmdbLog",

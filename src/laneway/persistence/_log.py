@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,7 +46,7 @@ from ..core import (
     stamp_lsn,
 )
 
-__all__ = ["WriteBatch", "Log", "LmdbLog", "MemoryLog", "FORMAT_VERSION", "DataFormatError"]
+__all__ = ["Clock", "WriteBatch", "Log", "LmdbLog", "MemoryLog", "FORMAT_VERSION", "DataFormatError"]
 
 FORMAT_VERSION = 1
 
@@ -480,5 +480,9 @@ class MemoryLog:
         pass
 
 
+Clock = Callable[[], int]
+
+
 def now_ms() -> int:
+    """Wall-clock milliseconds since the Unix epoch: the default `Clock`."""
     return time.time_ns() // 1_000_000

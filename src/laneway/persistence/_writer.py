@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ..core import CommitStatistics, EngineClosed, StorageError, percentile
-from ._log import Log, WriteBatch, now_ms
+from ._log import Clock, Log, WriteBatch, now_ms
 
 __all__ = ["WalWriter"]
 
@@ -54,8 +54,10 @@ class WalWriter:
         max_events: int = 10_000,
         max_bytes: int = 64 << 20,
         delay_s: float = 0.0,
+        clock: Clock = now_ms,
     ) -> None:
         self._log = log_
+        self._clock = clock
         self._on_commit = on_commit
         self._on_failure = on_failure
         self._max_events = max_events
@@ -169,7 +171,7 @@ class WalWriter:
             return False
         started = time.perf_counter()
         try:
-            self._log.commit(group, now_ms())
+            self._log.commit(group, self._clock())
         except StorageError as exc:
             self._set_failure(exc)
             self._fail(group, exc)
