@@ -8,13 +8,15 @@ import pytest
 from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from laneway.core import ENTRY_OVERHEAD, BufferedEvent, DualBucket, MemoryBudget, TenantConfig, merge_recent
+from laneway.core import ENTRY_OVERHEAD, BufferedEvent, DualBucket, MemoryBudget, TenantConfig, merge_recent, stamp_lsn
 
 HOUR_MS = 3_600_000
 
 
 def entry(seq: int, priority: int = 0, *, ts: int = 0, size: int = 10, type_: str = "T", lsn: int | None = None) -> BufferedEvent:
-    return BufferedEvent(lsn if lsn is not None else seq, seq, ts, priority, type_, b"x" * size)
+    """An entry whose record is `size` bytes plus the 10-byte stamped LSN."""
+    data = stamp_lsn(b"\x9c\x00" + b"x" * size, lsn if lsn is not None else seq)
+    return BufferedEvent(seq, ts, priority, type_, data)
 
 
 def cfg(**kw: object) -> TenantConfig:
@@ -69,7 +71,7 @@ def test_remove_oldest_is_a_ring_per_bucket() -> None:
 
 
 def test_byte_limits_count_the_entry_overhead() -> None:
-    room = 3 * (20 + ENTRY_OVERHEAD)
+    room = 3 * entry(0, size=20).size
     b = DualBucket(cfg(regular_max_events=100, regular_max_bytes=room, overflow="remove_oldest"))
     for s in range(1, 5):
         b.offer(entry(s, size=20), 0)
@@ -83,7 +85,7 @@ def test_byte_limits_count_the_entry_overhead() -> None:
 
 def test_reject_new_reserves_room_before_the_write() -> None:
     b = DualBucket(cfg(overflow="reject_new", priority_max_events=1, regular_max_events=2))
-    size = 10 + ENTRY_OVERHEAD
+    size = entry(0).size
     assert b.try_reserve(0, size, 0)
     assert b.try_reserve(0, size, 0)
     assert not b.try_reserve(0, size, 0)  # two are pending: no room for a third
@@ -102,7 +104,7 @@ def test_reject_new_reserves_room_before_the_write() -> None:
 
 def test_reject_new_admits_again_once_retention_frees_room() -> None:
     b = DualBucket(cfg(overflow="reject_new", regular_max_events=1, regular_retention_s=60))
-    size = 10 + ENTRY_OVERHEAD
+    size = entry(0).size
     assert b.try_reserve(0, size, 0)
     b.release(0, size)
     b.offer(entry(1, ts=0), 0)
@@ -169,7 +171,8 @@ def test_merge_recent_across_sessions_orders_by_lsn() -> None:
 
 
 def test_memory_budget_evicts_globally_oldest_regular_first() -> None:
-    budget = MemoryBudget(4 * (10 + ENTRY_OVERHEAD))
+    one = entry(0).size
+    budget = MemoryBudget(4 * one)
     a = DualBucket(cfg(regular_max_events=100), budget)
     b = DualBucket(cfg(regular_max_events=100), budget)
     a.offer(entry(1, 1, lsn=1), 0)
@@ -183,9 +186,9 @@ def test_memory_budget_evicts_globally_oldest_regular_first() -> None:
     b.offer(entry(3, 1, lsn=6), 0)
     assert [e.lsn for e in budget.enforce()] == [3]
     # Only priority left to evict once no regular event remains.
-    budget.limit_bytes = 2 * (10 + ENTRY_OVERHEAD)
+    budget.limit_bytes = 2 * one
     assert [e.lsn for e in budget.enforce()] == [4, 5]
-    budget.limit_bytes = 1 * (10 + ENTRY_OVERHEAD)
+    budget.limit_bytes = 1 * one
     assert [e.lsn for e in budget.enforce()] == [1]
     assert a.counters.budget_evicted == 3 and b.counters.budget_evicted == 2
     assert budget.used == sum(e.size for x in (a, b) for e in x.entries())
@@ -317,7 +320,7 @@ class BucketMachine(RuleBasedStateMachine):
 
     def _next(self, priority: int, size: int, type_: str) -> BufferedEvent:
         self.seq += 1
-        return BufferedEvent(self.seq, self.seq, self.now, priority, type_, b"x" * size)
+        return entry(self.seq, priority, ts=self.now, size=size, type_=type_)
 
     # Committed events reach the buckets in seq order: no direct offer while
     # reserved events are still waiting for their commit.
@@ -391,5 +394,7 @@ def test_buffered_event_from_record_reads_the_head_only() -> None:
     data = encode(Event(7, "t", "s", 3, 1, 99, "Stop", 1, PriorityMetadata("rule", "type=Stop"), payload={"a": 1}))
     e = BufferedEvent.from_record(data)
     assert (e.lsn, e.seq, e.ts, e.priority, e.type, e.data) == (7, 3, 99, 1, "Stop", data)
+    stamped = BufferedEvent.from_record(stamp_lsn(encode(msgspec.structs.replace(e.event(), lsn=0)), 2**40))
+    assert stamped.lsn == 2**40 and stamped.event().lsn == 2**40
     assert e.event().payload == {"a": 1}
     assert msgspec.structs.asdict(e)["seq"] == 3

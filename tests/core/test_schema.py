@@ -6,6 +6,7 @@ import msgspec
 from hypothesis import given, strategies as st
 
 from laneway.core import (
+    ENTRY_OVERHEAD,
     BucketStatistics,
     BufferedEvent,
     CommitStatistics,
@@ -99,10 +100,10 @@ def test_session_meta_round_trip(meta: SessionMeta) -> None:
     assert decode_session_meta(encode(meta)) == meta
 
 
-@given(st.builds(BufferedEvent, ints, ints, ints, st.integers(0, 3), labels, st.binary(max_size=64)))
+@given(st.builds(BufferedEvent, ints, ints, st.integers(0, 3), labels, st.binary(max_size=64)))
 def test_buffered_event_round_trip(entry: BufferedEvent) -> None:
     assert msgspec.msgpack.decode(encode(entry), type=BufferedEvent) == entry
-    assert entry.size == len(entry.data) + 128
+    assert entry.size == len(entry.data) + ENTRY_OVERHEAD
 
 
 predicates = st.builds(

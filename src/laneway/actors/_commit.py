@@ -62,13 +62,12 @@ class CommitApplier:
                 if token.reserved is not None:
                     for event, size in zip(batch.events, token.reserved):
                         bucket.release(event.priority, size)
-                lsn = batch.first_lsn
                 entries = []
-                for i, (event, data) in enumerate(zip(batch.events, batch.records)):
-                    entries.append(BufferedEvent(lsn + i, event.seq, event.ts, event.priority, event.type, data))
+                for event, data in zip(batch.events, batch.records):
+                    entries.append(BufferedEvent(event.seq, event.ts, event.priority, event.type, data))
                     counts[event.priority] += 1
                 bucket.offer_many(entries, now)
-                state.last_lsn = lsn + len(batch.events) - 1
+                state.last_lsn = batch.first_lsn + len(batch.events) - 1
                 state.committed_seq = batch.events[-1].seq
             if table.budget.over():
                 table.budget.enforce()

@@ -45,7 +45,7 @@ class Submission(msgspec.Struct, gc=False):
 
 class SubmitMessage(msgspec.Struct, gc=False):
     items: list[Submission]
-    ticket: Ticket
+    ticket: Ticket | None
 
 
 class BatchToken(msgspec.Struct, gc=False):
@@ -82,7 +82,14 @@ class SessionActor(pykka.ThreadingActor):
                 self._submit(message)
             except Exception as exc:  # a bug; never strand the producer
                 log.exception("session %s:%s failed to process a submit", self.state.tenant, self.state.session)
-                message.ticket.fail(exc)
+                if message.ticket is not None:
+                    message.ticket.fail(exc)
+            finally:
+                # pykka's loop holds the last envelope until the next message
+                # arrives; let go of the batch so an idle session does not pin
+                # it (and its ticket's receipts) in memory.
+                message.items = []
+                message.ticket = None
             return None
         return super().on_receive(message)
 
@@ -92,6 +99,7 @@ class SessionActor(pykka.ThreadingActor):
         config, classifier = ctx.rules
         gate = ctx.gate
         ticket = message.ticket
+        assert ticket is not None
         reject_new = config.overflow == "reject_new"
         now = self._table.clock()
         # Timestamps never go backwards within a session, so retention can

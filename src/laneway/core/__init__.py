@@ -14,6 +14,7 @@ from ._buckets import (
     MemoryBudget as MemoryBudget,
     merge_recent as merge_recent,
 )
+from ._fifo import CHUNK as CHUNK, ChunkedFifo as ChunkedFifo
 from ._errors import (
     BucketFull as BucketFull,
     ConfigError as ConfigError,
@@ -64,6 +65,7 @@ from ._schema import (
     decode_session_meta as decode_session_meta,
     STAMP_GROWTH as STAMP_GROWTH,
     encode as encode,
+    record_lsn as record_lsn,
     stamp_lsn as stamp_lsn,
 )
 from ._stats import (
@@ -87,6 +89,8 @@ __all__ = [
     "EvictReason",
     "MemoryBudget",
     "merge_recent",
+    "CHUNK",
+    "ChunkedFifo",
     "BucketFull",
     "ConfigError",
     "DataDirLocked",
@@ -130,6 +134,7 @@ __all__ = [
     "decode_session_meta",
     "encode",
     "stamp_lsn",
+    "record_lsn",
     "STAMP_GROWTH",
     "BucketStatistics",
     "CommitStatistics",

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import heapq
 import sys
-from collections import deque
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Literal
 
 import msgspec
 
-from ._schema import Event, decode_event, decode_event_head
+from ._fifo import ChunkedFifo
+from ._schema import Event, decode_event, decode_event_head, record_lsn
 from ._tenant import TenantConfig
 
 __all__ = [
@@ -46,23 +46,29 @@ __all__ = [
 EvictReason = Literal["overflow", "expired", "budget"]
 
 # Bytes a buffered event costs beyond its encoded record: the BufferedEvent
-# (64), the bytes object header (33), its deque slot and the budget's two
-# FIFO slots (24). Measured by benchmarks/memory; used for byte limits and
-# the engine-wide budget so they track real memory, not just payload size.
-ENTRY_OVERHEAD = 128
+# (56), the bytes object header (33), the seq int (32), its FIFO slot and
+# the budget's two FIFO slots (24). benchmarks/engine_core.py measures ~146
+# on the heap (memory_per_event). Byte limits and the engine-wide budget
+# count it, so they track real memory, not just payload size.
+ENTRY_OVERHEAD = 144
 
 
 class BufferedEvent(msgspec.Struct, frozen=True, gc=False):
     """A committed event as buffered in memory: the fields buckets filter on,
     plus `data`, the encoded `Event` exactly as the WAL stores it (decoded on
-    demand, which keeps an entry at a few hundred bytes)."""
+    demand, which keeps an entry at a few hundred bytes). The LSN is read
+    from `data`, where the writer stamped it at a fixed offset: one int
+    object less per buffered event."""
 
-    lsn: int
     seq: int
     ts: int
     priority: int
     type: str
     data: bytes
+
+    @property
+    def lsn(self) -> int:
+        return record_lsn(self.data)
 
     @property
     def size(self) -> int:
@@ -75,7 +81,7 @@ class BufferedEvent(msgspec.Struct, frozen=True, gc=False):
     def from_record(cls, data: bytes) -> BufferedEvent:
         """Rebuild an entry from a WAL record (decodes the head only)."""
         head = decode_event_head(data)
-        return cls(head.lsn, head.seq, head.ts, head.priority, sys.intern(head.type), data)
+        return cls(head.seq, head.ts, head.priority, sys.intern(head.type), data)
 
 
 class BucketCounters:
@@ -84,6 +90,9 @@ class BucketCounters:
     __slots__ = ("evicted", "expired", "budget_evicted", "rejected")
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.evicted = 0  # overflow of the session's own limits
         self.expired = 0  # older than the bucket's retention
         self.budget_evicted = 0  # engine-wide memory budget
@@ -101,18 +110,20 @@ class DualBucket:
         "regular_bytes",
         "counters",
         "_budget",
+        "_budget_id",
         "_detached",
         "_pending",
     )
 
     def __init__(self, config: TenantConfig, budget: MemoryBudget | None = None) -> None:
         self.config = config
-        self.priority: deque[BufferedEvent] = deque()
-        self.regular: deque[BufferedEvent] = deque()
+        self.priority: ChunkedFifo[BufferedEvent] = ChunkedFifo()
+        self.regular: ChunkedFifo[BufferedEvent] = ChunkedFifo()
         self.priority_bytes = 0
         self.regular_bytes = 0
         self.counters = BucketCounters()
         self._budget = budget
+        self._budget_id = budget.register(self) if budget is not None else 0
         self._detached = False
         # Reservations of reject_new admission: events written to the WAL
         # but not offered yet, as [priority count, priority bytes, regular
@@ -149,16 +160,20 @@ class DualBucket:
         return chosen
 
     def candidates(
-        self, limit: int, min_priority: int, types: Collection[str] | None
-    ) -> tuple[list[BufferedEvent], list[BufferedEvent]]:
-        """Newest matching priority and regular events (each up to `limit`,
-        newest first), for merging across sessions."""
-        regular = self._newest(self.regular, limit, 0, types) if min_priority == 0 else []
-        return self._newest(self.priority, limit, min_priority, types), regular
+        self, min_priority: int, types: Collection[str] | None
+    ) -> tuple[Iterator[BufferedEvent], Iterator[BufferedEvent]]:
+        """Lazy newest-first streams of matching priority and regular events,
+        for merging across sessions: a merge pulls only what it keeps."""
+        priority = (e for e in reversed(self.priority) if e.priority >= min_priority and (types is None or e.type in types))
+        if min_priority or not self.regular:
+            return priority, iter(())
+        if types is None:
+            return priority, reversed(self.regular)
+        return priority, (e for e in reversed(self.regular) if e.type in types)
 
     @staticmethod
     def _newest(
-        fifo: deque[BufferedEvent], limit: int, min_priority: int, types: Collection[str] | None
+        fifo: ChunkedFifo[BufferedEvent], limit: int, min_priority: int, types: Collection[str] | None
     ) -> list[BufferedEvent]:
         out: list[BufferedEvent] = []
         if limit <= 0:
@@ -224,7 +239,7 @@ class DualBucket:
         self.priority_bytes += added_p
         self.regular_bytes += added_r
         if self._budget is not None:
-            self._budget.track(self, entries, added_p + added_r)
+            self._budget.track(self._budget_id, entries, added_p + added_r)
         return self._fit()
 
     def expire(self, now_ms: int) -> int:
@@ -233,13 +248,13 @@ class DualBucket:
         retention = self.config.priority_retention_s
         if retention and self.priority:
             cutoff = now_ms - int(retention * 1000)
-            while self.priority and self.priority[0].ts < cutoff:
+            while self.priority and self.priority.first().ts < cutoff:
                 self._pop(self.priority)
                 dropped += 1
         retention = self.config.regular_retention_s
         if retention and self.regular:
             cutoff = now_ms - int(retention * 1000)
-            while self.regular and self.regular[0].ts < cutoff:
+            while self.regular and self.regular.first().ts < cutoff:
                 self._pop(self.regular)
                 dropped += 1
         self.counters.expired += dropped
@@ -259,11 +274,13 @@ class DualBucket:
         while self.regular:
             self._pop(self.regular)
         self._detached = True
+        if self._budget is not None:
+            self._budget.forget(self._budget_id)
         return gone
 
     # -- internals ---------------------------------------------------------
 
-    def _pop(self, fifo: deque[BufferedEvent]) -> BufferedEvent:
+    def _pop(self, fifo: ChunkedFifo[BufferedEvent]) -> BufferedEvent:
         entry = fifo.popleft()
         size = len(entry.data) + ENTRY_OVERHEAD
         if fifo is self.priority:
@@ -315,7 +332,7 @@ class DualBucket:
         # Entries leave only from the old end, so an entry is still here iff
         # the oldest one buffered is not newer than it.
         fifo = self.priority if entry.priority else self.regular
-        return not self._detached and bool(fifo) and fifo[0].seq <= entry.seq
+        return not self._detached and bool(fifo) and fifo.first().seq <= entry.seq
 
     def _evict_head(self, entry: BufferedEvent) -> None:
         fifo = self.priority if entry.priority else self.regular
@@ -343,32 +360,45 @@ class MemoryBudget:
     them; compaction runs when stale references outnumber live ones, which
     keeps the FIFOs within twice the number of buffered events.
 
+    The FIFOs name buckets by a small int id rather than holding them, so
+    their chunks hold only untracked objects and stay invisible to the
+    cyclic GC (see `ChunkedFifo`).
+
     limit_bytes: 0 means no engine-wide limit (per-bucket limits still apply).
     """
 
-    __slots__ = ("limit_bytes", "used", "live", "_remembered", "_fifos")
+    __slots__ = ("limit_bytes", "used", "live", "_remembered", "_fifos", "_buckets", "_next_id")
 
     def __init__(self, limit_bytes: int) -> None:
         self.limit_bytes = limit_bytes
         self.used = 0
         self.live = 0
         self._remembered = 0  # entries in the FIFOs, live or stale
-        # (buckets, entries) per class, index 0 regular and 1 priority:
-        # parallel deques rather than a deque of tuples, 48 bytes less per event.
-        self._fifos: tuple[tuple[deque[DualBucket], deque[BufferedEvent]], ...] = (
-            (deque(), deque()),
-            (deque(), deque()),
+        self._buckets: dict[int, DualBucket] = {}
+        self._next_id = 0
+        # (bucket ids, entries) per class, index 0 regular and 1 priority.
+        self._fifos: tuple[tuple[ChunkedFifo[int], ChunkedFifo[BufferedEvent]], ...] = (
+            (ChunkedFifo(), ChunkedFifo()),
+            (ChunkedFifo(), ChunkedFifo()),
         )
 
-    def track(self, bucket: DualBucket, entries: Sequence[BufferedEvent], nbytes: int) -> None:
-        """`entries` were just buffered in `bucket`, `nbytes` in all."""
-        (reg_buckets, reg_entries), (pri_buckets, pri_entries) = self._fifos
+    def register(self, bucket: DualBucket) -> int:
+        self._next_id += 1
+        self._buckets[self._next_id] = bucket
+        return self._next_id
+
+    def forget(self, bucket_id: int) -> None:
+        self._buckets.pop(bucket_id, None)
+
+    def track(self, bucket_id: int, entries: Sequence[BufferedEvent], nbytes: int) -> None:
+        """`entries` were just buffered in bucket `bucket_id`, `nbytes` in all."""
+        (reg_ids, reg_entries), (pri_ids, pri_entries) = self._fifos
         for entry in entries:
             if entry.priority:
-                pri_buckets.append(bucket)
+                pri_ids.append(bucket_id)
                 pri_entries.append(entry)
             else:
-                reg_buckets.append(bucket)
+                reg_ids.append(bucket_id)
                 reg_entries.append(entry)
         self.used += nbytes
         self.live += len(entries)
@@ -386,23 +416,25 @@ class MemoryBudget:
     def enforce(self) -> list[BufferedEvent]:
         """Evict globally oldest events until within the limit; return them."""
         evicted: list[BufferedEvent] = []
-        for buckets, entries in self._fifos:  # regular first, then priority
+        for ids, entries in self._fifos:  # regular first, then priority
             while self.over() and entries:
-                bucket, entry = buckets.popleft(), entries.popleft()
+                bucket = self._buckets.get(ids.popleft())
+                entry = entries.popleft()
                 self._remembered -= 1
-                if bucket._holds(entry):
+                if bucket is not None and bucket._holds(entry):
                     bucket._evict_head(entry)
                     evicted.append(entry)
         return evicted
 
     def _compact(self) -> None:
         self._remembered = 0
-        for buckets, entries in self._fifos:
-            kept = [(b, e) for b, e in zip(buckets, entries) if b._holds(e)]
-            buckets.clear()
+        buckets = self._buckets
+        for ids, entries in self._fifos:
+            kept = [(i, e) for i, e in zip(ids, entries) if (b := buckets.get(i)) is not None and b._holds(e)]
+            ids.clear()
             entries.clear()
-            for b, e in kept:
-                buckets.append(b)
+            for i, e in kept:
+                ids.append(i)
                 entries.append(e)
             self._remembered += len(kept)
 
@@ -415,13 +447,13 @@ def merge_recent(
     priority: list[Iterator[BufferedEvent]] = []
     regular: list[Iterator[BufferedEvent]] = []
     for bucket in buckets:
-        p, r = bucket.candidates(limit, min_priority, types)
-        if p:
-            priority.append(iter(p))
-        if r:
-            regular.append(iter(r))
-    # Candidates are newest first; merging descending by LSN and stopping at
-    # the limit touches at most `limit` entries per class.
+        if not bucket:
+            continue
+        p, r = bucket.candidates(min_priority, types)
+        priority.append(p)
+        regular.append(r)
+    # Candidates are lazy and newest first; merging descending by LSN and
+    # stopping at the limit pulls about `limit` entries plus one per session.
     chosen = _take(heapq.merge(*priority, key=_lsn, reverse=True), limit)
     if len(chosen) < limit:
         chosen += _take(heapq.merge(*regular, key=_lsn, reverse=True), limit - len(chosen))

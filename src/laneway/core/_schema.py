@@ -26,6 +26,7 @@ __all__ = [
     "SessionMeta",
     "encode",
     "stamp_lsn",
+    "record_lsn",
     "STAMP_GROWTH",
     "decode_event",
     "decode_event_head",
@@ -170,6 +171,13 @@ STAMP_GROWTH = 8
 def stamp_lsn(unstamped: bytes, lsn: int) -> bytes:
     """The record `unstamped` (an encoded Event with lsn=0) with `lsn` set."""
     return _STAMP + lsn.to_bytes(8, "big") + unstamped[2:]
+
+
+def record_lsn(record: bytes) -> int:
+    """The LSN of an encoded Event: read in place if stamped, else decoded."""
+    if record[:2] == _STAMP:
+        return int.from_bytes(record[2:10], "big")
+    return _head_decoder.decode(record).lsn
 
 decode_event = _event_decoder.decode
 decode_event_head = _head_decoder.decode

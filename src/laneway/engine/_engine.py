@@ -136,7 +136,7 @@ class Engine:
         self._closing = False
         self._closed = threading.Event()
         self._sweeper_stop = threading.Event()
-        self._sweeper = threading.Thread(target=self._sweep, name="laneway-sweeper", daemon=True)
+        self._sweeper = threading.Thread(target=self._sweep_forever, name="laneway-sweeper", daemon=True)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -780,22 +780,33 @@ class Engine:
                     bucket.offer(BufferedEvent.from_record(data), now)
                 # What the rebuild evicted or expired was gone before the
                 # restart too: restart the counters from zero.
-                bucket.counters.__init__()
+                bucket.counters.reset()
                 self._table.add(state)
                 restored += 1
             self._table.budget.enforce()
             for state in self._table:
-                state.bucket.counters.budget_evicted = 0
+                state.bucket.counters.reset()
         if restored:
             log.info("restored %d sessions up to LSN %d", restored, self._log.last_lsn)
 
-    def _sweep(self) -> None:
+    def sweep(self) -> int:
+        """Expire every session's buffered events past retention now; return
+        how many went. The sweeper thread calls this every
+        ``sweep_interval_s``; queries expire what they touch anyway."""
+        now = self._table.clock()
+        expired = 0
+        with self._table.lock:
+            for state in self._table:
+                expired += state.bucket.expire(now)
+        return expired
+
+    def _sweep_forever(self) -> None:
         interval = self.config.sweep_interval_s
         while not self._sweeper_stop.wait(interval):
-            now = self._table.clock()
-            with self._table.lock:
-                for state in self._table:
-                    state.bucket.expire(now)
+            try:
+                self.sweep()
+            except Exception:
+                log.exception("sweeping expired events failed")
 
 
 def _check_limit(limit: object) -> None:

@@ -80,8 +80,11 @@ class Subscription:
                 return
             before = len(self._queue)
             self._enqueue(e for e in events if self._matches(e))
-            if len(self._queue) != before or self._error is not None:
+            overflowed = self._error is not None
+            if len(self._queue) != before or overflowed:
                 self._wake()
+        if overflowed:
+            self._on_close(self)  # stop feeding it; the consumer still gets the error
 
     def _enqueue(self, events: Iterable[Event]) -> None:
         queued = self._queued

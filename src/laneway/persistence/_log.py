@@ -83,19 +83,12 @@ class WriteBatch:
 
 
 class Log(Protocol):
-    """What the engine needs from a write-ahead log.
-
-    deferred_sync: True if `commit` leaves the commit's last step (LMDB's
-        meta page) unsynced, so that a group is durable only once the next
-        commit or a `flush` returns. The writer then acknowledges a group
-        after the following one, which halves the fsyncs under load.
-    """
+    """What the engine needs from a write-ahead log. `commit` returns only
+    once the batches are durable (or raises `StorageError`)."""
 
     last_lsn: int
-    deferred_sync: bool
 
     def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None: ...
-    def flush(self) -> None: ...
     def get_receipt(self, tenant: str, dedupe_key: str) -> Receipt | None: ...
     def read_session(self, tenant: str, session: str, after_seq: int, limit: int) -> list[bytes]: ...
     def tail(self, tenant: str, session: str, count: int) -> list[bytes]: ...
@@ -203,21 +196,12 @@ class _ResizeGate:
 class LmdbLog:
     """The durable log, in an LMDB environment at `directory`.
 
-    sync: make every commit durable (the promise receipts carry). False
-        trades that promise for speed and is meant for throwaway data only.
+    sync: make every commit durable before it returns (the promise receipts
+        carry): LMDB fdatasyncs the data pages, then writes the meta page
+        with O_DSYNC. False trades that promise for speed and is meant for
+        throwaway data only.
     map_size: the initial map; it doubles whenever a commit hits
         ``MapFullError``, so this only sets how often that happens early.
-
-    Durability is pipelined. An LMDB commit normally syncs twice: the data
-    pages (fdatasync), then the meta page that points at them (an O_DSYNC
-    write). We open with ``metasync=False``: the meta page is written but not
-    synced, and the NEXT commit's fdatasync of the same file flushes it. So
-    a group is durable once the following commit returns, or once `flush`
-    does when no commit follows. LMDB never reuses pages freed by the last
-    transaction, so the previous tree stays intact until then: a crash
-    rolls back at most the one unacknowledged group. The writer thread
-    acknowledges accordingly (`deferred_sync`); under load this is one
-    fsync per group instead of two.
     """
 
     def __init__(self, directory: Path, *, sync: bool = True, map_size: int = 64 << 20) -> None:
@@ -231,14 +215,13 @@ class LmdbLog:
                 # Every actor thread may read (dedupe checks), plus query threads.
                 max_readers=4096,
                 sync=sync,
-                metasync=False,
+                metasync=sync,
                 readahead=False,
                 subdir=True,
             )
         except lmdb.Error as exc:
             raise StorageError(f"cannot open the WAL at {directory}: {exc}") from exc
         self._gate = _ResizeGate()
-        self.deferred_sync = sync
         self.events_db = self.env.open_db(b"events")
         self.seq_db = self.env.open_db(b"seq")
         self.dedupe_db = self.env.open_db(b"dedupe")
@@ -306,13 +289,6 @@ class LmdbLog:
             put = txn.put
             for sid, meta in heads.items():
                 put(sid, encode(meta), db=self.sessions_db)
-
-    def flush(self) -> None:
-        """Make the last commit durable (sync the meta page it left pending)."""
-        try:
-            self.env.sync(True)
-        except lmdb.Error as exc:
-            raise StorageError(f"WAL sync failed: {exc}") from exc
 
     # -- reading (any thread) -----------------------------------------------
 
@@ -400,8 +376,6 @@ class MemoryLog:
     Nothing is durable and the whole history stays in memory until close.
     """
 
-    deferred_sync = False
-
     def __init__(self) -> None:
         self.last_lsn = 0
         self._records: dict[int, bytes] = {}
@@ -429,9 +403,6 @@ class MemoryLog:
             for tenant, key, receipt in dedupes:
                 self._dedupe[(tenant, key)] = receipt
             self.last_lsn = last
-
-    def flush(self) -> None:
-        pass
 
     def get_receipt(self, tenant: str, dedupe_key: str) -> Receipt | None:
         return self._dedupe.get((tenant, dedupe_key))

@@ -36,10 +36,7 @@ class WalWriter:
     """Owns the only thread that writes to the log.
 
     on_commit(group): called on the writer thread once a group is durable,
-        with the batches in commit order (LSNs and records filled in). With
-        a log whose sync is deferred (see `LmdbLog`), that is right after
-        the next group's commit, or after an explicit flush when the queue
-        is empty, so a lone event still waits for just two cheap syncs.
+        with the batches in commit order (LSNs and records filled in).
     on_failure(group, exc): called instead when a commit fails. After a
         failure the writer fails every later batch too: a session's next seq
         was already handed out in memory, so carrying on would leave a gap.
@@ -101,39 +98,17 @@ class WalWriter:
     # -- writer thread ------------------------------------------------------
 
     def _run(self) -> None:
-        # `unacked`: the last committed group when the log defers its sync;
-        # it becomes durable when the next commit (or a flush) returns.
-        unacked: list[WriteBatch] | None = None
         get = self._queue.get
         while True:
-            if unacked is None:
-                first = get()
-            else:
-                try:
-                    first = self._queue.get_nowait()
-                except queue.Empty:
-                    # Nothing to commit behind it: sync now rather than wait.
-                    self._flush_and_ack(unacked)
-                    unacked = None
-                    continue
+            first = get()
             if first is _STOP:
                 break
             assert isinstance(first, WriteBatch)
             group, count, stopping = self._gather(first)
-            committed = self._commit(group, count)
-            if unacked is not None:
-                # This commit's fdatasync flushed the previous meta page.
-                self._ack(unacked) if committed else self._flush_and_ack(unacked)
-                unacked = None
-            if committed:
-                if self._log.deferred_sync:
-                    unacked = group
-                else:
-                    self._ack(group)
+            if self._commit(group, count):
+                self._ack(group)
             if stopping:
                 break
-        if unacked is not None:
-            self._flush_and_ack(unacked)
         self._drain_after_stop()
 
     def _gather(self, first: WriteBatch) -> tuple[list[WriteBatch], int, bool]:
@@ -185,15 +160,6 @@ class WalWriter:
         self.commits += 1
         self.events += count
         return True
-
-    def _flush_and_ack(self, group: list[WriteBatch]) -> None:
-        try:
-            self._log.flush()
-        except StorageError as exc:
-            self._set_failure(exc)
-            self._fail(group, exc)
-            return
-        self._ack(group)
 
     def _ack(self, group: list[WriteBatch]) -> None:
         try:

@@ -1,0 +1,66 @@
+"""Helpers shared by the benchmark scenarios (not a scenario module)."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# A typical hook event payload (~110 bytes as msgpack).
+PAYLOAD: dict[str, Any] = {
+    "session_id": "4f1c2d9e",
+    "tool_name": "Bash",
+    "tool_input": {"command": "pytest -q tests/test_api.py"},
+    "model_name": "claude-sonnet-4",
+}
+
+
+@contextlib.contextmanager
+def data_dir() -> Iterator[Path]:
+    """A fresh directory on the real disk (not tmpfs), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="laneway-bench-", dir="/var/tmp"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def percentiles(samples: list[float], scale: float = 1000.0) -> dict[str, float]:
+    """p50/p99/p999/max of samples (seconds), in milliseconds by default."""
+    if not samples:
+        return {"p50_ms": 0.0, "p99_ms": 0.0, "p999_ms": 0.0, "max_ms": 0.0}
+    s = sorted(samples)
+
+    def q(p: float) -> float:
+        return round(s[min(len(s) - 1, max(0, int(p * len(s) + 0.999999) - 1))] * scale, 3)
+
+    return {"p50_ms": q(0.50), "p99_ms": q(0.99), "p999_ms": q(0.999), "max_ms": round(s[-1] * scale, 3)}
+
+
+def rss_anon_bytes() -> int:
+    """Anonymous resident memory (the Python heap), excluding LMDB's file mapping."""
+    gc.collect()
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no RssAnon in /proc/self/status")
+
+
+class Rate:
+    """Paces a loop at `per_second` iterations, catching up after stalls."""
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second
+        self.next = time.perf_counter()
+
+    def wait(self) -> None:
+        self.next += self.interval
+        delay = self.next - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)

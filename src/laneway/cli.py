@@ -1,0 +1,229 @@
+"""The ``laneway`` command.
+
+    laneway demo            an embedded engine with a demo producer, printed live
+    laneway bench [NAME..]  run benchmark scenarios from ./benchmarks
+    laneway config          print the effective configuration, or every option
+
+Each subcommand lives in a function below; `main` only parses arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="laneway", description="A real-time event engine for Python.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run an embedded engine with a demo producer and print events live")
+    demo.add_argument("--data", default="laneway-data", help="data directory (default: ./laneway-data)")
+    demo.add_argument("--seconds", type=float, default=0, help="stop after this long (default: until Ctrl-C)")
+    demo.add_argument("--rate", type=float, default=20, help="events per second (default: 20)")
+    demo.set_defaults(run=_demo)
+
+    bench = sub.add_parser("bench", help="run benchmark scenarios (see docs/benchmarks.md)")
+    bench.add_argument("scenarios", nargs="*", help="scenario names or prefixes (default: all)")
+    bench.add_argument("--dir", default=None, help="benchmarks directory (default: ./benchmarks)")
+    bench.add_argument("--quick", action="store_true", help="smaller, faster runs (for smoke tests)")
+    bench.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    bench.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+    bench.set_defaults(run=_bench)
+
+    config = sub.add_parser("config", help="print the effective engine configuration")
+    config.add_argument("--file", default=os.environ.get("LANEWAY_CONFIG"), help="TOML config file")
+    config.add_argument("--options", action="store_true", help="list every option with its default and variable")
+    config.set_defaults(run=_config)
+
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from .core import LanewayError
+
+        if isinstance(exc, LanewayError):
+            print(f"laneway: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+# -- demo ----------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .engine import Engine
+    from ._demo import DemoProducer
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with Engine.open(args.data) as engine:
+        producer = DemoProducer(engine, rate=args.rate)
+        subs = [engine.subscribe(tenant) for tenant in producer.tenants]
+        printers = [threading.Thread(target=_print_events, args=(s,), daemon=True) for s in subs]
+        for t in printers:
+            t.start()
+        print(f"laneway demo: data in {Path(args.data).resolve()}, Ctrl-C to stop", flush=True)
+        producer.start()
+        try:
+            stop.wait(args.seconds or None)
+        except KeyboardInterrupt:
+            pass
+        producer.stop()
+        stats = engine.statistics()
+    print(
+        f"\n{stats.events} events in {stats.sessions} sessions; last LSN {stats.last_lsn}; "
+        f"group commits: {stats.commit.commits if stats.commit else 0}",
+        flush=True,
+    )
+    return 0
+
+
+def _print_events(sub: Any) -> None:
+    names = ("regular", "HIGH", "CRITICAL", "SYSTEM")
+    for event in sub:
+        lane = names[event.priority]
+        print(f"{event.tenant}:{event.session} #{event.seq:<4} {lane:<8} {event.type}", flush=True)
+
+
+# -- bench ---------------------------------------------------------------------
+
+
+def _bench_dir(explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    for candidate in (Path.cwd() / "benchmarks", Path(__file__).resolve().parents[2] / "benchmarks"):
+        if candidate.is_dir():
+            return candidate
+    raise SystemExit("laneway bench: no benchmarks/ directory here; run it from a laneway checkout or pass --dir")
+
+
+def _load_scenarios(directory: Path) -> dict[str, Any]:
+    scenarios: dict[str, Any] = {}
+    sys.path.insert(0, str(directory))
+    for path in sorted(directory.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        spec = importlib.util.spec_from_file_location(f"laneway_bench_{path.stem}", path)
+        assert spec and spec.loader
+        module: ModuleType = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for name, func in getattr(module, "SCENARIOS", {}).items():
+            scenarios[name] = func
+    return scenarios
+
+
+def _bench(args: argparse.Namespace) -> int:
+    directory = _bench_dir(args.dir)
+    scenarios = _load_scenarios(directory)
+    if args.list:
+        for name, func in scenarios.items():
+            doc = (func.__doc__ or "").strip().splitlines()
+            print(f"{name:28} {doc[0] if doc else ''}")
+        return 0
+    chosen = [n for n in scenarios if not args.scenarios or any(n.startswith(p) for p in args.scenarios)]
+    if args.in_process:
+        chosen = [n for n in scenarios if n in args.scenarios]
+    if not chosen:
+        print(f"laneway bench: no scenario matches {args.scenarios}; try --list", file=sys.stderr)
+        return 2
+    if args.in_process:
+        # Child mode: run one scenario, print its result as the last line.
+        (name,) = chosen
+        started = time.perf_counter()
+        result = scenarios[name](quick=args.quick)
+        result["seconds"] = round(time.perf_counter() - started, 2)
+        print(json.dumps(result))
+        return 0
+    results: dict[str, Any] = {}
+    for name in chosen:
+        print(f"== {name} ...", flush=True)
+        # Each scenario runs in a fresh interpreter: memory figures must not
+        # inherit another scenario's heap, nor timings its leftover threads.
+        command = [sys.executable, "-m", "laneway.cli", "bench", name, "--in-process", "--dir", str(directory)]
+        if args.quick:
+            command.append("--quick")
+        child = subprocess.run(command, capture_output=True, text=True)
+        if child.returncode != 0:
+            print(child.stdout + child.stderr, file=sys.stderr)
+            results[name] = {"error": f"exited with {child.returncode}", "target_met": False}
+            continue
+        result = json.loads(child.stdout.strip().splitlines()[-1])
+        results[name] = result
+        _print_result(name, result)
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform},
+        "quick": args.quick,
+        "results": results,
+    }
+    print(json.dumps(report, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    failed = [n for n, r in results.items() if r.get("target_met") is False]
+    if failed:
+        print(f"targets missed: {', '.join(failed)}", file=sys.stderr)
+    return 0
+
+
+def _print_result(name: str, result: dict[str, Any]) -> None:
+    rows = [(k, v) for k, v in result.items() if not isinstance(v, (dict, list))]
+    width = max((len(k) for k, _ in rows), default=10)
+    print(f"   {name}")
+    for key, value in rows:
+        shown = f"{value:,.3f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+        print(f"   {key:<{width}}  {shown}")
+    for key, value in result.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            print(f"   {key}:")
+            columns = list(value[0])
+            print("     " + "  ".join(f"{c:>14}" for c in columns))
+            for row in value:
+                print("     " + "  ".join(f"{_fmt(row.get(c)):>14}" for c in columns))
+    print(flush=True)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+# -- config --------------------------------------------------------------------
+
+
+def _config(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from .engine import load_config, option_table
+
+    if args.options:
+        print("| section | option | default | environment |")
+        print("|---|---|---|---|")
+        for section, option, default, env in option_table():
+            print(f"| {section} | `{option}` | {default} | `{env}` |")
+        return 0
+    config = load_config(args.file)
+    print(json.dumps(msgspec.to_builtins(config), indent=2))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

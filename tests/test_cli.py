@@ -1,0 +1,77 @@
+"""The laneway command, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from laneway import Engine, EngineConfig
+from laneway._demo import DEMO_TENANTS, DemoProducer
+from laneway.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "laneway.cli", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def test_demo_produces_and_prints_events_then_stops(tmp_path: Path) -> None:
+    out = run("demo", "--data", str(tmp_path / "d"), "--seconds", "1", "--rate", "50")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert any("SessionStart" in line for line in lines)
+    assert lines[-1].startswith(tuple(f"{n} events" for n in range(10, 200)))
+    with Engine.open(tmp_path / "d", EngineConfig(sweep_interval_s=0)) as eng:
+        assert set(eng.tenants()) == set(DEMO_TENANTS)
+        assert eng.statistics().events >= 10
+
+
+def test_demo_producer_walks_realistic_session_lifecycles(memory_engine: Engine) -> None:
+    producer = DemoProducer(memory_engine, rate=0, seed=7)
+    producer.start()
+    while memory_engine.statistics().events < 300:
+        pass
+    producer.stop()
+    types = {e.type for t in DEMO_TENANTS for e in memory_engine.recent(t, limit=1000)}
+    assert {"SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "Stop"} <= types
+    sources = {e.source for t in DEMO_TENANTS for e in memory_engine.recent(t, limit=1000)}
+    assert "ai" in sources
+    for tenant in DEMO_TENANTS:
+        for session in memory_engine.sessions(tenant):
+            first = memory_engine.events(tenant, session, 0, 1)[0]
+            assert first.type == "SessionStart"
+
+
+def test_config_prints_the_effective_configuration(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[engine]\nmemory_budget_bytes = 5\n")
+    monkeypatch.setenv("LANEWAY_MAX_PAYLOAD_BYTES", "77")
+    assert main(["config", "--file", str(path)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["memory_budget_bytes"] == 5 and shown["max_payload_bytes"] == 77
+    assert main(["config", "--options"]) == 0
+    assert "`LANEWAY_DEFAULT_OVERFLOW`" in capsys.readouterr().out
+
+
+def test_config_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "--file", str(tmp_path / "missing.toml")]) == 2
+    assert capsys.readouterr().err.strip() == f"laneway: config file {tmp_path / 'missing.toml'} does not exist"
+
+
+def test_bench_lists_and_runs_a_scenario_in_a_fresh_process(tmp_path: Path) -> None:
+    listed = run("bench", "--list")
+    assert listed.returncode == 0
+    for name in ("ingest_batches", "ingest_threads", "submit_latency", "recent_latency", "memory_per_event"):
+        assert name in listed.stdout
+    out = run("bench", "submit_latency", "--quick", "--json", str(tmp_path / "r.json"), timeout=300)
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    result = report["results"]["submit_latency"]
+    assert result["events"] == 1000 and result["p99_ms"] > 0
+    assert "p99_ms" in out.stdout
+    assert run("bench", "no_such_scenario").returncode == 2

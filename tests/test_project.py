@@ -1,0 +1,31 @@
+"""The README's commands, CI and docs stay in step with the code."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.+?)\n```", section)
+
+
+def test_readme_has_exactly_two_setup_commands() -> None:
+    commands = readme_commands()
+    assert len(commands) == 2
+    assert "pytest" in commands[1] and "pytest" not in commands[0]
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert readme_commands()[1] in ci.splitlines()
+
+
+def test_readme_links_point_at_existing_docs() -> None:
+    text = (ROOT / "README.md").read_text()
+    for link in re.findall(r"\]\((docs/[^)]+)\)", text):
+        assert (ROOT / link).is_file(), link
