@@ -6,8 +6,9 @@ import contextlib
 import gc
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,17 @@ def rss_anon_bytes() -> int:
             if line.startswith("RssAnon:"):
                 return int(line.split()[1]) * 1024
     raise RuntimeError("no RssAnon in /proc/self/status")
+
+
+def run_threads(count: int, target: Callable[[int], None]) -> float:
+    """Run `target(i)` on `count` threads at once; return the wall seconds."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
 
 
 class Rate:

@@ -11,7 +11,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import lmdb
-from _common import data_dir, percentiles
+from _common import data_dir, percentiles, run_threads
 
 
 def lmdb_sync_commit(quick: bool = False) -> dict[str, Any]:
@@ -72,13 +72,7 @@ def lmdb_group_commit_threads(quick: bool = False) -> dict[str, Any]:
 
         w = threading.Thread(target=writer)
         w.start()
-        threads = [threading.Thread(target=producer) for _ in range(8)]
-        started = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - started
+        elapsed = run_threads(8, lambda _: producer())
         inbox.put(stop)
         w.join()
         env.close()

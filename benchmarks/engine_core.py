@@ -6,11 +6,10 @@ Every scenario uses a real LMDB data dir on disk with fsync on each commit
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
-from _common import PAYLOAD, Rate, data_dir, percentiles, rss_anon_bytes
+from _common import PAYLOAD, Rate, data_dir, percentiles, rss_anon_bytes, run_threads
 
 from laneway import Engine, EngineConfig, TenantConfig
 
@@ -56,13 +55,7 @@ def _ingest_once(batches: int, producers: int, shape: str) -> dict[str, Any]:
                     engine.submit_many([("bench", f"s{i}", "PreToolUse", PAYLOAD) for i in range(100)])
 
         engine.submit_many([("bench", f"s{i}", "Warmup", None) for i in range(100)])
-        threads = [threading.Thread(target=produce, args=(w,)) for w in range(producers)]
-        started = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.perf_counter() - started
+        elapsed = run_threads(producers, produce)
         commit = engine.statistics().commit
         assert commit is not None
         return {
@@ -81,18 +74,14 @@ def ingest_threads(quick: bool = False) -> dict[str, Any]:
     for layout in ("own session per thread", "100 shared sessions"):
         with data_dir() as path, Engine.open(path, _config()) as engine:
 
-            def produce(worker: int) -> None:
+            own = layout == "own session per thread"
+
+            def produce(worker: int, own: bool = own, engine: Engine = engine) -> None:
                 for n in range(per_thread):
-                    session = f"t{worker}" if layout == "own session per thread" else f"s{(worker * 13 + n) % 100}"
+                    session = f"t{worker}" if own else f"s{(worker * 13 + n) % 100}"
                     engine.submit("bench", session, "PreToolUse", PAYLOAD)
 
-            threads = [threading.Thread(target=produce, args=(w,)) for w in range(8)]
-            started = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            elapsed = time.perf_counter() - started
+            elapsed = run_threads(8, produce)
             commit = engine.statistics().commit
             assert commit is not None
             rows.append(

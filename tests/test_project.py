@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,3 +32,9 @@ def test_readme_links_point_at_existing_docs() -> None:
     text = (ROOT / "README.md").read_text()
     for link in re.findall(r"\]\((docs/[^)]+)\)", text):
         assert (ROOT / link).is_file(), link
+
+
+def test_lint_is_clean() -> None:
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    result = subprocess.run([ruff, "check", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

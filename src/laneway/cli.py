@@ -68,8 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .engine import Engine
     from ._demo import DemoProducer
+    from .engine import Engine
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

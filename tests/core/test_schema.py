@@ -3,7 +3,8 @@
 from typing import Any
 
 import msgspec
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from laneway.core import (
     ENTRY_OVERHEAD,

@@ -12,7 +12,7 @@ dedupe index, rejections) and from the commit thread, hence the lock.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -43,16 +43,9 @@ class Ticket:
         self._done = False
 
     def resolve(self, index: int, receipt: Receipt) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self._receipts[index] = receipt
-            self._remaining -= 1
-            finished = self._remaining == 0
-        if finished:
-            self._finish()
+        self.resolve_many((index,), (receipt,))
 
-    def resolve_many(self, indices: list[int], receipts: list[Receipt]) -> None:
+    def resolve_many(self, indices: Sequence[int], receipts: Sequence[Receipt]) -> None:
         """`resolve` for a run of items under one lock acquisition."""
         with self._lock:
             if self._done:

@@ -245,18 +245,15 @@ class DualBucket:
     def expire(self, now_ms: int) -> int:
         """Drop events older than their bucket's retention; return how many."""
         dropped = 0
-        retention = self.config.priority_retention_s
-        if retention and self.priority:
-            cutoff = now_ms - int(retention * 1000)
-            while self.priority and self.priority.first().ts < cutoff:
-                self._pop(self.priority)
-                dropped += 1
-        retention = self.config.regular_retention_s
-        if retention and self.regular:
-            cutoff = now_ms - int(retention * 1000)
-            while self.regular and self.regular.first().ts < cutoff:
-                self._pop(self.regular)
-                dropped += 1
+        for fifo, retention in (
+            (self.priority, self.config.priority_retention_s),
+            (self.regular, self.config.regular_retention_s),
+        ):
+            if retention and fifo:
+                cutoff = now_ms - int(retention * 1000)
+                while fifo and fifo.first().ts < cutoff:
+                    self._pop(fifo)
+                    dropped += 1
         self.counters.expired += dropped
         return dropped
 

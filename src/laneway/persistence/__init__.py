@@ -6,12 +6,24 @@ carry an opaque token that the layer above uses to find its waiters.
 
 from ._lock import DataDirLock as DataDirLock
 from ._log import (
-    Clock as Clock,
     FORMAT_VERSION as FORMAT_VERSION,
+)
+from ._log import (
+    Clock as Clock,
+)
+from ._log import (
     LmdbLog as LmdbLog,
+)
+from ._log import (
     Log as Log,
+)
+from ._log import (
     MemoryLog as MemoryLog,
+)
+from ._log import (
     WriteBatch as WriteBatch,
+)
+from ._log import (
     now_ms as now_ms,
 )
 from ._writer import WalWriter as WalWriter

@@ -339,7 +339,7 @@ class LmdbLog:
             for key, value in cursor.iterprev():
                 if not key.startswith(prefix):
                     break
-                lsn, ts, priority = unpack(value)
+                _, ts, priority = unpack(value)
                 if ts < min_ts:
                     break  # ts never decreases within a session
                 kind = 1 if priority else 0
