@@ -172,3 +172,43 @@ def test_an_error_in_on_commit_is_logged_not_fatal(caplog: pytest.LogCaptureFixt
     writer.stop()
     assert "applying a committed group failed" in caplog.text
     assert writer.failure is None
+
+
+def test_control_writes_commit_in_queue_order_between_groups() -> None:
+    from laneway.persistence import ControlWrite
+
+    log = RecordingLog()
+    original = log.write_control
+
+    def recording_control(puts):  # type: ignore[no-untyped-def]
+        log.calls.append("control")
+        original(puts)
+
+    log.write_control = recording_control  # type: ignore[method-assign]
+    rec = Recorder(expected=2)
+    done: list[BaseException | None] = []
+    writer = WalWriter(log, rec.on_commit, rec.on_failure)
+    writer.put(make_batch("a"))
+    writer.put_control(ControlWrite([("config", b"t", b"{}")], done.append))
+    writer.put(make_batch("b"))
+    writer.start()
+    assert rec.done.wait(5)
+    writer.stop()
+    assert log.calls == ["commit:a", "control", "commit:b"]
+    assert done == [None]
+    assert log.read_control("config") == [(b"t", b"{}")]
+
+
+def test_a_control_write_after_a_failure_reports_it() -> None:
+    from laneway.persistence import ControlWrite
+
+    log = RecordingLog(fail_on=1)
+    rec = Recorder(expected=1)
+    done: list[BaseException | None] = []
+    writer = WalWriter(log, rec.on_commit, rec.on_failure)
+    writer.put(make_batch("a"))
+    writer.put_control(ControlWrite([("config", b"t", b"{}")], done.append))
+    writer.start()
+    writer.stop()
+    assert isinstance(done[0], StorageError)
+    assert log.read_control("config") == []

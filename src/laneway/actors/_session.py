@@ -32,6 +32,7 @@ class Submission(msgspec.Struct, gc=False):
 
     payload: the payload already encoded as msgpack; validation needed the
         encoding anyway, and the WAL record embeds these bytes as they are.
+    attrs: the optional attributes, encoded likewise.
     index: the item's position in its call, where its receipt goes.
     """
 
@@ -41,6 +42,11 @@ class Submission(msgspec.Struct, gc=False):
     dedupe_key: str | None
     source: str | None
     index: int
+    attrs: bytes | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.payload) + (len(self.attrs) if self.attrs is not None else 0)
 
 
 class SubmitMessage(msgspec.Struct, gc=False):
@@ -123,7 +129,7 @@ class SessionActor(pykka.ThreadingActor):
                 level, meta = item.priority, EXPLICIT
             event = Event(
                 0, tenant, session, seq, epoch, ts, item.type, level, meta, item.source, key,
-                msgspec.Raw(item.payload),
+                msgspec.Raw(item.payload), msgspec.Raw(item.attrs) if item.attrs is not None else None,
             )
             data = encode(event)
             if reserved is not None:

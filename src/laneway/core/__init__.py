@@ -125,6 +125,9 @@ from ._schema import (
     STAMP_GROWTH as STAMP_GROWTH,
 )
 from ._schema import (
+    AuditRecord as AuditRecord,
+)
+from ._schema import (
     Event as Event,
 )
 from ._schema import (
@@ -174,6 +177,21 @@ from ._stats import (
 )
 from ._stats import (
     percentile as percentile,
+)
+from ._summaries import (
+    SessionSummary as SessionSummary,
+)
+from ._summaries import (
+    Summaries as Summaries,
+)
+from ._summaries import (
+    TenantSummary as TenantSummary,
+)
+from ._summaries import (
+    roll_up as roll_up,
+)
+from ._summaries import (
+    summarize_session as summarize_session,
 )
 from ._tenant import (
     OVERFLOW_STRATEGIES as OVERFLOW_STRATEGIES,
@@ -229,6 +247,12 @@ __all__ = [
     "check_priority",
     "PRIORITY_LEVELS",
     "PRIORITY_NAMES",
+    "AuditRecord",
+    "SessionSummary",
+    "Summaries",
+    "TenantSummary",
+    "roll_up",
+    "summarize_session",
     "Event",
     "EventHead",
     "PriorityMetadata",

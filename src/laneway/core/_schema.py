@@ -24,6 +24,7 @@ __all__ = [
     "EventHead",
     "Receipt",
     "SessionMeta",
+    "AuditRecord",
     "encode",
     "stamp_lsn",
     "record_lsn",
@@ -64,6 +65,8 @@ class Event(msgspec.Struct, frozen=True, array_like=True, gc=False):
     ts: arrival time in milliseconds since the Unix epoch, never decreasing
         within a session.
     priority: 0 regular, 1 high, 2 critical, 3 system.
+    attrs: optional producer-supplied attributes beside the payload (the
+        HookEvent compatibility layer keeps its extra fields here).
     """
 
     lsn: int
@@ -78,6 +81,7 @@ class Event(msgspec.Struct, frozen=True, array_like=True, gc=False):
     source: str | None = None
     dedupe_key: str | None = None
     payload: Any = None
+    attrs: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict with field names (the wire's event shape)."""
@@ -94,6 +98,7 @@ class Event(msgspec.Struct, frozen=True, array_like=True, gc=False):
             "source": self.source,
             "dedupe_key": self.dedupe_key,
             "payload": self.payload,
+            "attrs": self.attrs,
         }
 
 
@@ -134,7 +139,8 @@ class SessionMeta(msgspec.Struct, array_like=True, gc=False):
     """The durable head of one session, rewritten in every commit that touches it.
 
     Lets a restart know each session's seq and epoch without reading its
-    events, and keeps the lifetime event counts that statistics report.
+    events, and keeps the lifetime counts (by priority and by event type)
+    that statistics and summaries report.
     """
 
     epoch: int
@@ -143,6 +149,22 @@ class SessionMeta(msgspec.Struct, array_like=True, gc=False):
     last_ts: int = 0
     created_ts: int = 0
     counts: list[int] = msgspec.field(default_factory=lambda: [0, 0, 0, 0])
+    types: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One administrative change, kept durably (newest 10,000).
+
+    actor: who made it (the JWT subject over HTTP, "embedded" in-process).
+    changes: what was asked; config: the tenant's settings that resulted.
+    """
+
+    ts: int
+    actor: str
+    action: str
+    tenant: str | None = None
+    changes: dict[str, Any] = msgspec.field(default_factory=dict)
+    config: dict[str, Any] | None = None
 
 
 # Encoders and decoders are built once: building them per call costs more

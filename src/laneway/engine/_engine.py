@@ -36,6 +36,7 @@ from ..actors import (
 )
 from ..core import (
     PRIORITY_LEVELS,
+    AuditRecord,
     BucketStatistics,
     BufferedEvent,
     ConfigError,
@@ -47,20 +48,24 @@ from ..core import (
     LanewayError,
     PayloadTooLarge,
     Receipt,
+    SessionSummary,
     Statistics,
     StorageError,
+    Summaries,
     TenantConfig,
     check_priority,
     decode_event,
     encode,
     merge_recent,
+    roll_up,
+    summarize_session,
     validate_dedupe_key,
     validate_session,
     validate_source,
     validate_tenant,
     validate_type,
 )
-from ..persistence import Clock, DataDirLock, LmdbLog, Log, MemoryLog, WalWriter, now_ms
+from ..persistence import Clock, ControlWrite, DataDirLock, LmdbLog, Log, MemoryLog, WalWriter, now_ms
 from ._config import EngineConfig, load_config
 from ._subscription import Subscription, SubscriptionHub
 
@@ -68,7 +73,7 @@ __all__ = ["Engine", "EngineOverloaded"]
 
 log = logging.getLogger("laneway.engine")
 
-_ITEM_KEYS = frozenset({"tenant", "session", "type", "payload", "dedupe_key", "source", "priority"})
+_ITEM_KEYS = frozenset({"tenant", "session", "type", "payload", "dedupe_key", "source", "priority", "attrs"})
 
 
 class EngineOverloaded(LanewayError):
@@ -120,6 +125,9 @@ class Engine:
         self._hub = SubscriptionHub(on_first=self._applier.add_sink, on_last=self._applier.remove_sink)
         self._contexts: dict[str, TenantContext] = {}
         self._tenant_configs: dict[str, TenantConfig] = dict(config.tenants)
+        # Runtime overrides per tenant (durable), on top of file and env.
+        self._overrides: dict[str, dict[str, Any]] = {}
+        self._configure_lock = threading.Lock()
         self._tenants: dict[str, pykka.ActorRef[Any]] = {}
         self._routes: dict[tuple[str, str], pykka.ActorRef[Any]] = {}
         self._setup_lock = threading.Lock()
@@ -181,6 +189,7 @@ class Engine:
                 lock.acquire()
                 log_ = LmdbLog(directory / "wal", sync=resolved.fsync, map_size=resolved.map_size_bytes)
             engine = cls(config=resolved, log_=log_, lock=lock, path=directory, clock=clock)
+            engine._restore_runtime_config()
             engine._restore()
             engine._writer.start()
             if resolved.sweep_interval_s > 0:
@@ -250,15 +259,18 @@ class Engine:
         dedupe_key: str | None = None,
         source: str | None = None,
         priority: int | None = None,
+        attrs: Mapping[str, Any] | None = None,
     ) -> Receipt:
         """Append one event; return its `Receipt` once it is durable.
 
         A `dedupe_key` seen before for this tenant returns the original
         receipt with ``duplicate=True`` and writes nothing. `priority`
-        (0-3) overrides the tenant's rules. Waits if too much work is in
-        flight (``max_inflight_*``).
+        (0-3) overrides the tenant's rules. `attrs` are optional attributes
+        kept beside the payload. Waits if too much work is in flight
+        (``max_inflight_*``).
         """
-        return self._send_one(tenant, session, type, payload, dedupe_key, source, priority, block=True).result()
+        item = (tenant, session, type, payload, dedupe_key, source, priority, attrs)
+        return self._send([item], single=True, block=True).result()
 
     def send(
         self,
@@ -270,6 +282,7 @@ class Engine:
         dedupe_key: str | None = None,
         source: str | None = None,
         priority: int | None = None,
+        attrs: Mapping[str, Any] | None = None,
     ) -> Future[Receipt]:
         """`submit` without waiting: the future completes after the commit.
 
@@ -277,7 +290,8 @@ class Engine:
         limit is reached. Callbacks added to the future run on laneway's
         commit thread; keep them short.
         """
-        return self._send_one(tenant, session, type, payload, dedupe_key, source, priority, block=False)
+        item = (tenant, session, type, payload, dedupe_key, source, priority, attrs)
+        return self._send([item], single=True, block=False)
 
     async def asubmit(
         self,
@@ -289,68 +303,96 @@ class Engine:
         dedupe_key: str | None = None,
         source: str | None = None,
         priority: int | None = None,
+        attrs: Mapping[str, Any] | None = None,
     ) -> Receipt:
         """`submit` for trio: awaits the commit without blocking the event loop.
 
         If the calling task is cancelled, the event may still be written
         (it was handed over); resubmit with the same dedupe key to be sure.
         """
-        from ._trio import await_future, wait_for_capacity
-
-        while True:
-            try:
-                future = self.send(
-                    tenant, session, type, payload, dedupe_key=dedupe_key, source=source, priority=priority
-                )
-                break
-            except EngineOverloaded:
-                await wait_for_capacity(self)
-        return await await_future(future)
+        item = (tenant, session, type, payload, dedupe_key, source, priority, attrs)
+        return await self._asend([item], single=True)  # type: ignore[no-any-return]
 
     def submit_many(self, items: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[Receipt]:
         """Append a batch; one receipt per item, in order, once all are durable.
 
         Items are ``(tenant, session, type, payload)`` tuples (payload
         optional) or dicts with those keys plus optional ``dedupe_key``,
-        ``source`` and ``priority``. Every item is validated before anything
-        is written: one bad item raises and nothing of the batch is written.
+        ``source``, ``priority`` and ``attrs``. Every item is validated
+        before anything is written: one bad item raises and nothing of the
+        batch is written.
         """
-        grouped: dict[tuple[str, str], list[Submission]] = {}
-        count = 0
-        nbytes = 0
+        return self._send(self._parse_items(items), single=False, block=True).result()  # type: ignore[no-any-return]
+
+    def send_many(self, items: Iterable[Sequence[Any] | Mapping[str, Any]]) -> Future[list[Receipt]]:
+        """`submit_many` without waiting (raises `EngineOverloaded` when full)."""
+        return self._send(self._parse_items(items), single=False, block=False)
+
+    async def asubmit_many(self, items: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[Receipt]:
+        """`submit_many` for trio."""
+        return await self._asend(self._parse_items(items), single=False)  # type: ignore[no-any-return]
+
+    async def _asend(self, items: list[tuple[Any, ...]], *, single: bool) -> Any:
+        from ._trio import await_future, wait_for_capacity
+
+        while True:
+            try:
+                future = self._send(items, single=single, block=False)
+                break
+            except EngineOverloaded:
+                await wait_for_capacity(self)
+        return await await_future(future)
+
+    def _parse_items(self, items: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """Batch items in the internal 8-field shape, checked for shape only."""
+        parsed: list[tuple[Any, ...]] = []
         for index, item in enumerate(items):
-            tenant, session, submission = self._parse_item(index, item)
+            if type(item) is tuple and len(item) == 4:
+                parsed.append((*item, None, None, None, None))
+            elif isinstance(item, Mapping):
+                unknown = set(item) - _ITEM_KEYS
+                if unknown:
+                    raise InvalidEvent(f"batch item {index}: unknown key(s) {sorted(unknown)}")
+                try:
+                    parsed.append(
+                        (item["tenant"], item["session"], item["type"], item.get("payload"), item.get("dedupe_key"),
+                         item.get("source"), item.get("priority"), item.get("attrs"))
+                    )
+                except KeyError as exc:
+                    raise InvalidEvent(f"batch item {index} has no {exc.args[0]!r}") from None
+            elif isinstance(item, (tuple, list)) and len(item) in (3, 4):
+                parsed.append((item[0], item[1], item[2], item[3] if len(item) == 4 else None, None, None, None, None))
+            else:
+                raise InvalidEvent(
+                    f"batch item {index} must be a (tenant, session, type, payload) tuple or a dict with those keys"
+                )
+        return parsed
+
+    def _send(self, items: list[tuple[Any, ...]], *, single: bool, block: bool) -> Future[Any]:
+        """Validate every item, then admit and dispatch them all: the one
+        path behind submit, send, asubmit and their batch forms."""
+        grouped: dict[tuple[str, str], list[Submission]] = {}
+        nbytes = 0
+        for index, (tenant, session, type_, payload, dedupe_key, source, priority, attrs) in enumerate(items):
+            try:
+                self._check_key(tenant, session)
+                submission = self._prepare(index, type_, payload, dedupe_key, source, priority, attrs)
+            except LanewayError as exc:
+                if single:
+                    raise
+                # Same class, with the item's position: the caller sees which one.
+                raise type(exc)(f"batch item {index}: {exc}") from None
             grouped.setdefault((tenant, session), []).append(submission)
-            count += 1
-            nbytes += len(submission.payload)
+            nbytes += submission.nbytes
+        future: Future[Any] = Future()
+        count = len(items)
         if not count:
-            return []
-        future: Future[list[Receipt]] = Future()
-        self._admit(count, nbytes, block=True)
-        ticket = Ticket(count, future, single=False, on_done=lambda: self._release(count, nbytes))
+            future.set_result([])
+            return future
+        self._admit(count, nbytes, block=block)
+        ticket = Ticket(count, future, single=single, on_done=lambda: self._release(count, nbytes))
         for (tenant, session), submissions in grouped.items():
             self._dispatch(tenant, session, submissions, ticket)
-        return future.result()
-
-    def _send_one(
-        self,
-        tenant: str,
-        session: str,
-        type_: str,
-        payload: Any,
-        dedupe_key: str | None,
-        source: str | None,
-        priority: int | None,
-        *,
-        block: bool,
-    ) -> Future[Any]:
-        self._check_key(tenant, session)
-        submission = self._prepare(0, type_, payload, dedupe_key, source, priority)
-        nbytes = len(submission.payload)
-        future: Future[Receipt] = Future()
-        self._admit(1, nbytes, block=block)
-        ticket = Ticket(1, future, single=True, on_done=lambda: self._release(1, nbytes))
-        self._dispatch(tenant, session, [submission], ticket)
         return future
 
     def _check_key(self, tenant: object, session: object) -> None:
@@ -379,6 +421,7 @@ class Engine:
         dedupe_key: Any,
         source: Any,
         priority: Any,
+        attrs: Any = None,
     ) -> Submission:
         self._check_label(type_, validate_type)
         if dedupe_key is not None:
@@ -394,47 +437,21 @@ class Engine:
                 f"payload of {type_!r} cannot be encoded: {exc}; use JSON-like values "
                 "(dict, list, str, int, float, bool, None)"
             ) from None
-        if len(raw) > self.config.max_payload_bytes:
+        raw_attrs: bytes | None = None
+        if attrs is not None:
+            if not isinstance(attrs, Mapping) or not all(isinstance(k, str) for k in attrs):
+                raise InvalidEvent(f"attrs of {type_!r} must be a dict with str keys, got {type(attrs).__name__}")
+            try:
+                raw_attrs = encode(attrs)
+            except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+                raise InvalidPayload(f"attrs of {type_!r} cannot be encoded: {exc}") from None
+        size = len(raw) + (len(raw_attrs) if raw_attrs is not None else 0)
+        if size > self.config.max_payload_bytes:
             raise PayloadTooLarge(
-                f"payload of {type_!r} is {len(raw)} bytes encoded; the limit is "
+                f"payload of {type_!r} is {size} bytes encoded; the limit is "
                 f"{self.config.max_payload_bytes} (max_payload_bytes)"
             )
-        return Submission(type_, raw, priority, dedupe_key, source, index)
-
-    def _parse_item(self, index: int, item: Any) -> tuple[str, str, Submission]:
-        try:
-            if type(item) is tuple and len(item) == 4:
-                tenant, session, type_, payload = item
-                self._check_key(tenant, session)
-                return tenant, session, self._prepare(index, type_, payload, None, None, None)
-            if isinstance(item, Mapping):
-                unknown = set(item) - _ITEM_KEYS
-                if unknown:
-                    raise InvalidEvent(f"unknown key(s) {sorted(unknown)}")
-                tenant, session = item["tenant"], item["session"]
-                self._check_key(tenant, session)
-                submission = self._prepare(
-                    index,
-                    item["type"],
-                    item.get("payload"),
-                    item.get("dedupe_key"),
-                    item.get("source"),
-                    item.get("priority"),
-                )
-            elif isinstance(item, (tuple, list)) and len(item) in (3, 4):
-                tenant, session = item[0], item[1]
-                self._check_key(tenant, session)
-                submission = self._prepare(index, item[2], item[3] if len(item) == 4 else None, None, None, None)
-            else:
-                raise InvalidEvent(
-                    "must be a (tenant, session, type, payload) tuple or a dict with those keys"
-                )
-        except KeyError as exc:
-            raise InvalidEvent(f"batch item {index} has no {exc.args[0]!r}") from None
-        except LanewayError as exc:
-            # Same class, with the item's position: the caller sees which one.
-            raise type(exc)(f"batch item {index}: {exc}") from None
-        return tenant, session, submission
+        return Submission(type_, raw, priority, dedupe_key, source, index, raw_attrs)
 
     def _admit(self, count: int, nbytes: int, *, block: bool) -> None:
         max_events = self.config.max_inflight_events
@@ -532,20 +549,46 @@ class Engine:
         """The settings `tenant` runs with now (including runtime changes)."""
         return self._tenant_configs.get(tenant, self.config.defaults)
 
-    def configure(self, tenant: str, **changes: Any) -> TenantConfig:
+    def configure(self, tenant: str, *, actor: str = "embedded", reset: bool = False, **changes: Any) -> TenantConfig:
         """Change a tenant's settings now, without a restart; return the result.
 
         Accepts any `TenantConfig` field: bucket limits, retention, overflow
         strategy, rules (a list of `PriorityRule` or dicts). Buckets shrink
         immediately if the new limits are smaller (evictions are counted).
-        Lasts until the engine closes. Raises `ConfigError` and changes
-        nothing if any value is invalid.
+        Runtime changes are durable: they are stored in the data dir and
+        applied on top of file and environment settings at every open, until
+        ``reset=True`` drops them (``changes`` then apply to the file/env
+        settings afresh). Each change is recorded in the audit log with
+        `actor`. Raises `ConfigError` and changes nothing if any value is
+        invalid.
         """
         validate_tenant(tenant)
         if "rules" in changes:
             changes["rules"] = [msgspec.to_builtins(r) if isinstance(r, msgspec.Struct) else r for r in changes["rules"]]
+        with self._configure_lock:
+            overrides = {} if reset else dict(self._overrides.get(tenant, {}))
+            overrides.update(changes)
+            new = self.config.tenant(tenant).merged(overrides)
+            record = AuditRecord(
+                ts=self._table.clock(),
+                actor=actor,
+                action="reset" if reset else "configure",
+                tenant=tenant,
+                changes=msgspec.to_builtins(changes),
+                config=msgspec.to_builtins(new),
+            )
+            self._write_control(
+                [
+                    ("config", tenant.encode(), msgspec.json.encode(overrides) if overrides else None),
+                    ("audit", None, msgspec.json.encode(record)),
+                ]
+            )
+            self._overrides[tenant] = overrides
+            self._apply_tenant_config(tenant, new)
+        return new
+
+    def _apply_tenant_config(self, tenant: str, new: TenantConfig) -> None:
         with self._table.lock:
-            new = self.tenant_config(tenant).merged(changes)
             self._tenant_configs[tenant] = new
             ctx = self._contexts.get(tenant)
             if ctx is not None:
@@ -553,7 +596,41 @@ class Engine:
             now = self._table.clock()
             for state in self._table.tenant(tenant).values():
                 state.bucket.reconfigure(new, now)
-        return new
+
+    def audit_log(self, limit: int = 100, tenant: str | None = None) -> list[AuditRecord]:
+        """The newest `limit` administrative changes (oldest first)."""
+        _check_limit(limit)
+        records = [msgspec.json.decode(value, type=AuditRecord) for _, value in self._log.read_control("audit")]
+        if tenant is not None:
+            records = [r for r in records if r.tenant == tenant]
+        return records[-limit:]
+
+    def _write_control(self, puts: list[tuple[str, bytes | None, bytes | None]]) -> None:
+        """Commit a control write through the WAL writer and wait for it."""
+        done: Future[None] = Future()
+
+        def on_done(error: BaseException | None) -> None:
+            self._release(1, 0)
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+
+        self._admit(1, 0, block=True)
+        self._writer.put_control(ControlWrite(puts, on_done))
+        done.result()
+
+    def _restore_runtime_config(self) -> None:
+        for key, value in self._log.read_control("config"):
+            tenant = key.decode()
+            overrides = msgspec.json.decode(value)
+            try:
+                config = self.config.tenant(tenant).merged(overrides)
+            except ConfigError as exc:
+                log.warning("ignoring stored runtime settings of tenant %s: %s", tenant, exc)
+                continue
+            self._overrides[tenant] = overrides
+            self._tenant_configs[tenant] = config
 
     # -- queries -------------------------------------------------------------
 
@@ -609,6 +686,35 @@ class Engine:
     def tenants(self) -> list[str]:
         with self._table.lock:
             return sorted(self._table.tenants())
+
+    def session_heads(self, tenant: str) -> dict[str, tuple[int, int]]:
+        """{session: (epoch, last committed seq)} for the tenant's sessions."""
+        validate_tenant(tenant)
+        with self._table.lock:
+            return {s.session: (s.epoch, s.committed_seq) for s in self._table.tenant(tenant).values() if s.committed_seq}
+
+    def summaries(self, tenant: str | None = None, sessions: Collection[str] | None = None) -> Summaries:
+        """Per-session and per-tenant counts by type and priority and last
+        activity, from the durable session heads (so they survive restarts).
+        `tenant` and `sessions` narrow the result; sessions need a tenant."""
+        if sessions is not None and tenant is None:
+            raise InvalidEvent("summaries(sessions=...) needs the tenant too")
+        if tenant is not None:
+            validate_tenant(tenant)
+        if sessions is not None:
+            metas = []
+            for name in sessions:
+                validate_session(name)
+                meta = self._log.session_meta(tenant, name)  # type: ignore[arg-type]
+                if meta is not None:
+                    metas.append((tenant, name, meta))
+        else:
+            metas = [(t, s, m) for t, s, m in self._log.iter_sessions() if tenant is None or t == tenant]
+        per_session = [summarize_session(t, s, m) for t, s, m in metas]
+        by_tenant: dict[str, list[SessionSummary]] = {}
+        for summary in per_session:
+            by_tenant.setdefault(summary.tenant, []).append(summary)
+        return Summaries(sessions=per_session, tenants=[roll_up(t, group) for t, group in sorted(by_tenant.items())])
 
     def statistics(self, tenant: str | None = None, session: str | None = None) -> Statistics:
         """Counts by priority, bucket fill, evictions, dedupe hits, last LSN;

@@ -6,10 +6,19 @@ carry an opaque token that the layer above uses to find its waiters.
 
 from ._lock import DataDirLock as DataDirLock
 from ._log import (
+    AUDIT_KEEP as AUDIT_KEEP,
+)
+from ._log import (
+    CONTROL_DBS as CONTROL_DBS,
+)
+from ._log import (
     FORMAT_VERSION as FORMAT_VERSION,
 )
 from ._log import (
     Clock as Clock,
+)
+from ._log import (
+    ControlWrite as ControlWrite,
 )
 from ._log import (
     LmdbLog as LmdbLog,
@@ -29,6 +38,9 @@ from ._log import (
 from ._writer import WalWriter as WalWriter
 
 __all__ = [
+    "AUDIT_KEEP",
+    "CONTROL_DBS",
+    "ControlWrite",
     "Clock",
     "DataDirLock",
     "FORMAT_VERSION",

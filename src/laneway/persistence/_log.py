@@ -11,6 +11,9 @@ LMDB layout (one environment under ``DATA/wal``, named databases):
 - ``dedupe``:   ``tenant NUL dedupe_key`` -> the original `Receipt`.
 - ``sessions``: ``tenant NUL session`` -> `SessionMeta` (seq, epoch, counts).
 - ``meta``:     ``format`` -> the data format version.
+- ``config``:   tenant -> its runtime configuration overrides (JSON).
+- ``audit``:    8-byte big-endian sequence -> an audit record (JSON) of an
+  administrative change; the newest `AUDIT_KEEP` are kept.
 
 A commit writes all of one group's records, seq entries, dedupe entries and
 session heads in ONE write transaction, so after a crash either all of an
@@ -46,7 +49,7 @@ from ..core import (
     stamp_lsn,
 )
 
-__all__ = ["Clock", "WriteBatch", "Log", "LmdbLog", "MemoryLog", "FORMAT_VERSION", "DataFormatError"]
+__all__ = ["AUDIT_KEEP", "CONTROL_DBS", "ControlWrite", "Clock", "WriteBatch", "Log", "LmdbLog", "MemoryLog", "FORMAT_VERSION", "DataFormatError"]
 
 FORMAT_VERSION = 1
 
@@ -82,6 +85,26 @@ class WriteBatch:
         self.records: list[bytes] = []
 
 
+# Databases that hold control records rather than events.
+CONTROL_DBS = ("config", "audit")
+AUDIT_KEEP = 10_000
+
+
+class ControlWrite:
+    """A change to a control database, committed by the writer thread in
+    order with event batches. `puts` are ``(db, key, value)``; a None value
+    deletes the key; in ``audit`` a None key appends under the next sequence.
+    `on_done(exc)` is called on the writer thread with None on success."""
+
+    __slots__ = ("puts", "on_done")
+
+    def __init__(
+        self, puts: list[tuple[str, bytes | None, bytes | None]], on_done: Callable[[BaseException | None], None]
+    ) -> None:
+        self.puts = puts
+        self.on_done = on_done
+
+
 class Log(Protocol):
     """What the engine needs from a write-ahead log. `commit` returns only
     once the batches are durable (or raises `StorageError`)."""
@@ -89,6 +112,8 @@ class Log(Protocol):
     last_lsn: int
 
     def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None: ...
+    def write_control(self, puts: Sequence[tuple[str, bytes | None, bytes | None]]) -> None: ...
+    def read_control(self, db: str) -> list[tuple[bytes, bytes]]: ...
     def get_receipt(self, tenant: str, dedupe_key: str) -> Receipt | None: ...
     def read_session(self, tenant: str, session: str, after_seq: int, limit: int) -> list[bytes]: ...
     def tail(self, tenant: str, session: str, count: int) -> list[bytes]: ...
@@ -145,8 +170,10 @@ def _advance_meta(meta: SessionMeta | None, batch: WriteBatch, now_ms: int) -> S
     if meta is None:
         meta = SessionMeta(epoch=batch.events[0].epoch, created_ts=now_ms)
     counts = meta.counts
+    types = meta.types
     for event in batch.events:
         counts[event.priority] += 1
+        types[event.type] = types.get(event.type, 0) + 1
     last = batch.events[-1]
     meta.last_seq = last.seq
     meta.last_lsn = batch.first_lsn + len(batch.events) - 1
@@ -227,6 +254,7 @@ class LmdbLog:
         self.dedupe_db = self.env.open_db(b"dedupe")
         self.sessions_db = self.env.open_db(b"sessions")
         self.meta_db = self.env.open_db(b"meta")
+        self.control_dbs = {name: self.env.open_db(name.encode()) for name in CONTROL_DBS}
         self.resizes = 0
         self._check_format()
         with self.env.begin(db=self.events_db) as txn:
@@ -363,6 +391,41 @@ class LmdbLog:
             tenant, session = bytes(sid).decode().split("\x00")
             yield tenant, session, decode_session_meta(raw)
 
+    def write_control(self, puts: Sequence[tuple[str, bytes | None, bytes | None]]) -> None:
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    for db_name, key, value in puts:
+                        db = self.control_dbs[db_name]
+                        if key is None:
+                            cursor = txn.cursor(db)
+                            key = _pack(_unpack(cursor.key())[0] + 1 if cursor.last() else 1)
+                        if value is None:
+                            txn.delete(key, db=db)
+                        else:
+                            txn.put(key, value, db=db)
+                    self._trim_audit(txn)
+            except lmdb.MapFullError:
+                self._gate.resize(self.env, self.env.info()["map_size"] * 2)
+                self.resizes += 1
+                continue
+            except lmdb.Error as exc:
+                raise StorageError(f"WAL control write failed: {exc}") from exc
+            return
+
+    def _trim_audit(self, txn: lmdb.Transaction) -> None:
+        db = self.control_dbs["audit"]
+        excess = txn.stat(db)["entries"] - AUDIT_KEEP
+        if excess > 0:
+            cursor = txn.cursor(db)
+            cursor.first()
+            for _ in range(excess):
+                cursor.delete()
+
+    def read_control(self, db: str) -> list[tuple[bytes, bytes]]:
+        with self._gate, self.env.begin(db=self.control_dbs[db]) as txn:
+            return [(bytes(k), bytes(v)) for k, v in txn.cursor()]
+
     def map_size(self) -> int:
         return int(self.env.info()["map_size"])
 
@@ -382,6 +445,7 @@ class MemoryLog:
         self._seq: dict[tuple[str, str], dict[int, int]] = {}
         self._dedupe: dict[tuple[str, str], Receipt] = {}
         self._heads: dict[tuple[str, str], SessionMeta] = {}
+        self._control: dict[str, dict[bytes, bytes]] = {name: {} for name in CONTROL_DBS}
         # Reads come from other threads while the writer commits.
         self._lock = threading.Lock()
 
@@ -398,11 +462,29 @@ class MemoryLog:
                 # Copy so a reader never sees a head half-way through an update.
                 head = self._heads.get(sid)
                 if head is not None:
-                    head = msgspec.structs.replace(head, counts=list(head.counts))
+                    head = msgspec.structs.replace(head, counts=list(head.counts), types=dict(head.types))
                 self._heads[sid] = _advance_meta(head, batch, now_ms)
             for tenant, key, receipt in dedupes:
                 self._dedupe[(tenant, key)] = receipt
             self.last_lsn = last
+
+    def write_control(self, puts: Sequence[tuple[str, bytes | None, bytes | None]]) -> None:
+        with self._lock:
+            for db_name, key, value in puts:
+                db = self._control[db_name]
+                if key is None:
+                    key = _pack(_unpack(max(db))[0] + 1 if db else 1)
+                if value is None:
+                    db.pop(key, None)
+                else:
+                    db[key] = value
+            audit = self._control["audit"]
+            for key in sorted(audit)[: max(0, len(audit) - AUDIT_KEEP)]:
+                del audit[key]
+
+    def read_control(self, db: str) -> list[tuple[bytes, bytes]]:
+        with self._lock:
+            return sorted(self._control[db].items())
 
     def get_receipt(self, tenant: str, dedupe_key: str) -> Receipt | None:
         return self._dedupe.get((tenant, dedupe_key))

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ..core import CommitStatistics, EngineClosed, StorageError, percentile
-from ._log import Clock, Log, WriteBatch, now_ms
+from ._log import Clock, ControlWrite, Log, WriteBatch, now_ms
 
 __all__ = ["WalWriter"]
 
@@ -74,6 +74,10 @@ class WalWriter:
         """Queue a batch for the next commit. Any thread; never blocks."""
         self._queue.put(batch)
 
+    def put_control(self, write: ControlWrite) -> None:
+        """Queue a control write; it commits after every batch queued before it."""
+        self._queue.put(write)
+
     def stop(self) -> None:
         """Commit everything queued before this call, then end the thread."""
         self._queue.put(_STOP)
@@ -99,20 +103,40 @@ class WalWriter:
 
     def _run(self) -> None:
         get = self._queue.get
+        carried: object = None  # an item _gather took but could not group
         while True:
-            first = get()
+            first = carried if carried is not None else get()
+            carried = None
             if first is _STOP:
                 break
+            if isinstance(first, ControlWrite):
+                self._control(first)
+                continue
             assert isinstance(first, WriteBatch)
-            group, count, stopping = self._gather(first)
+            group, count, carried = self._gather(first)
             if self._commit(group, count):
                 self._ack(group)
-            if stopping:
-                break
         self._drain_after_stop()
 
-    def _gather(self, first: WriteBatch) -> tuple[list[WriteBatch], int, bool]:
-        """Take what is queued behind `first`, within the group bounds."""
+    def _control(self, write: ControlWrite) -> None:
+        error: BaseException | None = self.failure
+        if error is None:
+            try:
+                self._log.write_control(write.puts)
+            except StorageError as exc:
+                error = exc
+            except Exception as exc:  # a bug; report it to the caller
+                log.exception("control write raised unexpectedly")
+                error = exc
+        try:
+            write.on_done(error)
+        except Exception:
+            log.exception("control write callback failed")
+
+    def _gather(self, first: WriteBatch) -> tuple[list[WriteBatch], int, object]:
+        """Take what is queued behind `first`, within the group bounds. Stops
+        at a control write or the stop marker and hands it back, so it is
+        handled after this group, in queue order."""
         get, get_nowait = self._queue.get, self._queue.get_nowait
         group = [first]
         count, nbytes = len(first.events), first.nbytes
@@ -131,13 +155,12 @@ class WalWriter:
                     item = get(timeout=deadline - now)
                 except queue.Empty:
                     break
-            if item is _STOP:
-                return group, count, True
-            assert isinstance(item, WriteBatch)
+            if not isinstance(item, WriteBatch):
+                return group, count, item
             group.append(item)
             count += len(item.events)
             nbytes += item.nbytes
-        return group, count, False
+        return group, count, None
 
     def _commit(self, group: list[WriteBatch], count: int) -> bool:
         """Write the group; on failure fail it (and everything after it)."""
@@ -187,5 +210,8 @@ class WalWriter:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
+            closed = EngineClosed("the engine closed before this was written")
             if isinstance(item, WriteBatch):
-                self._fail([item], EngineClosed("the engine closed before this event was written"))
+                self._fail([item], closed)
+            elif isinstance(item, ControlWrite):
+                item.on_done(closed)
