@@ -1,5 +1,8 @@
 """The ``laneway`` command.
 
+    laneway serve           the gateway (HTTP + WebSocket) with an embedded engine
+    laneway token           mint a development JWT
+    laneway tail URL        print a tenant's events live, resuming on reconnect
     laneway demo            an embedded engine with a demo producer, printed live
     laneway bench [NAME..]  run benchmark scenarios from ./benchmarks
     laneway config          print the effective configuration, or every option
@@ -29,6 +32,36 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="laneway", description="A real-time event engine for Python.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve HTTP and WebSocket on one port, with an embedded engine")
+    serve.add_argument("--data", default=os.environ.get("LANEWAY_DATA", "laneway-data"), help="data directory (default: ./laneway-data)")
+    serve.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default: 8765)")
+    serve.add_argument("--config", default=os.environ.get("LANEWAY_CONFIG"), help="TOML config file")
+    serve.add_argument("--demo", action="store_true", help="also run a demo producer and allow anonymous compat ingest")
+    serve.set_defaults(run=_serve)
+
+    token = sub.add_parser("token", help="mint a development token (HS256, signed with the gateway secret)")
+    token.add_argument("--tenant", action="append", required=True, help="tenant the token grants ('*' for all); repeatable")
+    token.add_argument("--scope", action="append", choices=["subscribe", "publish", "admin"], help="repeatable (default: subscribe)")
+    token.add_argument("--subject", default="dev", help="the token's sub claim (default: dev)")
+    token.add_argument("--ttl", type=float, default=24 * 3600, help="seconds until it expires (default: 86400)")
+    token.add_argument("--data", default=os.environ.get("LANEWAY_DATA", "laneway-data"), help="data dir whose jwt.secret to use")
+    token.add_argument("--config", default=os.environ.get("LANEWAY_CONFIG"), help="TOML config file (its [gateway] jwt_secret wins)")
+    token.set_defaults(run=_token)
+
+    tail = sub.add_parser("tail", help="print a tenant's events live (resumes after reconnects)")
+    tail.add_argument("url", help="gateway URL, e.g. ws://127.0.0.1:8765/ws or http://127.0.0.1:8765")
+    tail.add_argument("--tenant", required=True)
+    tail.add_argument("--token", default=os.environ.get("LANEWAY_TOKEN"), help="JWT (default: $LANEWAY_TOKEN)")
+    tail.add_argument("--session", action="append", help="only these sessions; repeatable")
+    tail.add_argument("--type", action="append", dest="types", help="only these event types; repeatable")
+    tail.add_argument("--min-priority", type=int, default=0)
+    tail.add_argument("--protocol", default="v2.json", choices=["v2.json", "v2.msgpack", "v1.json"])
+    tail.add_argument("--recent", type=int, default=10, help="recent events to show first (default: 10)")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.add_argument("--count", type=int, default=0, help="exit after this many events (default: never)")
+    tail.set_defaults(run=_tail)
 
     demo = sub.add_parser("demo", help="run an embedded engine with a demo producer and print events live")
     demo.add_argument("--data", default="laneway-data", help="data directory (default: ./laneway-data)")
@@ -62,6 +95,141 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"laneway: {exc}", file=sys.stderr)
             return 2
         raise
+
+
+# -- serve -----------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import trio
+
+    from ._demo import DemoProducer
+    from .engine import Engine, load_config
+    from .gateway import Gateway, load_gateway_config, load_or_create_secret
+
+    data = Path(args.data)
+    overrides: dict[str, Any] = {"host": args.host, "port": args.port}
+    if args.demo:
+        # The demo is for a person on this machine: hook scripts post
+        # without a token, and a dashboard from another origin may read.
+        overrides.update(anonymous_compat=True, cors_origins=["*"])
+    gateway_config = load_gateway_config(args.config, overrides=overrides)
+    engine_config = load_config(args.config)
+    has_key = gateway_config.jwt_secret or gateway_config.jwt_public_key
+    secret = None if has_key else load_or_create_secret(data)
+    engine = Engine.open(data, engine_config)
+    producer = None
+    try:
+        gateway = Gateway(engine, gateway_config, secret=secret)
+
+        async def main() -> None:
+            async with trio.open_nursery() as nursery:
+
+                async def serve(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+                    await gateway.run(task_status=task_status)
+                    nursery.cancel_scope.cancel()  # the signal watcher too
+
+                port = await nursery.start(serve)
+                base = f"http://{gateway_config.host}:{port}"
+                print(f"laneway serving {base} (data in {data.resolve()})", flush=True)
+                print(f"  WebSocket: ws://{gateway_config.host}:{port}/ws   HookEvent stream: ws://{gateway_config.host}:{port}/stream", flush=True)
+                if args.demo and gateway.auth.can_mint:
+                    token = gateway.auth.mint("demo", ["*"], ["subscribe", "publish"], ttl_s=7 * 24 * 3600)
+                    print(f"  dashboard: {base}/?token={token}", flush=True)
+                nursery.start_soon(_stop_on_signal, gateway)
+
+        if args.demo:
+            producer = DemoProducer(engine, rate=20)
+            producer.start()
+        trio.run(main)
+    finally:
+        if producer is not None:
+            producer.stop()
+        engine.close()
+    stats = engine.statistics()
+    print(f"stopped cleanly: {stats.events} events, last LSN {stats.last_lsn}", flush=True)
+    return 0
+
+
+async def _stop_on_signal(gateway: Any) -> None:
+    """First SIGINT/SIGTERM: graceful shutdown. Later ones are noted, not
+    fatal: the shutdown is bounded (grace period) and must finish to drain."""
+    import trio
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        first = True
+        async for signum in signals:
+            if first:
+                print(f"\n{signal.Signals(signum).name}: closing connections, draining...", flush=True)
+                gateway.stop()
+                first = False
+            else:
+                print("already shutting down; it finishes within the grace period", flush=True)
+
+
+# -- token -----------------------------------------------------------------------
+
+
+def _token(args: argparse.Namespace) -> int:
+    from .gateway import Authenticator, load_gateway_config, load_or_create_secret
+
+    config = load_gateway_config(args.config)
+    secret = None
+    if not (config.jwt_secret or config.jwt_public_key):
+        secret = load_or_create_secret(Path(args.data))
+    auth = Authenticator(config, secret)
+    print(auth.mint(args.subject, args.tenant, args.scope or ["subscribe"], ttl_s=args.ttl))
+    return 0
+
+
+# -- tail ------------------------------------------------------------------------
+
+
+def _tail(args: argparse.Namespace) -> int:
+    import msgspec
+    import trio
+
+    from .client import ClientEvent, Gap, open_client
+
+    url = args.url
+    if url.startswith("http"):
+        url = "ws" + url[4:]
+    if not url.rstrip("/").endswith("/ws"):
+        url = url.rstrip("/") + "/ws"
+    names = ("regular", "HIGH", "CRITICAL", "SYSTEM")
+    seen = 0
+
+    async def main() -> None:
+        nonlocal seen
+        async with open_client(
+            url, tenant=args.tenant, token=args.token, protocol=args.protocol, sessions=args.session,
+            types=args.types, min_priority=args.min_priority, recent=args.recent,
+        ) as client:
+            async for item in client:
+                if isinstance(item, ClientEvent):
+                    e = item.event
+                    if args.json:
+                        print(msgspec.json.encode(e.to_dict()).decode(), flush=True)
+                    else:
+                        payload = msgspec.json.encode(e.payload).decode()[:120]
+                        print(f"{e.session} #{e.seq:<5} {names[e.priority]:<8} {e.type} {payload}", flush=True)
+                    seen += 1
+                    if args.count and seen >= args.count:
+                        return
+                elif isinstance(item, Gap):
+                    print(f"-- gap: {item.session} {item.from_seq}..{item.to_seq} ({item.count} events, {item.reason})", flush=True)
+
+    from trio_websocket import ConnectionClosed
+
+    refused: list[Any] = []
+    try:
+        trio.run(main)
+    except* ConnectionClosed as group:  # a refusal from the server: say it plainly
+        refused.extend(exc.reason for exc in group.exceptions)  # type: ignore[attr-defined]
+    if refused:
+        print(f"laneway tail: connection closed: {refused[0].code} {refused[0].reason}", file=sys.stderr)
+        return 1
+    return 0
 
 
 # -- demo ----------------------------------------------------------------------

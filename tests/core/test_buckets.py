@@ -4,8 +4,7 @@ checks `DualBucket` against a plain list model of the same rules."""
 from __future__ import annotations
 
 import msgspec
-from hypothesis import settings
-from hypothesis import strategies as st
+from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from laneway.core import ENTRY_OVERHEAD, BufferedEvent, DualBucket, MemoryBudget, TenantConfig, merge_recent, stamp_lsn

@@ -1,8 +1,7 @@
 import gc
 from collections import deque
 
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from laneway.core import CHUNK, BufferedEvent, ChunkedFifo, DualBucket, TenantConfig
 

@@ -59,6 +59,11 @@ class CommitApplier:
                 state = token.state
                 bucket = state.bucket
                 counts = state.counts
+                totals = table.totals_for(batch.tenant)
+                if not state.committed_seq:
+                    totals.sessions += 1
+                types = totals.types
+                tcounts = totals.counts
                 if token.reserved is not None:
                     for event, size in zip(batch.events, token.reserved):
                         bucket.release(event.priority, size)
@@ -66,6 +71,10 @@ class CommitApplier:
                 for event, data in zip(batch.events, batch.records):
                     entries.append(BufferedEvent(event.seq, event.ts, event.priority, event.type, data))
                     counts[event.priority] += 1
+                    tcounts[event.priority] += 1
+                    types[event.type] = types.get(event.type, 0) + 1
+                totals.events += len(batch.events)
+                totals.last_ts = max(totals.last_ts, batch.events[-1].ts)
                 bucket.offer_many(entries, now)
                 state.last_lsn = batch.first_lsn + len(batch.events) - 1
                 state.committed_seq = batch.events[-1].seq

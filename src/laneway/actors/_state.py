@@ -23,7 +23,7 @@ from typing import Any
 from ..core import Classifier, DualBucket, MemoryBudget, Receipt, TenantConfig
 from ..persistence import Clock, Log, now_ms
 
-__all__ = ["SessionState", "TenantContext", "StateTable", "DedupeGate"]
+__all__ = ["SessionState", "TenantContext", "StateTable", "DedupeGate", "TenantTotals"]
 
 
 class DedupeGate:
@@ -143,6 +143,29 @@ class SessionState:
         self.committed_seq = last_seq
 
 
+class TenantTotals:
+    """A tenant's lifetime counts, kept current by the commit applier, so a
+    tenant summary costs nothing however many sessions it has."""
+
+    __slots__ = ("sessions", "events", "counts", "types", "last_ts")
+
+    def __init__(self) -> None:
+        self.sessions = 0
+        self.events = 0
+        self.counts = [0, 0, 0, 0]
+        self.types: dict[str, int] = {}
+        self.last_ts = 0
+
+    def add_session(self, counts: list[int], types: dict[str, int], last_ts: int) -> None:
+        self.sessions += 1
+        for level, n in enumerate(counts):
+            self.counts[level] += n
+            self.events += n
+        for name, n in types.items():
+            self.types[name] = self.types.get(name, 0) + n
+        self.last_ts = max(self.last_ts, last_ts)
+
+
 class StateTable:
     """Every known session's state, the bucket lock and the memory budget."""
 
@@ -154,6 +177,13 @@ class StateTable:
         self.lock = threading.RLock()
         self.budget = MemoryBudget(memory_budget_bytes)
         self._by_tenant: dict[str, dict[str, SessionState]] = {}
+        self.totals: dict[str, TenantTotals] = {}
+
+    def totals_for(self, tenant: str) -> TenantTotals:
+        totals = self.totals.get(tenant)
+        if totals is None:
+            totals = self.totals[tenant] = TenantTotals()
+        return totals
 
     def get(self, tenant: str, session: str) -> SessionState | None:
         sessions = self._by_tenant.get(tenant)

@@ -1,4 +1,5 @@
-"""Pure building blocks: schema, keys, priority rules, buckets, statistics.
+"""Pure building blocks: schema, keys, priority rules, buckets, statistics,
+the wire protocol, the WebSocket session machine and fan-out feeds.
 
 Nothing in `laneway.core` starts a thread, touches a file or imports trio,
 pykka or lmdb (a test enforces it), so it is safe to reuse anywhere,
@@ -7,272 +8,252 @@ including client side.
 
 from ._buckets import (
     ENTRY_OVERHEAD as ENTRY_OVERHEAD,
-)
-from ._buckets import (
     BucketCounters as BucketCounters,
-)
-from ._buckets import (
     BufferedEvent as BufferedEvent,
-)
-from ._buckets import (
     DualBucket as DualBucket,
-)
-from ._buckets import (
     EvictReason as EvictReason,
-)
-from ._buckets import (
     MemoryBudget as MemoryBudget,
-)
-from ._buckets import (
     merge_recent as merge_recent,
+)
+from ._connection import (
+    MAX_RECENT as MAX_RECENT,
+    Action as Action,
+    Authenticate as Authenticate,
+    Close as Close,
+    ConnectionState as ConnectionState,
+    Publish as Publish,
+    Send as Send,
+    ServerConnection as ServerConnection,
+    Subscribe as Subscribe,
+    Unsubscribe as Unsubscribe,
 )
 from ._errors import (
     BucketFull as BucketFull,
-)
-from ._errors import (
     ConfigError as ConfigError,
-)
-from ._errors import (
     DataDirLocked as DataDirLocked,
-)
-from ._errors import (
     DataFormatError as DataFormatError,
-)
-from ._errors import (
     EngineClosed as EngineClosed,
-)
-from ._errors import (
     InvalidEvent as InvalidEvent,
-)
-from ._errors import (
     InvalidKey as InvalidKey,
-)
-from ._errors import (
     InvalidPayload as InvalidPayload,
-)
-from ._errors import (
     InvalidPriority as InvalidPriority,
-)
-from ._errors import (
     LanewayError as LanewayError,
-)
-from ._errors import (
     PayloadTooLarge as PayloadTooLarge,
-)
-from ._errors import (
     StorageError as StorageError,
-)
-from ._errors import (
     SubscriptionOverflow as SubscriptionOverflow,
 )
-from ._fifo import CHUNK as CHUNK
-from ._fifo import ChunkedFifo as ChunkedFifo
+from ._fanout import (
+    MAX_BULK as MAX_BULK,
+    Cursor as Cursor,
+    Feed as Feed,
+    Filter as Filter,
+    Outgoing as Outgoing,
+)
+from ._fifo import (
+    CHUNK as CHUNK,
+    ChunkedFifo as ChunkedFifo,
+)
 from ._keys import (
     MAX_DEDUPE_KEY_BYTES as MAX_DEDUPE_KEY_BYTES,
-)
-from ._keys import (
     MAX_KEY_PART as MAX_KEY_PART,
-)
-from ._keys import (
+    MAX_TYPE_LENGTH as MAX_TYPE_LENGTH,
     parse_session_key as parse_session_key,
-)
-from ._keys import (
     session_key as session_key,
-)
-from ._keys import (
     validate_dedupe_key as validate_dedupe_key,
-)
-from ._keys import (
     validate_session as validate_session,
-)
-from ._keys import (
     validate_source as validate_source,
-)
-from ._keys import (
     validate_tenant as validate_tenant,
-)
-from ._keys import (
     validate_type as validate_type,
 )
 from ._priority import (
     DEFAULT as DEFAULT,
-)
-from ._priority import (
     DEFAULT_RULES as DEFAULT_RULES,
-)
-from ._priority import (
     EXPLICIT as EXPLICIT,
-)
-from ._priority import (
     Classifier as Classifier,
-)
-from ._priority import (
     PayloadPredicate as PayloadPredicate,
-)
-from ._priority import (
     PriorityRule as PriorityRule,
-)
-from ._priority import (
     check_priority as check_priority,
 )
 from ._schema import (
     PRIORITY_LEVELS as PRIORITY_LEVELS,
-)
-from ._schema import (
     PRIORITY_NAMES as PRIORITY_NAMES,
-)
-from ._schema import (
     STAMP_GROWTH as STAMP_GROWTH,
-)
-from ._schema import (
     AuditRecord as AuditRecord,
-)
-from ._schema import (
     Event as Event,
-)
-from ._schema import (
     EventHead as EventHead,
-)
-from ._schema import (
     PriorityMetadata as PriorityMetadata,
-)
-from ._schema import (
     Receipt as Receipt,
-)
-from ._schema import (
     SessionMeta as SessionMeta,
-)
-from ._schema import (
     decode_event as decode_event,
-)
-from ._schema import (
     decode_event_head as decode_event_head,
-)
-from ._schema import (
     decode_payload as decode_payload,
-)
-from ._schema import (
     decode_receipt as decode_receipt,
-)
-from ._schema import (
     decode_session_meta as decode_session_meta,
-)
-from ._schema import (
     encode as encode,
-)
-from ._schema import (
     record_lsn as record_lsn,
-)
-from ._schema import (
     stamp_lsn as stamp_lsn,
 )
 from ._stats import (
     BucketStatistics as BucketStatistics,
-)
-from ._stats import (
     CommitStatistics as CommitStatistics,
-)
-from ._stats import (
     Statistics as Statistics,
-)
-from ._stats import (
     percentile as percentile,
 )
 from ._summaries import (
     SessionSummary as SessionSummary,
-)
-from ._summaries import (
     Summaries as Summaries,
-)
-from ._summaries import (
     TenantSummary as TenantSummary,
-)
-from ._summaries import (
-    roll_up as roll_up,
-)
-from ._summaries import (
     summarize_session as summarize_session,
 )
 from ._tenant import (
     OVERFLOW_STRATEGIES as OVERFLOW_STRATEGIES,
-)
-from ._tenant import (
     Overflow as Overflow,
-)
-from ._tenant import (
     TenantConfig as TenantConfig,
-)
-from ._tenant import (
     tenant_config_from as tenant_config_from,
+)
+from ._wire import (
+    CODECS as CODECS,
+    PROTOCOLS as PROTOCOLS,
+    V1_JSON as V1_JSON,
+    V2_JSON as V2_JSON,
+    V2_MSGPACK as V2_MSGPACK,
+    AuthFrame as AuthFrame,
+    BucketHints as BucketHints,
+    ClientFrame as ClientFrame,
+    CloseCode as CloseCode,
+    Codec as Codec,
+    Envelope as Envelope,
+    ErrorPayload as ErrorPayload,
+    EventMetadata as EventMetadata,
+    GapPayload as GapPayload,
+    GapRange as GapRange,
+    PingFrame as PingFrame,
+    Principal as Principal,
+    ProtocolError as ProtocolError,
+    PublishFrame as PublishFrame,
+    SessionPosition as SessionPosition,
+    SubscribeFrame as SubscribeFrame,
+    SummaryPayload as SummaryPayload,
+    SyncPayload as SyncPayload,
+    UnsubscribeFrame as UnsubscribeFrame,
+    V1Metadata as V1Metadata,
+    WirePriorityMetadata as WirePriorityMetadata,
+    decode_client_frame as decode_client_frame,
+    wire_schema as wire_schema,
+    ws_frame as ws_frame,
 )
 
 __all__ = [
     "ENTRY_OVERHEAD",
-    "BucketCounters",
     "BufferedEvent",
+    "BucketCounters",
     "DualBucket",
-    "EvictReason",
     "MemoryBudget",
+    "EvictReason",
     "merge_recent",
-    "CHUNK",
-    "ChunkedFifo",
-    "BucketFull",
+    "ConnectionState",
+    "Send",
+    "Authenticate",
+    "Subscribe",
+    "Unsubscribe",
+    "Publish",
+    "Close",
+    "Action",
+    "ServerConnection",
+    "MAX_RECENT",
+    "LanewayError",
+    "InvalidKey",
+    "InvalidEvent",
+    "InvalidPayload",
+    "PayloadTooLarge",
+    "InvalidPriority",
     "ConfigError",
+    "BucketFull",
+    "EngineClosed",
     "DataDirLocked",
     "DataFormatError",
-    "EngineClosed",
-    "InvalidEvent",
-    "InvalidKey",
-    "InvalidPayload",
-    "InvalidPriority",
-    "LanewayError",
-    "PayloadTooLarge",
     "StorageError",
     "SubscriptionOverflow",
-    "MAX_DEDUPE_KEY_BYTES",
+    "Filter",
+    "Outgoing",
+    "Feed",
+    "Cursor",
+    "MAX_BULK",
+    "ChunkedFifo",
+    "CHUNK",
     "MAX_KEY_PART",
-    "parse_session_key",
-    "session_key",
-    "validate_dedupe_key",
-    "validate_session",
-    "validate_source",
+    "MAX_TYPE_LENGTH",
+    "MAX_DEDUPE_KEY_BYTES",
     "validate_tenant",
+    "validate_session",
     "validate_type",
-    "DEFAULT",
-    "DEFAULT_RULES",
-    "EXPLICIT",
-    "Classifier",
+    "validate_dedupe_key",
+    "validate_source",
+    "session_key",
+    "parse_session_key",
     "PayloadPredicate",
     "PriorityRule",
+    "DEFAULT_RULES",
+    "Classifier",
     "check_priority",
+    "EXPLICIT",
+    "DEFAULT",
     "PRIORITY_LEVELS",
     "PRIORITY_NAMES",
-    "AuditRecord",
-    "SessionSummary",
-    "Summaries",
-    "TenantSummary",
-    "roll_up",
-    "summarize_session",
+    "PriorityMetadata",
     "Event",
     "EventHead",
-    "PriorityMetadata",
     "Receipt",
     "SessionMeta",
-    "decode_event",
-    "decode_event_head",
-    "decode_payload",
-    "decode_receipt",
-    "decode_session_meta",
+    "AuditRecord",
     "encode",
     "stamp_lsn",
     "record_lsn",
     "STAMP_GROWTH",
+    "decode_event",
+    "decode_event_head",
+    "decode_receipt",
+    "decode_session_meta",
+    "decode_payload",
     "BucketStatistics",
     "CommitStatistics",
     "Statistics",
     "percentile",
-    "OVERFLOW_STRATEGIES",
+    "SessionSummary",
+    "TenantSummary",
+    "Summaries",
+    "summarize_session",
     "Overflow",
+    "OVERFLOW_STRATEGIES",
     "TenantConfig",
     "tenant_config_from",
+    "V2_JSON",
+    "V2_MSGPACK",
+    "V1_JSON",
+    "PROTOCOLS",
+    "CloseCode",
+    "ProtocolError",
+    "Principal",
+    "AuthFrame",
+    "SubscribeFrame",
+    "UnsubscribeFrame",
+    "PingFrame",
+    "PublishFrame",
+    "ClientFrame",
+    "EventMetadata",
+    "Envelope",
+    "SyncPayload",
+    "BucketHints",
+    "SessionPosition",
+    "GapRange",
+    "GapPayload",
+    "ErrorPayload",
+    "SummaryPayload",
+    "Codec",
+    "CODECS",
+    "V1Metadata",
+    "WirePriorityMetadata",
+    "decode_client_frame",
+    "ws_frame",
+    "wire_schema",
 ]

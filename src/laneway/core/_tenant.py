@@ -15,7 +15,7 @@ import msgspec
 from ._errors import ConfigError
 from ._priority import DEFAULT_RULES, Classifier, PriorityRule
 
-__all__ = ["Overflow", "OVERFLOW_STRATEGIES", "TenantConfig"]
+__all__ = ["Overflow", "OVERFLOW_STRATEGIES", "TenantConfig", "tenant_config_from"]
 
 Overflow = Literal["remove_oldest_regular", "remove_oldest", "reject_new"]
 OVERFLOW_STRATEGIES: tuple[str, ...] = ("remove_oldest_regular", "remove_oldest", "reject_new")

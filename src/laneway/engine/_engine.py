@@ -48,16 +48,15 @@ from ..core import (
     LanewayError,
     PayloadTooLarge,
     Receipt,
-    SessionSummary,
     Statistics,
     StorageError,
     Summaries,
     TenantConfig,
+    TenantSummary,
     check_priority,
     decode_event,
     encode,
     merge_recent,
-    roll_up,
     summarize_session,
     validate_dedupe_key,
     validate_session,
@@ -650,22 +649,53 @@ class Engine:
         if session is not None:
             validate_session(session)
         _check_limit(limit)
+        events, _ = self._snapshot(tenant, None if session is None else (session,), limit, min_priority, types)
+        return events
+
+    def snapshot(
+        self,
+        tenant: str,
+        *,
+        sessions: Collection[str] | None = None,
+        limit: int = 100,
+        min_priority: int = 0,
+        types: Collection[str] | None = None,
+    ) -> tuple[list[Event], dict[str, tuple[int, int]]]:
+        """`recent` over `sessions` (None: all) and each session's (epoch,
+        last committed seq), read together: every event committed so far is
+        either in the result or at or below its session's seq, and every
+        later one above it. What a subscriber's first frame needs."""
+        validate_tenant(tenant)
+        for name in sessions or ():
+            validate_session(name)
+        if type(limit) is not int or not 0 <= limit <= 100_000:
+            raise InvalidEvent(f"limit must be an int from 0 to 100000, got {limit!r}")
+        return self._snapshot(tenant, sessions, limit, min_priority, types)
+
+    def _snapshot(
+        self,
+        tenant: str,
+        sessions: Collection[str] | None,
+        limit: int,
+        min_priority: int,
+        types: Collection[str] | None,
+    ) -> tuple[list[Event], dict[str, tuple[int, int]]]:
         check_priority(min_priority)
         wanted = frozenset(types) if types is not None else None
         now = self._table.clock()
         with self._table.lock:
-            if session is not None:
-                state = self._table.get(tenant, session)
-                if state is None:
-                    return []
-                state.bucket.expire(now)
-                chosen = state.bucket.recent(limit, min_priority, wanted)
-            else:
+            if sessions is None:
                 states = list(self._table.tenant(tenant).values())
-                for state in states:
-                    state.bucket.expire(now)
+            else:
+                states = [s for s in (self._table.get(tenant, name) for name in sessions) if s is not None]
+            for state in states:
+                state.bucket.expire(now)
+            if len(states) == 1:
+                chosen = states[0].bucket.recent(limit, min_priority, wanted)
+            else:
                 chosen = merge_recent((s.bucket for s in states), limit, min_priority, wanted)
-        return [entry.event() for entry in chosen]
+            heads = {s.session: (s.epoch, s.committed_seq) for s in states if s.committed_seq}
+        return [entry.event() for entry in chosen], heads
 
     def events(self, tenant: str, session: str, after_seq: int = 0, limit: int = 1000) -> list[Event]:
         """A session's full history from the WAL (including what the buckets
@@ -694,9 +724,10 @@ class Engine:
             return {s.session: (s.epoch, s.committed_seq) for s in self._table.tenant(tenant).values() if s.committed_seq}
 
     def summaries(self, tenant: str | None = None, sessions: Collection[str] | None = None) -> Summaries:
-        """Per-session and per-tenant counts by type and priority and last
-        activity, from the durable session heads (so they survive restarts).
-        `tenant` and `sessions` narrow the result; sessions need a tenant."""
+        """Counts by type and priority and last activity, per session (from the
+        durable session heads) and per tenant (kept current in memory as
+        events commit). `tenant` narrows to one tenant; `sessions` (with a
+        tenant) to those sessions: the cheap way to follow a few."""
         if sessions is not None and tenant is None:
             raise InvalidEvent("summaries(sessions=...) needs the tenant too")
         if tenant is not None:
@@ -710,11 +741,14 @@ class Engine:
                     metas.append((tenant, name, meta))
         else:
             metas = [(t, s, m) for t, s, m in self._log.iter_sessions() if tenant is None or t == tenant]
-        per_session = [summarize_session(t, s, m) for t, s, m in metas]
-        by_tenant: dict[str, list[SessionSummary]] = {}
-        for summary in per_session:
-            by_tenant.setdefault(summary.tenant, []).append(summary)
-        return Summaries(sessions=per_session, tenants=[roll_up(t, group) for t, group in sorted(by_tenant.items())])
+        with self._table.lock:
+            names = [tenant] if tenant is not None else sorted(self._table.totals)
+            tenants = [
+                TenantSummary(name, t.sessions, t.events, dict(enumerate(t.counts)), dict(t.types), t.last_ts)
+                for name in names
+                if (t := self._table.totals.get(name)) is not None
+            ]
+        return Summaries(sessions=[summarize_session(t, s, m) for t, s, m in metas], tenants=tenants)
 
     def statistics(self, tenant: str | None = None, session: str | None = None) -> Statistics:
         """Counts by priority, bucket fill, evictions, dedupe hits, last LSN;
@@ -884,6 +918,7 @@ class Engine:
                     priority_room += config.regular_max_events
                 for data in self._log.bucket_tail(tenant, session, priority_room, config.regular_max_events, min_ts):
                     bucket.offer(BufferedEvent.from_record(data), now)
+                self._table.totals_for(tenant).add_session(meta.counts, meta.types, meta.last_ts)
                 # What the rebuild evicted or expired was gone before the
                 # restart too: restart the counters from zero.
                 bucket.counters.reset()

@@ -1,0 +1,203 @@
+"""The laneway WebSocket session, as a state machine: frames in, actions out.
+
+Like wsproto one level down, this knows nothing of sockets or tasks. The
+gateway feeds it each client message and carries out the actions it
+returns; tests drive it directly. Everything that decides what a client may
+do lives here:
+
+    AUTHENTICATING --auth frame--> (Authenticate) --authenticated()--> OPEN
+    AUTHENTICATING --anything else------------------------------> CLOSED 4001
+    OPEN --subscribe/unsubscribe/publish/ping--> actions
+    any  --frame that does not parse----------------------------> CLOSED 1007
+
+A connection whose token came with the handshake (header or ``?token=``)
+starts OPEN.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from typing import Any
+
+import msgspec
+
+from ._errors import LanewayError
+from ._keys import validate_session, validate_tenant
+from ._priority import check_priority
+from ._wire import (
+    AuthFrame,
+    CloseCode,
+    Codec,
+    PingFrame,
+    Principal,
+    ProtocolError,
+    PublishFrame,
+    SubscribeFrame,
+    UnsubscribeFrame,
+    decode_client_frame,
+)
+
+__all__ = [
+    "ConnectionState",
+    "Send",
+    "Authenticate",
+    "Subscribe",
+    "Unsubscribe",
+    "Publish",
+    "Close",
+    "Action",
+    "ServerConnection",
+    "MAX_RECENT",
+]
+
+MAX_RECENT = 1000
+
+
+class ConnectionState(enum.Enum):
+    AUTHENTICATING = "authenticating"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Send(msgspec.Struct, frozen=True):
+    """Send this envelope (unframed payload) to the client now."""
+
+    data: bytes
+
+
+class Authenticate(msgspec.Struct, frozen=True):
+    """Verify `token`, then call `authenticated` or `refused`."""
+
+    token: str
+    frame_id: Any
+
+
+class Subscribe(msgspec.Struct, frozen=True):
+    subscription: str
+    frame: SubscribeFrame
+
+
+class Unsubscribe(msgspec.Struct, frozen=True):
+    subscription: str
+    frame_id: Any
+
+
+class Publish(msgspec.Struct, frozen=True):
+    frame: PublishFrame
+
+
+class Close(msgspec.Struct, frozen=True):
+    code: int
+    reason: str
+
+
+Action = Send | Authenticate | Subscribe | Unsubscribe | Publish | Close
+
+
+class ServerConnection:
+    """The protocol state of one client connection."""
+
+    def __init__(self, codec: Codec, principal: Principal | None, *, max_subscriptions: int = 16) -> None:
+        self.codec = codec
+        self.principal = principal
+        self.state = ConnectionState.OPEN if principal is not None else ConnectionState.AUTHENTICATING
+        self.subscriptions: set[str] = set()
+        self.max_subscriptions = max_subscriptions
+        self._ids = itertools.count(1)
+
+    def receive(self, data: bytes | str, now: int) -> list[Action]:
+        """One client message (text or binary) -> what to do about it."""
+        if self.state is ConnectionState.CLOSED:
+            return []
+        binary = isinstance(data, (bytes, bytearray))
+        try:
+            if self.codec.binary != binary:
+                kind = "binary (msgpack)" if self.codec.binary else "text (JSON)"
+                raise ProtocolError(f"{self.codec.name} expects {kind} frames")
+            frame = decode_client_frame(data, binary=binary)
+        except ProtocolError as exc:
+            return self._close_with_error(None, exc.error, str(exc), exc.code, now)
+        if self.state is ConnectionState.AUTHENTICATING:
+            if isinstance(frame, AuthFrame):
+                return [Authenticate(frame.token, frame.id)]
+            return self._close_with_error(
+                frame.id, "unauthorized", "authenticate first: send an auth frame or pass a token", CloseCode.UNAUTHORIZED, now
+            )
+        if isinstance(frame, SubscribeFrame):
+            return self._subscribe(frame, now)
+        if isinstance(frame, PublishFrame):
+            return self._publish(frame, now)
+        if isinstance(frame, UnsubscribeFrame):
+            if frame.subscription not in self.subscriptions:
+                return [self._error(frame.id, "unknown_subscription", f"no subscription {frame.subscription!r}", now)]
+            self.subscriptions.discard(frame.subscription)
+            return [Unsubscribe(frame.subscription, frame.id)]
+        if isinstance(frame, PingFrame):
+            return [Send(self.codec.envelope("heartbeat", now, {"server_time": now}, {"id": frame.id}))]
+        # An auth frame on an authenticated connection: harmless, say so.
+        return [self._error(frame.id, "already_authenticated", "this connection is already authenticated", now)]
+
+    def authenticated(self, principal: Principal, frame_id: Any, now: int) -> list[Action]:
+        self.principal = principal
+        self.state = ConnectionState.OPEN
+        return [Send(self.codec.envelope("ack", now, {"authenticated": principal.subject}, {"id": frame_id}))]
+
+    def refused(self, frame_id: Any, message: str, now: int) -> list[Action]:
+        return self._close_with_error(frame_id, "unauthorized", message, CloseCode.UNAUTHORIZED, now)
+
+    def closed(self) -> None:
+        self.state = ConnectionState.CLOSED
+
+    # -- frames ---------------------------------------------------------------
+
+    def _subscribe(self, frame: SubscribeFrame, now: int) -> list[Action]:
+        try:
+            validate_tenant(frame.tenant)
+            for name in frame.sessions or ():
+                validate_session(name)
+            for name, seq in (frame.resume or {}).items():
+                validate_session(name)
+                if seq < 0:
+                    raise ProtocolError(f"resume[{name!r}] must be >= 0")
+            check_priority(frame.min_priority)
+            if not 0 <= frame.recent <= MAX_RECENT:
+                raise ProtocolError(f"recent must be 0-{MAX_RECENT}")
+        except (LanewayError, ValueError) as exc:
+            return [self._error(frame.id, "bad_subscribe", str(exc), now)]
+        if not self._allowed(frame.tenant, "subscribe"):
+            return self._forbidden(frame.id, frame.tenant, "subscribe", now)
+        if len(self.subscriptions) >= self.max_subscriptions:
+            return self._close_with_error(
+                frame.id, "too_many_subscriptions", f"at most {self.max_subscriptions} subscriptions per connection",
+                CloseCode.TOO_MANY_SUBSCRIPTIONS, now,
+            )
+        subscription = f"sub-{next(self._ids)}"
+        self.subscriptions.add(subscription)
+        return [Subscribe(subscription, frame)]
+
+    def _publish(self, frame: PublishFrame, now: int) -> list[Action]:
+        try:
+            validate_tenant(frame.tenant)
+        except LanewayError as exc:
+            return [self._error(frame.id, "bad_publish", str(exc), now)]
+        if not self._allowed(frame.tenant, "publish"):
+            return self._forbidden(frame.id, frame.tenant, "publish", now)
+        return [Publish(frame)]
+
+    def _allowed(self, tenant: str, scope: str) -> bool:
+        return self.principal is not None and self.principal.allows(tenant, scope)
+
+    def _forbidden(self, frame_id: Any, tenant: str, scope: str, now: int) -> list[Action]:
+        return self._close_with_error(
+            frame_id, "forbidden", f"the token does not grant {scope!r} on tenant {tenant!r}", CloseCode.FORBIDDEN, now
+        )
+
+    def _error(self, frame_id: Any, error: str, message: str, now: int) -> Send:
+        return Send(self.codec.error(frame_id, error, message, now))
+
+    def _close_with_error(self, frame_id: Any, error: str, message: str, code: int, now: int) -> list[Action]:
+        self.state = ConnectionState.CLOSED
+        # A close reason may be at most 123 bytes of UTF-8.
+        reason = message.encode()[:123].decode(errors="ignore")
+        return [self._error(frame_id, error, message, now), Close(code, reason)]

@@ -1,0 +1,84 @@
+"""GatewayActor: the bridge from the engine's commit thread into the trio loop.
+
+The engine calls sinks on its commit thread, which must never wait, so the
+gateway's sink only ``tell``s the actor. The actor, on its own thread,
+encodes each event once per protocol that has subscribers (the CPU work of
+fan-out happens here, off both the commit thread and the event loop), then
+schedules `Hub.dispatch` on the trio loop with `TrioToken.run_sync_soon`,
+which is thread-safe and cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import pykka
+import trio
+
+from ..core import CODECS, Event, Outgoing
+from ._compat import COMPAT
+from ._hub import COMPAT_CODEC, Hub
+
+__all__ = ["GatewayActor", "GatewaySink", "Committed"]
+
+log = logging.getLogger("laneway.gateway")
+
+
+class Committed(msgspec.Struct, gc=False):
+    events: list[Event]
+
+
+class GatewayActor(pykka.ThreadingActor):
+    """Runs on its own thread; `on_receive` prepares and hands over events."""
+
+    use_daemon_thread = True
+
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        return queue.SimpleQueue()
+
+    def __init__(self, hub: Hub, token: trio.lowlevel.TrioToken, entity_field: str) -> None:
+        super().__init__()
+        self._hub = hub
+        self._token = token
+        self._entity_field = entity_field
+
+    def on_receive(self, message: Any) -> Any:
+        if not isinstance(message, Committed):
+            return super().on_receive(message)
+        codecs = self._hub.codecs_in_use
+        if not codecs:
+            return None  # nobody is listening: skip the encoding
+        items = [self._prepare(event, codecs) for event in message.events]
+        try:
+            self._token.run_sync_soon(self._hub.dispatch, items)
+        except trio.RunFinishedError:
+            pass  # the gateway stopped; nothing to deliver to
+        return None
+
+    def _prepare(self, event: Event, codecs: frozenset[str]) -> Outgoing:
+        encoded = {name: (COMPAT_CODEC if name == COMPAT else CODECS[name]).event(event) for name in codecs}
+        entity = None
+        payload = event.payload
+        if isinstance(payload, dict):
+            value = payload.get(self._entity_field)
+            if isinstance(value, (str, int)) and not isinstance(value, bool):
+                entity = str(value)
+        return Outgoing(event, encoded, entity)
+
+
+class GatewaySink:
+    """The engine-side face of the bridge (see `laneway.actors.Sink`)."""
+
+    def __init__(self, actor: pykka.ActorRef[Any]) -> None:
+        self._actor = actor
+
+    def publish(self, events: Sequence[Event]) -> None:
+        try:
+            self._actor.tell(Committed(list(events)))
+        except pykka.ActorDeadError:
+            pass  # the gateway is stopping

@@ -1,0 +1,477 @@
+"""The HTTP API, as an ASGI app served by hypercorn (trio worker).
+
+Routes (docs/protocol.md has request and response examples):
+
+    POST  /api/v1/events                          publish one event or a JSON array
+    GET   /api/v1/tenants/{t}/events              recent (priority-aware), filtered
+    GET   /api/v1/tenants/{t}/sessions/{s}/events history from the WAL, after_seq
+    GET   /api/v1/tenants/{t}/stats               statistics
+    GET   /api/v1/tenants/{t}/config              current settings          (admin)
+    PATCH /api/v1/tenants/{t}/config              change settings, no restart (admin)
+    GET   /api/v1/audit                           administrative changes    (admin)
+    GET   /api/v2/summaries/bulk                  per-session and per-tenant summaries
+    GET   /api/v1/schema                          JSON Schema of the wire protocol
+    GET   /healthz, /metrics                      liveness, Prometheus text
+    POST  /events, GET /events/recent, GET /events/filter-options
+                                                  HookEvent compatibility routes
+
+Every handler answers JSON; errors are ``{"error": name, "message": text}``
+with a 4xx/5xx status. Engine calls that may block (WAL reads, commits) run
+off the event loop.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+import msgspec
+import trio
+
+from ..core import (
+    BucketFull,
+    ConfigError,
+    DataFormatError,
+    EngineClosed,
+    InvalidEvent,
+    InvalidKey,
+    InvalidPayload,
+    InvalidPriority,
+    LanewayError,
+    PayloadTooLarge,
+    Principal,
+    StorageError,
+    validate_session,
+    validate_tenant,
+    wire_schema,
+)
+from ..engine import EngineOverloaded
+from ._auth import Authenticator, AuthError
+from ._compat import from_hook_event, hook_event
+from ._config import GatewayConfig
+from ._hub import Hub
+from ._metrics import render_metrics
+from ._ws import error_name
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+__all__ = ["HttpApp", "HttpError"]
+
+log = logging.getLogger("laneway.gateway")
+
+_json = msgspec.json.Encoder()
+_decode = msgspec.json.Decoder()
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, error: str, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.headers = headers or []
+
+
+_STATUS = {
+    InvalidKey: 422,
+    InvalidEvent: 422,
+    InvalidPayload: 422,
+    InvalidPriority: 422,
+    ConfigError: 422,
+    PayloadTooLarge: 413,
+    BucketFull: 429,
+    EngineOverloaded: 503,
+    EngineClosed: 503,
+    StorageError: 503,
+    DataFormatError: 500,
+}
+
+
+def http_error(exc: LanewayError) -> HttpError:
+    status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
+    headers = [(b"retry-after", b"1")] if status in (429, 503) else None
+    return HttpError(status, error_name(exc), str(exc), headers)
+
+
+class Request:
+    __slots__ = ("method", "path", "query", "headers", "body", "client")
+
+    def __init__(self, scope: dict[str, Any], body: bytes) -> None:
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+        self.query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+        self.headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+        self.body = body
+        client = scope.get("client")
+        self.client = client[0] if client else None
+
+    def json(self) -> Any:
+        if not self.body:
+            raise HttpError(400, "bad_json", "the request body is empty; send JSON")
+        try:
+            return _decode.decode(self.body)
+        except msgspec.DecodeError as exc:
+            raise HttpError(400, "bad_json", f"the request body is not valid JSON: {exc}") from None
+
+    def int_param(self, name: str, default: int, low: int, high: int) -> int:
+        raw = self.query.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise HttpError(400, "bad_parameter", f"{name} must be an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise HttpError(400, "bad_parameter", f"{name} must be {low}-{high}, got {value}")
+        return value
+
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+class HttpApp:
+    """The ASGI application. `hub` gives it the gateway's counters."""
+
+    def __init__(self, engine: Engine, config: GatewayConfig, auth: Authenticator, hub: Hub) -> None:
+        self.engine = engine
+        self.config = config
+        self.auth = auth
+        self.hub = hub
+        self.requests: Counter[tuple[str, int]] = Counter()
+        self._anonymous_networks = [ipaddress.ip_network(n) for n in config.anonymous_networks]
+        t = r"(?P<tenant>[^/]+)"
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
+            ("POST", re.compile(r"/api/v1/events"), self.post_events),
+            ("GET", re.compile(rf"/api/v1/tenants/{t}/events"), self.recent_events),
+            ("GET", re.compile(rf"/api/v1/tenants/{t}/sessions/(?P<session>[^/]+)/events"), self.session_events),
+            ("GET", re.compile(rf"/api/v1/tenants/{t}/stats"), self.tenant_stats),
+            ("GET", re.compile(rf"/api/v1/tenants/{t}/config"), self.get_config),
+            ("PATCH", re.compile(rf"/api/v1/tenants/{t}/config"), self.patch_config),
+            ("GET", re.compile(r"/api/v1/audit"), self.audit),
+            ("GET", re.compile(r"/api/v2/summaries/bulk"), self.summaries),
+            ("GET", re.compile(r"/api/v1/schema"), self.schema),
+            ("GET", re.compile(r"/healthz"), self.healthz),
+            ("GET", re.compile(r"/metrics"), self.metrics),
+            ("POST", re.compile(r"/events"), self.compat_post),
+            ("GET", re.compile(r"/events/recent"), self.compat_recent),
+            ("GET", re.compile(r"/events/filter-options"), self.compat_filter_options),
+            ("GET", re.compile(r"/"), self.index),
+        ]
+
+    # -- ASGI ---------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        status, body, headers = 500, b"", []
+        route = "unmatched"
+        try:
+            if scope["method"] == "OPTIONS":
+                status, headers, route = 204, [], "preflight"
+            else:
+                data = await self._read_body(receive)
+                request = Request(scope, data)
+                handler, params, route = self._match(request)
+                result = await handler(request, **params)
+                if isinstance(result, tuple):
+                    status, body, content_type = result
+                else:
+                    status, body, content_type = 200, _json.encode(result), b"application/json"
+                headers = [(b"content-type", content_type)]
+        except HttpError as exc:
+            status, headers = exc.status, [(b"content-type", b"application/json"), *exc.headers]
+            body = _json.encode({"error": exc.error, "message": exc.message})
+        except LanewayError as exc:
+            err = http_error(exc)
+            status, headers = err.status, [(b"content-type", b"application/json"), *err.headers]
+            body = _json.encode({"error": err.error, "message": err.message})
+        except Exception:
+            log.exception("HTTP %s %s failed", scope.get("method"), scope.get("path"))
+            status, headers = 500, [(b"content-type", b"application/json")]
+            body = _json.encode({"error": "internal", "message": "internal server error"})
+        self.requests[(route, status)] += 1
+        headers += self._cors(scope)
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _read_body(self, receive: Callable[..., Any]) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise HttpError(400, "disconnected", "the client went away mid-request")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.config.max_body_bytes:
+                raise HttpError(413, "body_too_large", f"request body over {self.config.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    def _match(self, request: Request) -> tuple[Handler, dict[str, str], str]:
+        allowed: list[str] = []
+        for method, pattern, handler in self._routes:
+            m = pattern.fullmatch(request.path)
+            if m is None:
+                continue
+            if method != request.method:
+                allowed.append(method)
+                continue
+            return handler, m.groupdict(), pattern.pattern
+        if allowed:
+            raise HttpError(405, "method_not_allowed", f"{request.method} not allowed here; use {', '.join(allowed)}")
+        raise HttpError(404, "not_found", f"no route {request.path}; see GET /")
+
+    def _cors(self, scope: dict[str, Any]) -> list[tuple[bytes, bytes]]:
+        origins = self.config.cors_origins
+        if not origins:
+            return []
+        origin = next((v.decode() for k, v in scope.get("headers", []) if k == b"origin"), None)
+        if origin is None:
+            return []
+        if "*" not in origins and origin not in origins:
+            return []
+        return [
+            (b"access-control-allow-origin", b"*" if "*" in origins else origin.encode()),
+            (b"access-control-allow-methods", b"GET, POST, PATCH, OPTIONS"),
+            (b"access-control-allow-headers", b"authorization, content-type, idempotency-key"),
+            (b"vary", b"origin"),
+        ]
+
+    # -- auth -----------------------------------------------------------------------
+
+    def principal(self, request: Request) -> Principal:
+        auth = request.headers.get("authorization", "")
+        token = auth[7:].strip() if auth.lower().startswith("bearer ") else request.query.get("token")
+        if not token:
+            raise HttpError(401, "unauthorized", "no token: send 'Authorization: Bearer <jwt>' or ?token=")
+        try:
+            return self.auth.verify(token)
+        except AuthError as exc:
+            raise HttpError(401, "unauthorized", str(exc)) from None
+
+    def require(self, request: Request, tenant: str, scope: str) -> Principal:
+        principal = self.principal(request)
+        if not principal.allows(tenant, scope):
+            raise HttpError(403, "forbidden", f"the token does not grant {scope!r} on tenant {tenant!r}")
+        return principal
+
+    def compat_principal(self, request: Request) -> Principal | None:
+        """Anonymous on the compat routes when configured and the peer is in
+        an allowed network; otherwise a token is needed."""
+        if self.config.anonymous_compat and self._anonymous_allowed(request.client):
+            return None
+        return self.principal(request)
+
+    def _anonymous_allowed(self, host: str | None) -> bool:
+        if host is None:
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self._anonymous_networks)
+
+    def anonymous_allowed(self, host: str | None) -> bool:
+        return self.config.anonymous_compat and self._anonymous_allowed(host)
+
+    # -- handlers -------------------------------------------------------------------
+
+    async def post_events(self, request: Request) -> Any:
+        body = request.json()
+        single = isinstance(body, dict)
+        items = [body] if single else body
+        if not isinstance(items, list) or not items:
+            raise HttpError(422, "bad_request", "send one event object or a non-empty JSON array of them")
+        key = request.headers.get("idempotency-key")
+        principal = self.principal(request)
+        prepared = []
+        for index, item in enumerate(items):
+            where = "" if single else f"item {index}: "
+            if not isinstance(item, dict):
+                raise HttpError(422, "bad_request", f"{where}each event must be a JSON object")
+            unknown = set(item) - {"tenant", "session", "type", "payload", "dedupe_key", "source", "priority", "attrs"}
+            if unknown:
+                raise HttpError(422, "bad_request", f"{where}unknown field(s) {sorted(unknown)}")
+            missing = [f for f in ("tenant", "session", "type") if f not in item]
+            if missing:
+                raise HttpError(422, "bad_request", f"{where}missing field(s) {missing}")
+            tenant = item["tenant"]
+            try:
+                validate_tenant(tenant)
+            except InvalidKey as exc:
+                raise HttpError(422, "invalid_key", f"{where}{exc}") from None
+            if not principal.allows(tenant, "publish"):
+                raise HttpError(403, "forbidden", f"the token does not grant 'publish' on tenant {tenant!r}")
+            dedupe = item.get("dedupe_key")
+            if key is not None:
+                derived = key if single else f"{key}:{index}"
+                if dedupe is not None and dedupe != derived:
+                    raise HttpError(422, "bad_request", f"{where}dedupe_key and Idempotency-Key disagree")
+                dedupe = derived
+            prepared.append({**item, "dedupe_key": dedupe})
+        receipts = await self.engine.asubmit_many(prepared)
+        if single:
+            return {"receipt": receipts[0]}
+        return {"receipts": receipts}
+
+    async def recent_events(self, request: Request, tenant: str) -> Any:
+        self._check_tenant(tenant)
+        self.require(request, tenant, "subscribe")
+        limit = request.int_param("limit", 100, 1, 10_000)
+        min_priority = request.int_param("min_priority", 0, 0, 3)
+        types = request.query.get("types")
+        session = request.query.get("session")
+        if session is not None:
+            self._check_session(session)
+        events = await trio.to_thread.run_sync(
+            lambda: self.engine.recent(
+                tenant, session, limit=limit, min_priority=min_priority, types=types.split(",") if types else None
+            )
+        )
+        return {"events": [e.to_dict() for e in events]}
+
+    async def session_events(self, request: Request, tenant: str, session: str) -> Any:
+        self._check_tenant(tenant)
+        self._check_session(session)
+        self.require(request, tenant, "subscribe")
+        after = request.int_param("after_seq", 0, 0, 2**62)
+        limit = request.int_param("limit", 1000, 1, 10_000)
+        events = await trio.to_thread.run_sync(self.engine.events, tenant, session, after, limit)
+        return {"events": [e.to_dict() for e in events], "next_after_seq": events[-1].seq if events else after}
+
+    async def tenant_stats(self, request: Request, tenant: str) -> Any:
+        self._check_tenant(tenant)
+        self.require(request, tenant, "subscribe")
+        return await trio.to_thread.run_sync(self.engine.statistics, tenant)
+
+    async def get_config(self, request: Request, tenant: str) -> Any:
+        self._check_tenant(tenant)
+        self.require(request, tenant, "admin")
+        return self.engine.tenant_config(tenant)
+
+    async def patch_config(self, request: Request, tenant: str) -> Any:
+        self._check_tenant(tenant)
+        principal = self.require(request, tenant, "admin")
+        changes = request.json()
+        if not isinstance(changes, dict) or not changes:
+            raise HttpError(422, "bad_request", "send a JSON object of settings to change")
+        reset = bool(changes.pop("reset", False))
+        new = await trio.to_thread.run_sync(lambda: self.engine.configure(tenant, actor=principal.subject, reset=reset, **changes))
+        return {"tenant": tenant, "config": new}
+
+    async def audit(self, request: Request) -> Any:
+        principal = self.principal(request)
+        tenant = request.query.get("tenant")
+        if tenant is not None:
+            self._check_tenant(tenant)
+            if not principal.allows(tenant, "admin"):
+                raise HttpError(403, "forbidden", f"the token does not grant 'admin' on tenant {tenant!r}")
+        elif not principal.allows("*", "admin") or "*" not in principal.tenants:
+            raise HttpError(403, "forbidden", "the whole audit log needs admin on '*'; pass ?tenant=")
+        limit = request.int_param("limit", 100, 1, 10_000)
+        records = await trio.to_thread.run_sync(lambda: self.engine.audit_log(limit, tenant))
+        return {"records": records}
+
+    async def summaries(self, request: Request) -> Any:
+        principal = self.principal(request)
+        tenant = request.query.get("tenant")
+        sessions = request.query.get("sessions")
+        if tenant is not None:
+            self._check_tenant(tenant)
+            if not principal.allows(tenant, "subscribe"):
+                raise HttpError(403, "forbidden", f"the token does not grant 'subscribe' on tenant {tenant!r}")
+            names = sessions.split(",") if sessions else None
+            for name in names or ():
+                self._check_session(name)
+            return await trio.to_thread.run_sync(self.engine.summaries, tenant, names)
+        if sessions:
+            raise HttpError(422, "bad_request", "sessions= needs tenant=")
+        result = await trio.to_thread.run_sync(self.engine.summaries)
+        visible = [t for t in result.tenants if principal.allows(t.tenant, "subscribe")]
+        names = {t.tenant for t in visible}
+        return {"sessions": [s for s in result.sessions if s.tenant in names], "tenants": visible}
+
+    async def schema(self, request: Request) -> Any:
+        return wire_schema()
+
+    async def healthz(self, request: Request) -> Any:
+        if self.engine.closed:
+            raise HttpError(503, "closed", "the engine is closed")
+        return {"status": "ok"}
+
+    async def metrics(self, request: Request) -> Any:
+        text = await trio.to_thread.run_sync(render_metrics, self.engine, self.hub, self.requests)
+        return 200, text.encode(), b"text/plain; version=0.0.4; charset=utf-8"
+
+    async def index(self, request: Request) -> Any:
+        return {
+            "name": "laneway",
+            "websocket": {"/ws": "laneway protocol (subprotocols laneway.v2.json, laneway.v2.msgpack, laneway.v1.json)", "/stream": "HookEvent compatibility stream"},
+            "http": [f"{method} {pattern.pattern}" for method, pattern, _ in self._routes],
+            "docs": "docs/protocol.md",
+        }
+
+    # -- HookEvent compatibility ------------------------------------------------
+
+    async def compat_post(self, request: Request) -> Any:
+        principal = self.compat_principal(request)
+        try:
+            tenant, session, type_, payload, attrs = from_hook_event(request.json())
+        except InvalidEvent as exc:
+            raise HttpError(400, "bad_request", str(exc)) from None
+        if principal is not None and not principal.allows(tenant, "publish"):
+            raise HttpError(403, "forbidden", f"the token does not grant 'publish' on tenant {tenant!r}")
+        receipt = await self.engine.asubmit(tenant, session, type_, payload, attrs=attrs)
+        events = await trio.to_thread.run_sync(self.engine.events, tenant, session, receipt.seq - 1, 1)
+        return hook_event(events[0])
+
+    async def compat_recent(self, request: Request) -> Any:
+        principal = self.compat_principal(request)
+        limit = request.int_param("limit", 100, 1, 10_000)
+        events, _ = await trio.to_thread.run_sync(self.hub._recent_all_tenants, limit)
+        return [hook_event(e) for e in events if principal is None or principal.allows(e.tenant, "subscribe")]
+
+    async def compat_filter_options(self, request: Request) -> Any:
+        principal = self.compat_principal(request)
+        result = await trio.to_thread.run_sync(self.engine.summaries)
+        tenants = [t for t in result.tenants if principal is None or principal.allows(t.tenant, "subscribe")]
+        names = {t.tenant for t in tenants}
+        sessions = sorted((s for s in result.sessions if s.tenant in names), key=lambda s: s.last_ts, reverse=True)
+        return {
+            "source_apps": sorted(names),
+            "session_ids": [s.session for s in sessions[:300]],
+            "hook_event_types": sorted({k for t in tenants for k in t.by_type}),
+        }
+
+    # -- helpers --------------------------------------------------------------------
+
+    @staticmethod
+    def _check_tenant(tenant: str) -> None:
+        try:
+            validate_tenant(tenant)
+        except InvalidKey as exc:
+            raise HttpError(422, "invalid_key", str(exc)) from None
+
+    @staticmethod
+    def _check_session(session: str) -> None:
+        try:
+            validate_session(session)
+        except InvalidKey as exc:
+            raise HttpError(422, "invalid_key", str(exc)) from None

@@ -1,0 +1,77 @@
+"""Prometheus text exposition of engine and gateway figures (``GET /metrics``).
+
+Aggregates only: no tenant or session names appear as labels, so the
+endpoint can be scraped without a token and leaks nothing of tenants.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+    from ._hub import Hub
+
+__all__ = ["render_metrics"]
+
+_HUB_COUNTERS = {
+    "events_dispatched": "Committed events handed to the fan-out hub.",
+    "subscriptions": "WebSocket subscriptions opened.",
+    "connections": "WebSocket connections accepted.",
+    "bytes_sent": "Bytes written to WebSocket clients.",
+    "publishes": "Events published over WebSocket.",
+    "auth_refusals": "Connections refused for a missing or bad token.",
+    "slow_consumer_closes": "Connections closed past the hard byte limit.",
+    "heartbeat_closes": "Connections closed for heartbeat timeout.",
+    "malformed_frames": "Connections closed for a malformed frame.",
+    "oversized_frames": "Connections closed for an oversized frame.",
+    "summary_frames": "Summary frames pushed.",
+}
+
+
+def render_metrics(engine: Engine, hub: Hub, requests: Counter[tuple[str, int]]) -> str:
+    stats = engine.statistics()
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_: str, samples: list[tuple[str, Any]]) -> None:
+        lines.append(f"# HELP laneway_{name} {help_}")
+        lines.append(f"# TYPE laneway_{name} {kind}")
+        for labels, value in samples:
+            lines.append(f"laneway_{name}{labels} {value}")
+
+    metric(
+        "events_total", "counter", "Events committed, by priority level.",
+        [(f'{{priority="{level}"}}', n) for level, n in stats.by_priority.items()],
+    )
+    metric("sessions", "gauge", "Sessions with at least one event.", [("", stats.sessions)])
+    metric(
+        "buffered_events", "gauge", "Events held in memory buckets.",
+        [('{bucket="priority"}', stats.priority_bucket.events), ('{bucket="regular"}', stats.regular_bucket.events)],
+    )
+    metric("memory_used_bytes", "gauge", "Bytes of buffered events (engine-wide budget).", [("", stats.memory_used_bytes or 0)])
+    metric("memory_budget_bytes", "gauge", "The engine-wide memory budget (0: none).", [("", stats.memory_budget_bytes or 0)])
+    metric(
+        "bucket_removals_total", "counter", "Events that left memory, by reason.",
+        [('{reason="evicted"}', stats.evicted), ('{reason="expired"}', stats.expired),
+         ('{reason="budget"}', stats.budget_evicted), ('{reason="rejected"}', stats.rejected)],
+    )
+    metric("dedupe_hits_total", "counter", "Submissions answered with an existing receipt.", [("", stats.dedupe_hits)])
+    metric("last_lsn", "gauge", "Last LSN written to the WAL.", [("", stats.last_lsn)])
+    if stats.commit is not None:
+        c = stats.commit
+        metric("commits_total", "counter", "WAL group commits.", [("", c.commits)])
+        metric("committed_events_total", "counter", "Events written by group commits.", [("", c.events)])
+        metric(
+            "commit_latency_ms", "gauge", "Group commit latency over the last 4096 commits.",
+            [('{quantile="0.5"}', c.latency_ms_p50), ('{quantile="0.99"}', c.latency_ms_p99), ('{quantile="1"}', c.latency_ms_max)],
+        )
+        metric("commit_batch_mean", "gauge", "Mean events per group commit (last 4096).", [("", c.batch_mean)])
+    metric("websocket_clients", "gauge", "Open WebSocket connections.", [("", hub.open_connections())])
+    for key, help_ in _HUB_COUNTERS.items():
+        metric(f"{key}_total", "counter", help_, [("", hub.stats.get(key, 0))])
+    metric(
+        "http_requests_total", "counter", "HTTP requests by route and status.",
+        [(f'{{route="{route}",status="{status}"}}', n) for (route, status), n in sorted(requests.items())],
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,424 @@
+"""The WebSocket fast path: trio + wsproto, frames written as pre-built bytes.
+
+hypercorn's ASGI ``websocket.send`` costs one ASGI message and one frame
+encode per send (measured by `benchmarks/gateway.py`, scenario
+``baseline_hypercorn_ws``), which cannot reach the fan-out targets. So the
+gateway's listener hands WebSocket upgrades for ``/ws`` and ``/stream`` to
+this module instead of hypercorn (see `_server.py`): wsproto does the
+handshake and parses what clients send; what the server sends is framed
+once per feed (`ws_frame`) and written with one ``send_all`` per wake-up.
+
+A connection runs two tasks: a reader (client frames into the
+`ServerConnection` state machine, whose actions it carries out) and a writer
+(control frames and every subscription's cursor, batched into one write;
+heartbeats when idle).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+
+from ..core import (
+    CODECS,
+    PROTOCOLS,
+    Authenticate,
+    Close,
+    CloseCode,
+    Cursor,
+    LanewayError,
+    Principal,
+    Publish,
+    Send,
+    ServerConnection,
+    Subscribe,
+    SubscribeFrame,
+    Unsubscribe,
+    ws_frame,
+)
+from ..engine._trio import await_future
+from ._auth import Authenticator, AuthError
+from ._compat import COMPAT
+from ._hub import COMPAT_CODEC, Hub
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+__all__ = ["serve_websocket", "WsClient", "error_name"]
+
+log = logging.getLogger("laneway.gateway")
+
+
+def error_name(exc: BaseException) -> str:
+    """snake_case of an exception class: ``BucketFull`` -> ``bucket_full``."""
+    name = type(exc).__name__
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
+class WsClient:
+    """One WebSocket connection. All methods run on the trio loop."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        ws: WSConnection,
+        codec: Any,
+        machine: ServerConnection | None,
+        *,
+        hub: Hub,
+        engine: Engine,
+        auth: Authenticator,
+        clock: Callable[[], int],
+        on_close: Callable[[WsClient], None],
+    ) -> None:
+        self.stream = stream
+        self.ws = ws
+        self.codec = codec
+        self.machine = machine
+        self.hub = hub
+        self.engine = engine
+        self.auth = auth
+        self.clock = clock
+        self._on_close = on_close
+        self.config = hub.config
+        self.cursors: dict[str, Cursor] = {}
+        self._control: list[bytes] = []
+        self._wakeup = trio.Event()
+        self._closing: tuple[int, str] | None = None
+        self._last_heard = trio.current_time()
+        self._message: list[bytes | str] = []
+        self._message_size = 0
+        self.frames_sent = 0
+        self.bytes_sent = 0
+
+    # -- called by the hub and by actions ------------------------------------
+
+    def wake(self) -> None:
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+
+    def send_control(self, data: bytes) -> None:
+        self._control.append(data)
+        self.wake()
+
+    def close_soon(self, code: int, reason: str) -> None:
+        if self._closing is None:
+            self._closing = (code, reason)
+        self.wake()
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def run(self, *, compat: bool = False) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._reader)
+                if compat:
+                    self.cursors["compat"] = await self.hub.subscribe_compat(self)
+                await self._writer()
+                nursery.cancel_scope.cancel()
+        finally:
+            for cursor in self.cursors.values():
+                self.hub.forget_cursor(cursor)
+            self.cursors.clear()
+            self.hub.forget_writer(self)
+            self._on_close(self)
+            with trio.CancelScope(shield=True):
+                try:
+                    await self.stream.aclose()
+                except trio.BrokenResourceError:
+                    pass
+
+    async def _writer(self) -> None:
+        interval = self.config.heartbeat_interval_s
+        soft = self.config.soft_limit_bytes if self.codec.name != COMPAT else 0
+        while True:
+            with trio.move_on_after(interval) as timer:
+                await self._wakeup.wait()
+            # A fresh event before taking: a wake during the send below is
+            # then seen by the next wait instead of being lost.
+            self._wakeup = trio.Event()
+            if timer.cancelled_caught:
+                self._heartbeat()
+            out = self._control
+            self._control = []
+            now = self.clock()
+            more = False
+            for cursor in self.cursors.values():
+                data = cursor.take(now, soft)
+                if data:
+                    out.append(data)
+                more = more or cursor.ready()
+            if self._closing is not None:
+                code, reason = self._closing
+                try:
+                    out.append(self.ws.send(CloseConnection(code=code, reason=reason)))
+                except Exception:  # the handshake or close already happened
+                    pass
+            if out:
+                payload = b"".join(out)
+                try:
+                    await self.stream.send_all(payload)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    return
+                self.frames_sent += len(out)
+                self.bytes_sent += len(payload)
+                self.hub.stats["bytes_sent"] += len(payload)
+            if self._closing is not None:
+                return
+            if more:
+                self.wake()
+
+    def _heartbeat(self) -> None:
+        silent = trio.current_time() - self._last_heard
+        if silent > self.config.heartbeat_timeout_s:
+            self.hub.stats["heartbeat_closes"] += 1
+            self.close_soon(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout: no traffic from the client")
+            return
+        self._control.append(self.ws.send(Ping(b"laneway")))
+        if self.codec.name != COMPAT:
+            now = self.clock()
+            self._control.append(ws_frame(self.codec.envelope("heartbeat", now, {"server_time": now}), binary=self.codec.binary))
+
+    async def _reader(self) -> None:
+        while True:
+            try:
+                data = await self.stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                data = b""
+            if not data:
+                self.close_soon(CloseCode.NORMAL, "")
+                return
+            self._last_heard = trio.current_time()
+            try:
+                self.ws.receive_data(data)
+                events = list(self.ws.events())
+            except Exception as exc:  # wsproto found a protocol violation
+                self.close_soon(CloseCode.POLICY, f"WebSocket protocol error: {exc}"[:120])
+                return
+            for event in events:
+                if isinstance(event, (TextMessage, BytesMessage)):
+                    if not self._collect(event):
+                        return
+                elif isinstance(event, Ping):
+                    self.send_control(self.ws.send(event.response()))
+                elif isinstance(event, Pong):
+                    pass
+                elif isinstance(event, CloseConnection):
+                    if self._closing is None:
+                        self._closing = (event.code, event.reason or "")
+                    self.wake()
+                    return
+
+    def _collect(self, event: TextMessage | BytesMessage) -> bool:
+        """Reassemble a message; False if it grew past max_frame_bytes."""
+        self._message.append(event.data)
+        self._message_size += len(event.data)
+        if self._message_size > self.config.max_frame_bytes:
+            self.hub.stats["oversized_frames"] += 1
+            self.close_soon(CloseCode.TOO_BIG, f"message larger than {self.config.max_frame_bytes} bytes")
+            return False
+        if event.message_finished:
+            parts, self._message, self._message_size = self._message, [], 0
+            message: bytes | str = parts[0] if len(parts) == 1 else (b"" if isinstance(parts[0], (bytes, bytearray)) else "").join(parts)  # type: ignore[arg-type]
+            if isinstance(message, bytearray):
+                message = bytes(message)
+            self._handle(message)
+        return True
+
+    # -- the protocol machine's actions ------------------------------------
+
+    def _handle(self, message: bytes | str) -> None:
+        if self.machine is None:  # compat stream: clients have nothing to say
+            return
+        self._run(self.machine.receive(message, self.clock()))
+
+    def _run(self, actions: list[Any]) -> None:
+        codec = self.codec
+        for action in actions:
+            if isinstance(action, Send):
+                self.send_control(ws_frame(action.data, binary=codec.binary))
+            elif isinstance(action, Close):
+                if action.code == CloseCode.INVALID_FRAME:
+                    self.hub.stats["malformed_frames"] += 1
+                self.close_soon(action.code, action.reason)
+            elif isinstance(action, Authenticate):
+                assert self.machine is not None
+                try:
+                    principal = self.auth.verify(action.token)
+                except AuthError as exc:
+                    self._run(self.machine.refused(action.frame_id, str(exc), self.clock()))
+                else:
+                    self._run(self.machine.authenticated(principal, action.frame_id, self.clock()))
+            elif isinstance(action, Subscribe):
+                self._nursery.start_soon(self._subscribe, action.subscription, action.frame)
+            elif isinstance(action, Unsubscribe):
+                cursor = self.cursors.pop(action.subscription, None)
+                if cursor is not None:
+                    self.hub.unsubscribe(self, cursor)
+                now = self.clock()
+                self.send_control(
+                    ws_frame(codec.envelope("ack", now, {"unsubscribed": action.subscription}, {"id": action.frame_id}), binary=codec.binary)
+                )
+            elif isinstance(action, Publish):
+                self._publish(action)
+
+    async def _subscribe(self, subscription: str, frame: SubscribeFrame) -> None:
+        try:
+            cursor = await self.hub.subscribe(self, subscription, frame)
+        except LanewayError as exc:
+            if self.machine is not None:
+                self.machine.subscriptions.discard(subscription)
+            self.send_control(ws_frame(self.codec.error(frame.id, error_name(exc), str(exc), self.clock()), binary=self.codec.binary))
+            return
+        if self._closing is not None:
+            self.hub.forget_cursor(cursor)
+            return
+        self.cursors[subscription] = cursor
+
+    def _publish(self, action: Publish) -> None:
+        frame = action.frame
+        principal = self.machine.principal if self.machine is not None else None
+        try:
+            future = self.engine.send(
+                frame.tenant,
+                frame.session,
+                frame.event_type,
+                frame.payload,
+                dedupe_key=frame.dedupe_key,
+                source=frame.source,
+                priority=frame.priority,
+                attrs=frame.attrs,
+            )
+        except LanewayError as exc:
+            self.send_control(ws_frame(self.codec.error(frame.id, error_name(exc), str(exc), self.clock()), binary=self.codec.binary))
+            return
+        self.hub.stats["publishes"] += 1
+        self._nursery.start_soon(self._ack, frame.id, future, principal)
+
+    async def _ack(self, frame_id: Any, future: Future[Any], principal: Principal | None) -> None:
+        codec = self.codec
+        try:
+            receipt = await await_future(future)
+        except LanewayError as exc:
+            self.send_control(ws_frame(codec.error(frame_id, error_name(exc), str(exc), self.clock()), binary=codec.binary))
+            return
+        self.send_control(ws_frame(codec.ack(frame_id, receipt, self.clock()), binary=codec.binary))
+
+
+def _choose_protocol(offered: list[str]) -> str | None:
+    if not offered:
+        return CODECS[PROTOCOLS[0]].name
+    for name in PROTOCOLS:
+        if name in offered:
+            return name
+    return None
+
+
+def _token_from(request: Request) -> str | None:
+    for name, value in request.extra_headers:
+        if name.lower() == b"authorization" and value.lower().startswith(b"bearer "):
+            return value[7:].decode().strip()
+    query = parse_qs(urlsplit(request.target).query)
+    tokens = query.get("token")
+    return tokens[0] if tokens else None
+
+
+async def serve_websocket(
+    stream: trio.abc.Stream,
+    initial: bytes,
+    *,
+    hub: Hub,
+    engine: Engine,
+    auth: Authenticator,
+    anonymous: Callable[[], bool],
+    clients: set[WsClient],
+    clock: Callable[[], int],
+) -> None:
+    """Handshake, then run the connection until either side closes it.
+
+    `initial`: the bytes already read from the socket (the request head and
+    anything after it). `anonymous()`: whether this peer may use the compat
+    stream without a token.
+    """
+    ws = WSConnection(ConnectionType.SERVER)
+    ws.receive_data(initial)
+    request = next((e for e in ws.events() if isinstance(e, Request)), None)
+    if request is None:
+        await stream.aclose()
+        return
+    path = urlsplit(request.target).path
+    compat = path == "/stream"
+
+    async def reject(status: int, message: str) -> None:
+        body = message.encode()
+        headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+        data = ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
+        data += ws.send(RejectData(data=body, body_finished=True))
+        try:
+            await stream.send_all(data)
+        finally:
+            await stream.aclose()
+
+    token = _token_from(request)
+    principal: Principal | None = None
+    refusal: tuple[int, str] | None = None
+    if token is not None:
+        try:
+            principal = auth.verify(token)
+        except AuthError as exc:
+            refusal = (CloseCode.UNAUTHORIZED, str(exc))
+
+    if compat:
+        codec: Any = COMPAT_CODEC
+        subprotocol = None
+        if principal is None and refusal is None:
+            if anonymous():
+                principal = Principal("anonymous", ("*",), ("subscribe",))
+            else:
+                refusal = (CloseCode.UNAUTHORIZED, "the compat stream needs a token (or anonymous_compat on)")
+        elif principal is not None and not ("*" in principal.tenants and principal.allows("*", "subscribe")):
+            refusal = (CloseCode.FORBIDDEN, "the compat stream spans tenants: it needs a token for tenant '*'")
+        machine = None
+    else:
+        chosen = _choose_protocol(request.subprotocols)
+        if chosen is None:
+            await reject(400, f"unsupported subprotocol(s) {request.subprotocols}; this server speaks {list(PROTOCOLS)}")
+            return
+        codec = CODECS[chosen]
+        subprotocol = chosen if request.subprotocols else None
+        machine = ServerConnection(codec, principal, max_subscriptions=hub.config.max_subscriptions)
+    try:
+        await stream.send_all(ws.send(AcceptConnection(subprotocol=subprotocol)))
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return
+    client = WsClient(stream, ws, codec, machine, hub=hub, engine=engine, auth=auth, clock=clock, on_close=clients.discard)
+    clients.add(client)
+    if refusal is not None:
+        hub.stats["auth_refusals"] += 1
+        code, message = refusal
+        if machine is not None:
+            client._run(machine.refused(None, message, clock()) if code == CloseCode.UNAUTHORIZED else [Close(code, message)])
+        else:
+            client.close_soon(code, message)
+        await client.run()
+        return
+    hub.stats["connections"] += 1
+    await client.run(compat=compat)
