@@ -92,15 +92,15 @@ class CommitApplier:
 
         for batch in group:
             token = batch.token
-            gate = token.state.ctx.gate
             tenant, session, lsn = batch.tenant, batch.session, batch.first_lsn
-            receipts = []
-            for i, event in enumerate(batch.events):
-                receipt = Receipt(tenant, session, event.seq, event.priority, lsn + i)
-                receipts.append(receipt)
+            receipts = [Receipt(tenant, session, e.seq, e.priority, lsn + i) for i, e in enumerate(batch.events)]
+            token.ticket.resolve_many(token.indices, receipts)
+            # Then release dedupe claims: a duplicate that waited on this
+            # event is answered after the original, in submission order.
+            gate = token.state.ctx.gate
+            for event, receipt in zip(batch.events, receipts):
                 if event.dedupe_key is not None:
                     gate.committed(event.dedupe_key, receipt)
-            token.ticket.resolve_many(token.indices, receipts)
 
     def fail(self, group: list[WriteBatch], exc: BaseException) -> None:
         """Writer thread: the group was not written; nothing of it is visible."""

@@ -133,7 +133,7 @@ class LanewayClient:
         self.sessions = list(sessions) if sessions is not None else None
         self.types = list(types) if types is not None else None
         self.min_priority = min_priority
-        self.recent = recent
+        self.recent_count = recent
         self.summaries = summaries
         self.reconnect = reconnect
         self.max_backoff_s = max_backoff_s
@@ -216,7 +216,7 @@ class LanewayClient:
             frame["resume"] = dict(self.last_seqs)
             frame["epochs"] = dict(self.epochs)
         else:
-            frame["recent"] = self.recent
+            frame["recent"] = self.recent_count
         if self.summaries:
             frame["summaries"] = True
         return frame

@@ -263,7 +263,7 @@ class SyncPayload(msgspec.Struct, frozen=True):
     sessions: dict[str, SessionPosition]
 
 
-class GapRange(msgspec.Struct, frozen=True):
+class GapRange(msgspec.Struct, frozen=True, omit_defaults=True):
     """Events ``from_seq..to_seq`` of `session` that will not be sent;
     `count` of them (priority events inside the range may still arrive)."""
 

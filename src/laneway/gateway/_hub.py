@@ -58,9 +58,10 @@ class Writer(Protocol):
     """What the hub needs from a connection."""
 
     codec: Any
+    sending: bool
 
     def wake(self) -> None: ...
-    def close_soon(self, code: int, reason: str) -> None: ...
+    def close_soon(self, code: int, reason: str, *, force: bool = False) -> None: ...
     def send_control(self, data: bytes) -> None: ...
 
 
@@ -105,20 +106,23 @@ class Hub:
         return feed
 
     def forget_cursor(self, cursor: Cursor) -> None:
+        """Detach a cursor; drop its feed once no cursor is left. Safe to call
+        twice (a hard-limit close and the connection's own cleanup both do)."""
         cursor.close()
         feed = cursor.feed
         if feed.cursors:
             return
-        codec_name = feed.codec.name
-        self._feeds.pop((codec_name, feed.filter), None)
-        if codec_name == COMPAT:
+        key = (feed.codec.name, feed.filter)
+        if self._feeds.get(key) is not feed:
+            return  # already dropped (maybe replaced by a newer feed)
+        del self._feeds[key]
+        if feed.codec.name == COMPAT:
             self._global.remove(feed)
         else:
-            feeds = self._by_tenant.get(feed.filter.tenant, [])
-            if feed in feeds:
-                feeds.remove(feed)
+            feeds = self._by_tenant[feed.filter.tenant]
+            feeds.remove(feed)
             if not feeds:
-                self._by_tenant.pop(feed.filter.tenant, None)
+                del self._by_tenant[feed.filter.tenant]
         self._refresh_codecs()
 
     def _refresh_codecs(self) -> None:
@@ -309,9 +313,13 @@ class Hub:
                 _wake_all(feed)
             if hard:
                 for cursor in list(feed.cursors):
-                    if cursor.lag_bytes() > hard:
+                    # Only a writer stuck in a send is slow; one that has
+                    # simply not run since the last dispatch is not.
+                    if cursor.owner.sending and cursor.lag_bytes() > hard:
                         self.stats["slow_consumer_closes"] += 1
-                        cursor.owner.close_soon(CloseCode.SLOW_CONSUMER, "slow consumer: past the hard byte limit; reconnect and resume")
+                        cursor.owner.close_soon(
+                            CloseCode.SLOW_CONSUMER, "slow consumer: past the hard byte limit; reconnect and resume", force=True
+                        )
                         self.forget_cursor(cursor)
             feed.trim()
 

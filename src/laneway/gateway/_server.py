@@ -151,9 +151,21 @@ class Gateway:
                 handlers.cancel_scope.deadline = trio.current_time() + self._hyper.graceful_timeout
         finally:
             self.engine.remove_sink(sink)
-            actor.stop(block=False)  # no more tells arrive; never block the loop
+            # Wait for the actor off the loop: once run() returns, no thread
+            # of the gateway is left behind.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(actor.stop)
 
     async def _handle(self, stream: trio.SocketStream) -> None:
+        # One connection's failure must never take the server down with it.
+        try:
+            await self._serve_connection(stream)
+        except Exception:
+            log.exception("connection handler failed")
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def _serve_connection(self, stream: trio.SocketStream) -> None:
         try:
             head = await self._read_head(stream)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
@@ -249,6 +261,8 @@ def serve_in_thread(engine: Engine, config: GatewayConfig, *, secret: str | None
         try:
             trio.run(main)
         except BaseException as exc:
+            if started.is_set():
+                log.exception("the gateway stopped with an error")
             box["error"] = exc
             started.set()
 

@@ -17,6 +17,7 @@ heartbeats when idle).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -101,12 +102,19 @@ class WsClient:
         self.cursors: dict[str, Cursor] = {}
         self._control: list[bytes] = []
         self._wakeup = trio.Event()
+        self._send_scope = trio.CancelScope()
+        self._forced = False
+        self.sending = False  # inside send_all: the client may not be reading
         self._closing: tuple[int, str] | None = None
         self._last_heard = trio.current_time()
+        self.pipelined = b""  # frames that came with the handshake
         self._message: list[bytes | str] = []
         self._message_size = 0
         self.frames_sent = 0
         self.bytes_sent = 0
+        # Publishes awaiting their commit, in the order they were sent: one
+        # task answers them in that order, so acks never overtake each other.
+        self._pending_acks, self._acks_to_send = trio.open_memory_channel[tuple[Any, Future[Any]]](math.inf)
 
     # -- called by the hub and by actions ------------------------------------
 
@@ -118,9 +126,14 @@ class WsClient:
         self._control.append(data)
         self.wake()
 
-    def close_soon(self, code: int, reason: str) -> None:
+    def close_soon(self, code: int, reason: str, *, force: bool = False) -> None:
+        """Close after what is queued. `force`: also abandon a send that is
+        blocked on a client that stopped reading (the hard byte limit)."""
         if self._closing is None:
             self._closing = (code, reason)
+        if force:
+            self._forced = True
+            self._send_scope.cancel()
         self.wake()
 
     # -- lifecycle --------------------------------------------------------------
@@ -130,6 +143,7 @@ class WsClient:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._reader)
+                nursery.start_soon(self._acker)
                 if compat:
                     self.cursors["compat"] = await self.hub.subscribe_compat(self)
                 await self._writer()
@@ -172,12 +186,21 @@ class WsClient:
                     out.append(self.ws.send(CloseConnection(code=code, reason=reason)))
                 except Exception:  # the handshake or close already happened
                     pass
+            if self._forced:
+                return  # the client is not reading: drop it without a goodbye
             if out:
                 payload = b"".join(out)
-                try:
-                    await self.stream.send_all(payload)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return
+                self._send_scope = trio.CancelScope()
+                self.sending = True
+                with self._send_scope:
+                    try:
+                        await self.stream.send_all(payload)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        return
+                    finally:
+                        self.sending = False
+                if self._send_scope.cancelled_caught:
+                    return  # forced: the client is not reading; just drop it
                 self.frames_sent += len(out)
                 self.bytes_sent += len(payload)
                 self.hub.stats["bytes_sent"] += len(payload)
@@ -199,10 +222,13 @@ class WsClient:
 
     async def _reader(self) -> None:
         while True:
-            try:
-                data = await self.stream.receive_some(65536)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                data = b""
+            if self.pipelined:
+                data, self.pipelined = self.pipelined, b""
+            else:
+                try:
+                    data = await self.stream.receive_some(65536)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    data = b""
             if not data:
                 self.close_soon(CloseCode.NORMAL, "")
                 return
@@ -295,7 +321,6 @@ class WsClient:
 
     def _publish(self, action: Publish) -> None:
         frame = action.frame
-        principal = self.machine.principal if self.machine is not None else None
         try:
             future = self.engine.send(
                 frame.tenant,
@@ -311,16 +336,17 @@ class WsClient:
             self.send_control(ws_frame(self.codec.error(frame.id, error_name(exc), str(exc), self.clock()), binary=self.codec.binary))
             return
         self.hub.stats["publishes"] += 1
-        self._nursery.start_soon(self._ack, frame.id, future, principal)
+        self._pending_acks.send_nowait((frame.id, future))
 
-    async def _ack(self, frame_id: Any, future: Future[Any], principal: Principal | None) -> None:
+    async def _acker(self) -> None:
         codec = self.codec
-        try:
-            receipt = await await_future(future)
-        except LanewayError as exc:
-            self.send_control(ws_frame(codec.error(frame_id, error_name(exc), str(exc), self.clock()), binary=codec.binary))
-            return
-        self.send_control(ws_frame(codec.ack(frame_id, receipt, self.clock()), binary=codec.binary))
+        async for frame_id, future in self._acks_to_send:
+            try:
+                receipt = await await_future(future)
+            except LanewayError as exc:
+                self.send_control(ws_frame(codec.error(frame_id, error_name(exc), str(exc), self.clock()), binary=codec.binary))
+                continue
+            self.send_control(ws_frame(codec.ack(frame_id, receipt, self.clock()), binary=codec.binary))
 
 
 def _choose_protocol(offered: list[str]) -> str | None:
@@ -359,7 +385,12 @@ async def serve_websocket(
     stream without a token.
     """
     ws = WSConnection(ConnectionType.SERVER)
-    ws.receive_data(initial)
+    # Feed wsproto the request head only: a client may pipeline frames right
+    # behind it, and wsproto's server handshake drops bytes that follow the
+    # head. We hand those to the connection once it exists.
+    end = initial.index(b"\r\n\r\n") + 4
+    ws.receive_data(initial[:end])
+    pipelined = initial[end:]
     request = next((e for e in ws.events() if isinstance(e, Request)), None)
     if request is None:
         await stream.aclose()
@@ -411,6 +442,8 @@ async def serve_websocket(
         return
     client = WsClient(stream, ws, codec, machine, hub=hub, engine=engine, auth=auth, clock=clock, on_close=clients.discard)
     clients.add(client)
+    if pipelined:
+        client.pipelined = pipelined
     if refusal is not None:
         hub.stats["auth_refusals"] += 1
         code, message = refusal

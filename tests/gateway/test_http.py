@@ -1,0 +1,251 @@
+"""The HTTP API end to end, including the HookEvent compatibility routes."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+from .conftest import Server
+
+
+def test_post_one_event_returns_its_receipt_after_the_commit(server: Server) -> None:
+    status, body, _ = server.http("POST", "/api/v1/events", {"tenant": "acme", "session": "s", "type": "Stop", "payload": {"a": 1}})
+    assert status == 200
+    assert body["receipt"] == {"tenant": "acme", "session": "s", "seq": 1, "priority": 1, "lsn": 1, "duplicate": False}
+    assert server.engine.events("acme", "s")[0].payload == {"a": 1}
+
+
+def test_post_an_array_with_an_idempotency_key(server: Server) -> None:
+    batch = [{"tenant": "acme", "session": "s", "type": "T", "payload": i} for i in range(3)]
+    first = server.http("POST", "/api/v1/events", batch, headers={"Idempotency-Key": "req-1"})
+    again = server.http("POST", "/api/v1/events", batch, headers={"Idempotency-Key": "req-1"})
+    assert first[0] == again[0] == 200
+    assert [r["seq"] for r in first[1]["receipts"]] == [1, 2, 3]
+    assert [r["duplicate"] for r in again[1]["receipts"]] == [True, True, True]
+    assert [r["lsn"] for r in again[1]["receipts"]] == [r["lsn"] for r in first[1]["receipts"]]
+    assert len(server.engine.events("acme", "s")) == 3
+
+
+def test_bad_requests_get_clear_4xx_and_write_nothing(make_server: Any) -> None:
+    server = make_server(max_body_bytes=2048)
+    cases: list[tuple[dict[str, Any], int, str]] = [
+        ({"raw": b"{not json"}, 400, "bad_json"),
+        ({"raw": b""}, 400, "bad_json"),
+        ({"raw": b"x" * 5000}, 413, "body_too_large"),
+        ({"body": [{"tenant": "acme", "session": "s", "type": "T"}, {"tenant": "bad tenant", "session": "s", "type": "T"}]}, 422, "invalid_key"),
+        ({"body": [{"tenant": "acme", "session": "s", "type": "T"}, {"tenant": "acme", "session": "bad/session", "type": "T"}]}, 422, "invalid_key"),
+        ({"body": {"tenant": "acme", "session": "s"}}, 422, "bad_request"),
+        ({"body": {"tenant": "acme", "session": "s", "type": "T", "colour": 1}}, 422, "bad_request"),
+        ({"body": {"tenant": "acme", "session": "s", "type": "T", "priority": 9}}, 422, "invalid_priority"),
+        ({"body": []}, 422, "bad_request"),
+        ({"body": {"tenant": "acme", "session": "s", "type": "T", "dedupe_key": "a"}, "headers": {"Idempotency-Key": "b"}}, 422, "bad_request"),
+    ]
+    for kwargs, status, error in cases:
+        got_status, body, _ = server.http("POST", "/api/v1/events", **kwargs)
+        assert (got_status, body["error"]) == (status, error), (kwargs, body)
+        assert body["message"]
+    assert server.engine.statistics().last_lsn == 0
+
+
+def test_auth_and_scopes_over_http(server: Server) -> None:
+    event = {"tenant": "acme", "session": "s", "type": "T"}
+    assert server.http("POST", "/api/v1/events", event, token=None)[0] == 401
+    assert server.http("POST", "/api/v1/events", event, token="garbage")[1]["error"] == "unauthorized"
+    assert server.http("POST", "/api/v1/events", event, token=server.token(["acme"], "subscribe"))[0] == 403
+    assert server.http("POST", "/api/v1/events", {**event, "tenant": "globex"}, token=server.token(["acme"]))[0] == 403
+    assert server.http("GET", "/api/v1/tenants/globex/events", token=server.token(["acme"]))[0] == 403
+    assert server.http("PATCH", "/api/v1/tenants/acme/config", {"regular_max_events": 5}, token=server.token(["acme"]))[0] == 403
+    assert server.http("GET", "/api/v1/tenants/acme/events?token=" + server.token(["acme"], "subscribe"), token=None)[0] == 200
+
+
+def test_queries(server: Server) -> None:
+    server.engine.submit_many([("acme", "a", "T", i) for i in range(5)] + [("acme", "b", "Stop", 9)])
+    status, body, _ = server.http("GET", "/api/v1/tenants/acme/events?limit=3")
+    assert status == 200 and [e["payload"] for e in body["events"]] == [3, 4, 9]  # priority first, then newest, in order
+    _, body, _ = server.http("GET", "/api/v1/tenants/acme/events?min_priority=1")
+    assert [e["type"] for e in body["events"]] == ["Stop"]
+    _, body, _ = server.http("GET", "/api/v1/tenants/acme/events?session=a&types=T&limit=2")
+    assert [e["payload"] for e in body["events"]] == [3, 4]
+    _, body, _ = server.http("GET", "/api/v1/tenants/acme/sessions/a/events?after_seq=2&limit=2")
+    assert [e["seq"] for e in body["events"]] == [3, 4] and body["next_after_seq"] == 4
+    _, stats, _ = server.http("GET", "/api/v1/tenants/acme/stats")
+    assert stats["events"] == 6 and stats["sessions"] == 2
+    assert server.http("GET", "/api/v1/tenants/acme/events?limit=0")[0] == 400
+    assert server.http("GET", "/api/v1/tenants/acme/sessions/a/events?after_seq=x")[0] == 400
+    assert server.http("GET", "/api/v1/tenants/bad%20name/events")[0] == 422
+
+
+def test_summaries_bulk(server: Server) -> None:
+    server.engine.submit_many([("acme", "a", "PreToolUse", None), ("acme", "b", "Stop", None), ("globex", "c", "T", None)])
+    _, body, _ = server.http("GET", "/api/v2/summaries/bulk")
+    assert [t["tenant"] for t in body["tenants"]] == ["acme"]  # the token only sees acme
+    assert {s["session"] for s in body["sessions"]} == {"a", "b"}
+    _, body, _ = server.http("GET", "/api/v2/summaries/bulk?tenant=acme&sessions=a")
+    assert [s["session"] for s in body["sessions"]] == ["a"] and body["tenants"][0]["events"] == 2
+    all_token = server.token(["*"], "subscribe")
+    _, body, _ = server.http("GET", "/api/v2/summaries/bulk", token=all_token)
+    assert [t["tenant"] for t in body["tenants"]] == ["acme", "globex"]
+
+
+def test_runtime_config_and_audit_log(server: Server) -> None:
+    status, body, _ = server.http("PATCH", "/api/v1/tenants/acme/config", {"rules": [{"type": "Deploy", "level": 3}]})
+    assert status == 200 and body["config"]["rules"][0]["type"] == "Deploy"
+    assert server.engine.submit("acme", "s", "Deploy").priority == 3
+    assert server.http("PATCH", "/api/v1/tenants/acme/config", {"regular_max_events": -1})[0] == 422
+    _, current, _ = server.http("GET", "/api/v1/tenants/acme/config")
+    assert current["rules"][0]["level"] == 3
+    _, audit, _ = server.http("GET", "/api/v1/audit?tenant=acme")
+    assert [(r["actor"], r["action"]) for r in audit["records"]] == [("tester", "configure")]
+    assert server.http("GET", "/api/v1/audit")[0] == 403  # the whole log needs admin on '*'
+    assert server.http("GET", "/api/v1/audit", token=server.token(["*"], "admin"))[0] == 200
+
+
+def test_schema_health_metrics_index_and_errors(server: Server) -> None:
+    _, schema, _ = server.http("GET", "/api/v1/schema", token=None)
+    assert "SyncPayload" in schema["server"] and len(schema["client_frames"]) == 5
+    assert "$defs" in schema
+    assert server.http("GET", "/healthz", token=None)[1] == {"status": "ok"}
+    server.engine.submit("acme", "s", "T")
+    status, text, headers = server.http("GET", "/metrics", token=None)
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    assert 'laneway_events_total{priority="0"} 1' in text and "laneway_websocket_clients 0" in text
+    assert server.http("GET", "/", token=None)[1]["name"] == "laneway"
+    assert server.http("GET", "/nope", token=None)[0] == 404
+    assert server.http("DELETE", "/api/v1/events", token=None)[0] == 405
+
+
+def test_cors(make_server: Any) -> None:
+    server = make_server(cors_origins=["http://dash.example"])
+    _, _, headers = server.http("GET", "/healthz", headers={"Origin": "http://dash.example"})
+    assert headers["access-control-allow-origin"] == "http://dash.example"
+    _, _, headers = server.http("GET", "/healthz", headers={"Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in headers
+    status, _, headers = server.http("OPTIONS", "/api/v1/events", headers={"Origin": "http://dash.example"})
+    assert status == 204 and "authorization" in headers["access-control-allow-headers"]
+
+
+# -- HookEvent compatibility --------------------------------------------------
+
+
+HOOK_EVENT = {
+    "source_app": "cc-hook-multi-agent-obvs",
+    "session_id": "6f1c8d1e-2b3a-4c5d-9e8f-0a1b2c3d4e5f",
+    "hook_event_type": "PreToolUse",
+    "payload": {"session_id": "6f1c8d1e-2b3a-4c5d-9e8f-0a1b2c3d4e5f", "tool_name": "Bash", "tool_input": {"command": "ls"}},
+    "timestamp": 1732268400123,
+    "model_name": "claude-sonnet-4",
+    "tool_name": "Bash",
+    "tool_use_id": "toolu_01",
+}
+
+
+def send_like_the_hook_script(port: int, event: dict[str, Any]) -> tuple[int, Any]:
+    """What its .claude/hooks/send_event.py does: urllib POST, no token."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/events",
+        data=json.dumps(event).encode("utf-8"),
+        headers={"Content-Type": "application/json", "User-Agent": "Claude-Code-Hook/1.0"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_hook_events_are_accepted_anonymously_only_when_switched_on(make_server: Any) -> None:
+    off = make_server()
+    assert send_like_the_hook_script(off.running.port, HOOK_EVENT)[0] == 401
+    on = make_server(anonymous_compat=True)
+    status, saved = send_like_the_hook_script(on.running.port, HOOK_EVENT)
+    assert status == 200
+    assert saved["id"] == 1 and saved["timestamp"] == 1732268400123 and saved["tool_name"] == "Bash"
+    event = on.engine.events("cc-hook-multi-agent-obvs", HOOK_EVENT["session_id"])[0]
+    assert (event.type, event.payload["tool_name"], event.attrs["model_name"]) == ("PreToolUse", "Bash", "claude-sonnet-4")
+
+
+def test_anonymous_compat_is_loopback_only_unless_configured(make_server: Any) -> None:
+    server = make_server(anonymous_compat=True, anonymous_networks=["10.0.0.0/8"])
+    assert send_like_the_hook_script(server.running.port, HOOK_EVENT)[0] == 401
+
+
+def test_compat_validation(make_server: Any) -> None:
+    server = make_server(anonymous_compat=True)
+    status, body = send_like_the_hook_script(server.running.port, {**HOOK_EVENT, "payload": None})
+    assert status == 400 and "payload" in body["message"]
+    status, body = send_like_the_hook_script(server.running.port, {k: v for k, v in HOOK_EVENT.items() if k != "source_app"})
+    assert status == 400 and "source_app" in body["message"]
+    status, body = send_like_the_hook_script(server.running.port, {**HOOK_EVENT, "source_app": "my app"})
+    assert status == 400 and "contains ' '" in body["message"]
+
+
+def test_compat_recent_and_filter_options_like_the_vue_dashboard_reads_them(make_server: Any) -> None:
+    server = make_server(anonymous_compat=True)
+    for i, kind in enumerate(["SessionStart", "PreToolUse", "Stop"]):
+        send_like_the_hook_script(server.running.port, {**HOOK_EVENT, "hook_event_type": kind, "timestamp": 1000 + i})
+    status, recent, _ = server.http("GET", "/events/recent?limit=2", token=None)
+    assert status == 200 and [e["hook_event_type"] for e in recent] == ["PreToolUse", "Stop"]
+    assert set(recent[0]) >= {"id", "source_app", "session_id", "hook_event_type", "payload", "timestamp", "model_name"}
+    _, options, _ = server.http("GET", "/events/filter-options", token=None)
+    assert options == {
+        "source_apps": ["cc-hook-multi-agent-obvs"],
+        "session_ids": [HOOK_EVENT["session_id"]],
+        "hook_event_types": ["PreToolUse", "SessionStart", "Stop"],
+    }
+
+
+def test_compat_stream_sends_initial_then_events_in_the_hook_event_shape(make_server: Any) -> None:
+    import websockets.sync.client
+
+    server = make_server(anonymous_compat=True)
+    send_like_the_hook_script(server.running.port, HOOK_EVENT)
+    with websockets.sync.client.connect(f"{server.running.ws_url}/stream", open_timeout=10) as ws:
+        initial = json.loads(ws.recv(timeout=10))
+        assert initial["type"] == "initial" and [e["id"] for e in initial["data"]] == [1]
+        send_like_the_hook_script(server.running.port, {**HOOK_EVENT, "hook_event_type": "Stop"})
+        live = json.loads(ws.recv(timeout=10))
+    assert live["type"] == "event" and live["data"]["hook_event_type"] == "Stop" and live["data"]["id"] == 2
+    assert live["data"]["model_name"] == "claude-sonnet-4"
+
+
+def test_the_compat_stream_needs_a_token_when_anonymous_is_off(server: Server) -> None:
+    import websockets.sync.client
+    from websockets.exceptions import ConnectionClosed
+
+    with websockets.sync.client.connect(f"{server.running.ws_url}/stream", open_timeout=10) as ws:
+        try:
+            ws.recv(timeout=10)
+        except ConnectionClosed as exc:
+            assert exc.rcvd is not None and exc.rcvd.code == 4001
+        else:
+            raise AssertionError("expected the stream to be closed")
+
+
+def test_websockets_library_client_speaks_v2_json(server: Server) -> None:
+    """The other widely used client library, against the laneway protocol."""
+    import websockets.sync.client
+
+    with websockets.sync.client.connect(
+        f"{server.ws}?token={server.token()}", subprotocols=["laneway.v2.json"], open_timeout=10
+    ) as ws:
+        assert ws.subprotocol == "laneway.v2.json"
+        ws.send(json.dumps({"type": "subscribe", "tenant": "acme", "recent": 0}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "sync"
+        ws.send(json.dumps({"type": "publish", "id": 1, "tenant": "acme", "session": "s", "event_type": "T", "payload": "hi"}))
+        frames = [json.loads(ws.recv(timeout=10)) for _ in range(2)]
+    assert sorted(f["type"] for f in frames) == ["ack", "event"]
+
+
+def test_plain_http_keep_alive_and_pipelined_bytes_reach_hypercorn(server: Server) -> None:
+    """The listener peeks at request heads; hypercorn must still see every byte."""
+    with socket.create_connection(("127.0.0.1", server.running.port)) as sock:
+        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        sock.sendall(request + request)  # two requests in one write
+        sock.settimeout(5)
+        data = b""
+        while data.count(b'{"status":"ok"}') < 2:
+            data += sock.recv(65536)
+    assert data.count(b"HTTP/1.1 200") == 2
