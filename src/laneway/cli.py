@@ -124,6 +124,9 @@ def _serve(args: argparse.Namespace) -> int:
 
         async def main() -> None:
             async with trio.open_nursery() as nursery:
+                # Signals first: a Ctrl-C right after start-up still shuts
+                # down cleanly rather than with a traceback.
+                await nursery.start(_stop_on_signal, gateway)
 
                 async def serve(task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
                     await gateway.run(task_status=task_status)
@@ -136,7 +139,6 @@ def _serve(args: argparse.Namespace) -> int:
                 if args.demo and gateway.auth.can_mint:
                     token = gateway.auth.mint("demo", ["*"], ["subscribe", "publish"], ttl_s=7 * 24 * 3600)
                     print(f"  dashboard: {base}/?token={token}", flush=True)
-                nursery.start_soon(_stop_on_signal, gateway)
 
         if args.demo:
             producer = DemoProducer(engine, rate=20)
@@ -151,12 +153,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _stop_on_signal(gateway: Any) -> None:
+async def _stop_on_signal(gateway: Any, *, task_status: Any) -> None:
     """First SIGINT/SIGTERM: graceful shutdown. Later ones are noted, not
     fatal: the shutdown is bounded (grace period) and must finish to drain."""
     import trio
 
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
         first = True
         async for signum in signals:
             if first:
@@ -221,13 +224,13 @@ def _tail(args: argparse.Namespace) -> int:
 
     from trio_websocket import ConnectionClosed
 
-    refused: list[Any] = []
     try:
         trio.run(main)
-    except* ConnectionClosed as group:  # a refusal from the server: say it plainly
-        refused.extend(exc.reason for exc in group.exceptions)  # type: ignore[attr-defined]
-    if refused:
-        print(f"laneway tail: connection closed: {refused[0].code} {refused[0].reason}", file=sys.stderr)
+    except ConnectionClosed as exc:  # a refusal from the server: say it plainly
+        print(f"laneway tail: connection closed: {exc.reason.code} {exc.reason.reason}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"laneway tail: cannot connect to {url}: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -136,3 +136,12 @@ def test_the_operations_doc_lists_every_option() -> None:
     for _, option, _, env in option_table():
         assert f"`{option}`" in doc, f"docs/operations.md does not document {option}"
         assert env in doc, f"docs/operations.md does not name {env}"
+
+
+def test_the_operations_doc_lists_every_gateway_option() -> None:
+    from laneway.gateway import gateway_option_table
+
+    doc = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+    for option, _, env in gateway_option_table():
+        assert f"| `{option}` |" in doc, f"docs/operations.md does not document {option}"
+        assert env in doc, f"docs/operations.md does not name {env}"

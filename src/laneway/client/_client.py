@@ -148,20 +148,30 @@ class LanewayClient:
         self._ids = itertools.count(1)
         self._acks: dict[str, trio.MemorySendChannel[Any]] = {}
         self._items: trio.MemoryReceiveChannel[ClientEvent | Gap | Summary] | None = None
+        self.error: BaseException | None = None  # why the stream ended, if not by choice
         self.connected = trio.Event()
 
     # -- the connection loop (its own task, see `open_client`) -----------------
 
-    def __aiter__(self) -> AsyncIterator[ClientEvent | Gap | Summary]:
-        """Items in arrival order: events (each once, in seq order per
-        session), gaps, summaries."""
+    def __aiter__(self) -> LanewayClient:
+        return self
+
+    async def __anext__(self) -> ClientEvent | Gap | Summary:
+        """The next item: events (each once, in seq order per session), gaps,
+        summaries. Raises the connection's fatal error, if it ended in one
+        (`ConnectionClosed` for a refusal: bad token, forbidden tenant)."""
         assert self._items is not None, "use `async with open_client(...) as client`"
-        return self._items.__aiter__()
+        try:
+            return await self._items.receive()
+        except trio.EndOfChannel:
+            if self.error is not None:
+                raise self.error from None
+            raise StopAsyncIteration from None
 
     async def run(self, items: trio.MemorySendChannel[ClientEvent | Gap | Summary]) -> None:
         """Connect, subscribe, deliver into `items`; reconnect and resume after
-        a disconnect the server invites it to recover from. Raises
-        `ConnectionClosed` for a refusal (bad token, forbidden tenant...)."""
+        a disconnect the server invites it to recover from. A refusal ends
+        the stream and is raised to the consumer (see `__anext__`)."""
         backoff = 0.1
         async with items:
             while True:
@@ -171,11 +181,13 @@ class LanewayClient:
                 except ConnectionClosed as exc:
                     code = exc.reason.code
                     if not self.reconnect or code not in _RECONNECT:
-                        raise
+                        self.error = exc
+                        return
                     log.info("connection closed (%s %s); resuming", code, exc.reason.reason)
                 except (OSError, HandshakeError, trio.BrokenResourceError) as exc:
                     if not self.reconnect:
-                        raise
+                        self.error = exc
+                        return
                     log.info("cannot connect (%s); retrying", exc)
                 self.connected = trio.Event()
                 self._reconnects += 1
