@@ -263,6 +263,17 @@ class Cursor:
         """The bytes to write next (control frames first), or None."""
         if self.paused:
             return None
+        feed = self.feed
+        position = self.position
+        end = feed.base + len(feed._items)
+        if position < end and not self.pre and not self.floors:
+            # The common case, kept short: it runs once per subscriber per
+            # round, and every subscriber at this position shares the frame.
+            if end - position > MAX_BULK:
+                end = position + MAX_BULK
+            if not soft_limit or feed.total - feed._offsets[position - feed.base] <= soft_limit:
+                self.position = end
+                return feed.frames(position, end, now)
         out = self.pre
         self.pre = []
         feed = self.feed

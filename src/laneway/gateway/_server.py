@@ -129,6 +129,7 @@ class Gateway:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until `stop`; `task_status.started(port)` once listening."""
         self._stopping = trio.Event()
+        self.hub.bind(trio.lowlevel.current_trio_token())
         listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
         self.port = listeners[0].socket.getsockname()[1]
         actor = GatewayActor.start(self.hub, trio.lowlevel.current_trio_token(), self.config.coalesce_entity_field)
@@ -138,6 +139,7 @@ class Gateway:
             async with trio.open_nursery() as handlers:
                 async with trio.open_nursery() as service:
                     await service.start(self.hub.maintain)
+                    await service.start(self.hub.flush)
                     service.start_soon(partial(trio.serve_listeners, self._handle, listeners, handler_nursery=handlers))
                     log.info("laneway gateway listening on http://%s:%d", self.config.host, self.port)
                     task_status.started(self.port)

@@ -16,8 +16,9 @@ heartbeats when idle).
 
 from __future__ import annotations
 
+import collections
 import logging
-import math
+import os
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -54,7 +55,6 @@ from ..core import (
     Unsubscribe,
     ws_frame,
 )
-from ..engine._trio import await_future
 from ._auth import Authenticator, AuthError
 from ._compat import COMPAT
 from ._hub import COMPAT_CODEC, Hub
@@ -65,6 +65,11 @@ if TYPE_CHECKING:
 __all__ = ["serve_websocket", "WsClient", "error_name"]
 
 log = logging.getLogger("laneway.gateway")
+
+
+# Publishes one connection may have awaiting their commit before the server
+# stops reading from it.
+_MAX_UNACKED = 1000
 
 
 def error_name(exc: BaseException) -> str:
@@ -105,6 +110,11 @@ class WsClient:
         self._send_scope = trio.CancelScope()
         self._forced = False
         self.sending = False  # inside send_all: the client may not be reading
+        self._idle = False  # the writer task waits for work: direct writes are safe
+        self._leftover: memoryview | None = None  # what a direct write left unsent
+        self._soft = self.config.soft_limit_bytes if codec.name != COMPAT else 0
+        socket = getattr(stream, "socket", None)
+        self._fd = socket.fileno() if socket is not None else -1
         self._closing: tuple[int, str] | None = None
         self._last_heard = trio.current_time()
         self.pipelined = b""  # frames that came with the handshake
@@ -112,9 +122,12 @@ class WsClient:
         self._message_size = 0
         self.frames_sent = 0
         self.bytes_sent = 0
-        # Publishes awaiting their commit, in the order they were sent: one
-        # task answers them in that order, so acks never overtake each other.
-        self._pending_acks, self._acks_to_send = trio.open_memory_channel[tuple[Any, Future[Any]]](math.inf)
+        # Publishes awaiting their commit, in the order they were sent; acks
+        # leave in that order (see `answer_publishes`). At most _MAX_UNACKED:
+        # past that the reader stops reading, and TCP pushes back on a client
+        # that publishes faster than we commit.
+        self._unacked: collections.deque[tuple[Any, Future[Any]]] = collections.deque()
+        self._ack_room = trio.Event()
 
     # -- called by the hub and by actions ------------------------------------
 
@@ -123,6 +136,23 @@ class WsClient:
             self._wakeup.set()
 
     def send_control(self, data: bytes) -> None:
+        """Queue a control frame (ack, error, sync...). Written at once when
+        the writer is idle with nothing queued before it, like `deliver`."""
+        if self._idle and not self._control and self._leftover is None and self._closing is None and self._fd >= 0:
+            try:
+                written = os.write(self._fd, data)
+            except BlockingIOError:
+                written = 0
+            except OSError:
+                self.close_soon(CloseCode.NORMAL, "")
+                return
+            self.frames_sent += 1
+            self.bytes_sent += written
+            if written == len(data):
+                return
+            self._leftover = memoryview(data)[written:]
+            self.wake()
+            return
         self._control.append(data)
         self.wake()
 
@@ -143,7 +173,6 @@ class WsClient:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._reader)
-                nursery.start_soon(self._acker)
                 if compat:
                     self.cursors["compat"] = await self.hub.subscribe_compat(self)
                 await self._writer()
@@ -160,23 +189,74 @@ class WsClient:
                 except trio.BrokenResourceError:
                     pass
 
+    def deliver(self, now: int) -> int:
+        """A feed this connection reads has grown (hub, on the loop); returns
+        the bytes written here.
+
+        When the writer task is idle with nothing queued, the new frames go
+        straight to the socket here, with a non-blocking write: no task
+        switch, no await, and every subscriber at the same position writes
+        the very same bytes (this is what lets one process feed a thousand
+        subscribers). Whatever the kernel does not take, and everything
+        when the writer is busy, goes through the writer task, in order.
+        """
+        if not self._idle or self._control or self._leftover is not None or self._closing is not None:
+            self.wake()
+            return 0
+        cursors = self.cursors
+        if len(cursors) == 1:
+            (cursor,) = cursors.values()
+            payload = cursor.take(now, self._soft)
+            more = cursor.ready()
+        else:
+            out = [data for cursor in cursors.values() if (data := cursor.take(now, self._soft))]
+            payload = b"".join(out) if out else None
+            more = any(cursor.ready() for cursor in cursors.values())
+        written = 0
+        if payload:
+            try:
+                written = os.write(self._fd, payload)
+            except BlockingIOError:
+                pass
+            except OSError:
+                self.close_soon(CloseCode.NORMAL, "")
+                return 0
+            self.frames_sent += 1
+            self.bytes_sent += written
+            if written < len(payload):
+                self._leftover = memoryview(payload)[written:]
+                more = True
+        if more:
+            self.wake()
+        return written
+
+    def _count(self, frames: int, nbytes: int) -> None:
+        self.frames_sent += frames
+        self.bytes_sent += nbytes
+        self.hub.stats["bytes_sent"] += nbytes
+
     async def _writer(self) -> None:
         interval = self.config.heartbeat_interval_s
-        soft = self.config.soft_limit_bytes if self.codec.name != COMPAT else 0
         while True:
+            self._idle = True
             with trio.move_on_after(interval) as timer:
                 await self._wakeup.wait()
+            self._idle = False
             # A fresh event before taking: a wake during the send below is
             # then seen by the next wait instead of being lost.
             self._wakeup = trio.Event()
             if timer.cancelled_caught:
                 self._heartbeat()
-            out = self._control
+            out: list[bytes | memoryview] = []
+            if self._leftover is not None:
+                out.append(self._leftover)  # the rest of a direct write goes first
+                self._leftover = None
+            out += self._control
             self._control = []
             now = self.clock()
             more = False
             for cursor in self.cursors.values():
-                data = cursor.take(now, soft)
+                data = cursor.take(now, self._soft)
                 if data:
                     out.append(data)
                 more = more or cursor.ready()
@@ -201,9 +281,7 @@ class WsClient:
                         self.sending = False
                 if self._send_scope.cancelled_caught:
                     return  # forced: the client is not reading; just drop it
-                self.frames_sent += len(out)
-                self.bytes_sent += len(payload)
-                self.hub.stats["bytes_sent"] += len(payload)
+                self._count(len(out), len(payload))
             if self._closing is not None:
                 return
             if more:
@@ -222,6 +300,9 @@ class WsClient:
 
     async def _reader(self) -> None:
         while True:
+            while len(self._unacked) >= _MAX_UNACKED:
+                self._ack_room = trio.Event()
+                await self._ack_room.wait()
             if self.pipelined:
                 data, self.pipelined = self.pipelined, b""
             else:
@@ -336,17 +417,24 @@ class WsClient:
             self.send_control(ws_frame(self.codec.error(frame.id, error_name(exc), str(exc), self.clock()), binary=self.codec.binary))
             return
         self.hub.stats["publishes"] += 1
-        self._pending_acks.send_nowait((frame.id, future))
+        self._unacked.append((frame.id, future))
+        # Completes on the commit thread; the hub batches the wake-ups, so a
+        # burst of commits costs one trip into the loop, not one per publish.
+        future.add_done_callback(lambda _: self.hub.publish_settled(self))
 
-    async def _acker(self) -> None:
-        codec = self.codec
-        async for frame_id, future in self._acks_to_send:
-            try:
-                receipt = await await_future(future)
-            except LanewayError as exc:
-                self.send_control(ws_frame(codec.error(frame_id, error_name(exc), str(exc), self.clock()), binary=codec.binary))
-                continue
-            self.send_control(ws_frame(codec.ack(frame_id, receipt, self.clock()), binary=codec.binary))
+    def answer_publishes(self) -> None:
+        """Send the acks (or errors) of settled publishes, oldest first and
+        only while the oldest is settled: acks never overtake each other."""
+        codec, now = self.codec, self.clock()
+        unacked = self._unacked
+        while unacked and unacked[0][1].done():
+            frame_id, future = unacked.popleft()
+            exc = future.exception()
+            if exc is None:
+                self.send_control(ws_frame(codec.ack(frame_id, future.result(), now), binary=codec.binary))
+            else:
+                self.send_control(ws_frame(codec.error(frame_id, error_name(exc), str(exc), now), binary=codec.binary))
+        self._ack_room.set()
 
 
 def _choose_protocol(offered: list[str]) -> str | None:

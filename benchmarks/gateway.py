@@ -1,0 +1,283 @@
+"""Gateway scenarios (issue 3): fan-out throughput and latency, publish acks,
+idle connection memory, and hypercorn's ASGI WebSocket path for contrast.
+
+The server (engine on a real data dir, fsync on every commit, and the
+gateway) runs in this process; the subscribers run in a separate process
+(`_wsload.py`, a lean raw-socket client) so the server's figures do not pay
+for them. Both share the machine's two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import data_dir, percentiles
+
+from laneway import Engine, EngineConfig
+from laneway.gateway import GatewayConfig, serve_in_thread
+
+HERE = Path(__file__).resolve().parent
+SECRET = "bench-secret-" + "x" * 32
+
+
+class _Server:
+    def __init__(self, path: Path, **gateway: Any) -> None:
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        self.engine = Engine.open(path, EngineConfig(sweep_interval_s=0))
+        settings: dict[str, Any] = {
+            "port": 0,
+            "jwt_secret": SECRET,
+            # Room for a burst, so throughput is measured rather than degraded.
+            "soft_limit_bytes": 64 << 20,
+            "hard_limit_bytes": 256 << 20,
+            "coalesce_sources": (),
+        }
+        settings.update(gateway)
+        self.running = serve_in_thread(self.engine, GatewayConfig(**settings))
+        self.token = self.running.gateway.auth.mint("bench", ["bench"], ["subscribe", "publish"])
+
+    def close(self) -> None:
+        self.running.stop()
+        self.engine.close()
+
+
+def _clients(
+    server: _Server, connections: int, seconds: float, *, publish: float = 0, no_subscribe: bool = False, sample_every: int = 10
+) -> subprocess.Popen[str]:
+    """The load client process: Node.js (wsload.mjs) when installed, else
+    the Python one (_wsload.py), which becomes the bottleneck sooner."""
+    port, token = str(server.running.port), server.token
+    node = shutil.which("node")
+    if node:
+        command = [node, str(HERE / "wsload.mjs"), port, token, str(connections), str(seconds), str(publish),
+                   "1" if no_subscribe else "0", str(sample_every)]
+    else:
+        command = [sys.executable, str(HERE / "_wsload.py"), "--port", port, "--token", token, "--connections",
+                   str(connections), "--seconds", str(seconds), "--publish", str(publish), "--sample-every", str(sample_every)]
+        if no_subscribe:
+            command.append("--no-subscribe")
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if line.strip() != "CONNECTED":
+        raise RuntimeError(f"load client failed to connect: {line}{proc.stdout.read()}")
+    return proc
+
+
+def _finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = proc.communicate(timeout=600)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+class _Producer:
+    """Submits `rate` events/s in 10 ms ticks; each payload stamps its submit time."""
+
+    def __init__(self, engine: Engine, rate: float, sessions: int = 10) -> None:
+        self.engine, self.rate, self.sessions = engine, rate, sessions
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        tick = 0.01
+        started = time.perf_counter()
+        while not self._stop.is_set():
+            due = int((time.perf_counter() - started) * self.rate) - self.sent
+            if due > 0:
+                now = time.time()
+                items = [("bench", f"s{(self.sent + i) % self.sessions}", "T", {"t": now, "pad": "x" * 60}) for i in range(due)]
+                self.engine.submit_many(items)
+                self.sent += due
+            self._stop.wait(tick)
+
+
+def _fanout(subscribers: int, rate: float, seconds: float, sample_every: int = 10) -> dict[str, Any]:
+    with data_dir() as path:
+        server = _Server(path)
+        try:
+            proc = _clients(server, subscribers, seconds, sample_every=sample_every)
+            producer = _Producer(server.engine, rate)
+            producer.start()
+            time.sleep(1.0)  # warm up: the stream is flowing before the clock starts
+            assert proc.stdin is not None
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            result = _finish(proc)
+            producer.stop()
+            hub_stats = server.running.gateway.hub.stats
+            slow = hub_stats["slow_consumer_closes"]
+            rounds = hub_stats["flush_rounds"]
+            round_ms = hub_stats["flush_us"] / rounds / 1000 if rounds else 0.0
+        finally:
+            server.close()
+    expected = rate * subscribers * result["seconds"]
+    return {
+        "subscribers": subscribers,
+        "offered_events_per_s": rate,
+        "delivered_per_s": round(result["events"] / result["seconds"]),
+        "delivered_fraction": round(result["events"] / expected, 3) if expected else 0,
+        "frames_per_s": round(result["frames"] / result["seconds"]),
+        **percentiles(result["latencies"]),
+        "latency_samples": len(result["latencies"]),
+        "slow_consumer_closes": slow,
+        "flush_round_ms": round(round_ms, 2),
+        "client_cpu_fraction": round(result["client_cpu_fraction"], 2),
+        "client": result.get("client", "python"),
+    }
+
+
+def fanout_1000_flat_out(quick: bool = False) -> dict[str, Any]:
+    """1,000 subscribers, one tenant, rising rates: the most delivered events/s
+    at which subscribers keep up (target >= 300,000)."""
+    rates = [100, 300] if quick else [200, 400, 800, 1200]
+    runs = []
+    for rate in rates:
+        run = _fanout(1000, rate, 3 if quick else 6, sample_every=20)
+        runs.append(run)
+        if run["delivered_fraction"] < 0.95:
+            break  # subscribers fell behind: the previous rate was the ceiling
+    kept_up = [r for r in runs if r["delivered_fraction"] >= 0.95]
+    best = max((r["delivered_per_s"] for r in kept_up), default=0)
+    return {"delivered_per_s": best, "target_delivered_per_s": 300_000, "target_met": best >= 300_000, "runs": runs}
+
+
+def fanout_100_at_1000(quick: bool = False) -> dict[str, Any]:
+    """100 subscribers at 1,000 events/s: submit-to-client latency (target p99 < 25 ms)."""
+    run = _fanout(100, 1000, 3 if quick else 10, sample_every=2)
+    return {**run, "target_p99_ms": 25, "target_met": run["p99_ms"] < 25 and run["delivered_fraction"] >= 0.99}
+
+
+def fanout_1000_at_100(quick: bool = False) -> dict[str, Any]:
+    """1,000 subscribers at 100 events/s: submit-to-client latency (target p99 < 50 ms)."""
+    run = _fanout(1000, 100, 3 if quick else 10, sample_every=10)
+    return {**run, "target_p99_ms": 50, "target_met": run["p99_ms"] < 50 and run["delivered_fraction"] >= 0.99}
+
+
+def publish_acks_1000(quick: bool = False) -> dict[str, Any]:
+    """1,000 clients each publishing 10 events/s over WebSocket, awaiting acks
+    (target ack p95 < 50 ms)."""
+    seconds = 3 if quick else 10
+    with data_dir() as path:
+        server = _Server(path)
+        try:
+            proc = _clients(server, 1000, seconds, publish=10, no_subscribe=True)
+            assert proc.stdin is not None
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            result = _finish(proc)
+            commit = server.engine.statistics().commit
+        finally:
+            server.close()
+    acks = percentiles(result["acks"])
+    return {
+        "clients": 1000,
+        "acks_per_s": round(len(result["acks"]) / result["seconds"]),
+        "ack_p50_ms": acks["p50_ms"],
+        "ack_p95_ms": percentiles(sorted(result["acks"])[: int(len(result["acks"]) * 0.95) or 1])["max_ms"] if result["acks"] else 0,
+        "ack_p99_ms": acks["p99_ms"],
+        "mean_group": round(commit.batch_mean, 1) if commit else 0,
+        "target_p95_ms": 50,
+        "target_met": bool(result["acks"]) and percentiles(sorted(result["acks"])[: int(len(result["acks"]) * 0.95) or 1])["max_ms"] < 50,
+    }
+
+
+def idle_connections_10000(quick: bool = False) -> dict[str, Any]:
+    """10,000 idle subscribers with heartbeats: server memory per connection
+    (target < 30 KB)."""
+    from _common import rss_anon_bytes
+
+    connections = 1000 if quick else 10_000
+    with data_dir() as path:
+        server = _Server(path, heartbeat_interval_s=1.0, heartbeat_timeout_s=5.0)
+        try:
+            server.engine.submit("bench", "s", "Warmup")
+            before = rss_anon_bytes()
+            proc = _clients(server, connections, 4)  # 4 s: four heartbeat rounds
+            time.sleep(1.0)
+            during = rss_anon_bytes()
+            assert proc.stdin is not None
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            result = _finish(proc)
+            open_at_end = server.running.gateway.hub.open_connections()
+            heartbeat_closes = server.running.gateway.hub.stats["heartbeat_closes"]
+        finally:
+            server.close()
+    per_connection = (during - before) / connections
+    return {
+        "connections": connections,
+        "server_rss_per_connection_bytes": round(per_connection),
+        "open_at_end": open_at_end,
+        "heartbeat_closes": heartbeat_closes,
+        "frames_received_per_connection": round(result["frames"] / connections, 1),
+        "target_bytes": 30 * 1024,
+        "target_met": per_connection < 30 * 1024 and heartbeat_closes == 0,
+    }
+
+
+def baseline_hypercorn_ws(quick: bool = False) -> dict[str, Any]:
+    """hypercorn's ASGI path: an app that sends N small messages with
+    ``websocket.send``, one per message, to one client. Why /ws does not
+    go through ASGI."""
+    import trio
+    from hypercorn.config import Config
+    from hypercorn.trio import serve
+    from trio_websocket import open_websocket_url
+
+    count = 5000 if quick else 50_000
+    message = json.dumps({"v": 2, "type": "event", "seq": 1, "payload": {"pad": "x" * 60}})
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "websocket":
+            return
+        await receive()
+        await send({"type": "websocket.accept"})
+        for _ in range(count):
+            await send({"type": "websocket.send", "text": message})
+        await send({"type": "websocket.close"})
+
+    async def main() -> float:
+        config = Config()
+        config.bind = ["127.0.0.1:0"]
+        config.accesslog = None
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(serve, app, config)
+            port = int(binds[0].rsplit(":", 1)[1])
+            started = time.perf_counter()
+            received = 0
+            async with open_websocket_url(f"ws://127.0.0.1:{port}/") as ws:
+                while received < count:
+                    await ws.get_message()
+                    received += 1
+            elapsed = time.perf_counter() - started
+            nursery.cancel_scope.cancel()
+        return elapsed
+
+    elapsed = trio.run(main)
+    return {"messages": count, "messages_per_s": round(count / elapsed), "note": "one client, same process"}
+
+
+SCENARIOS = {
+    "gateway_fanout_1000_flat_out": fanout_1000_flat_out,
+    "gateway_fanout_100_at_1000": fanout_100_at_1000,
+    "gateway_fanout_1000_at_100": fanout_1000_at_100,
+    "gateway_publish_acks_1000": publish_acks_1000,
+    "gateway_idle_10000": idle_connections_10000,
+    "baseline_hypercorn_ws": baseline_hypercorn_ws,
+}
