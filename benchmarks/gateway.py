@@ -244,6 +244,12 @@ def baseline_hypercorn_ws(quick: bool = False) -> dict[str, Any]:
     message = json.dumps({"v": 2, "type": "event", "seq": 1, "payload": {"pad": "x" * 60}})
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                event = await receive()
+                await send({"type": event["type"] + ".complete"})
+                if event["type"] == "lifespan.shutdown":
+                    return
         if scope["type"] != "websocket":
             return
         await receive()
@@ -256,6 +262,7 @@ def baseline_hypercorn_ws(quick: bool = False) -> dict[str, Any]:
         config = Config()
         config.bind = ["127.0.0.1:0"]
         config.accesslog = None
+        config.errorlog = None
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(serve, app, config)
             port = int(binds[0].rsplit(":", 1)[1])

@@ -53,6 +53,17 @@ from ._fifo import (
     CHUNK as CHUNK,
     ChunkedFifo as ChunkedFifo,
 )
+from ._frames import (
+    FrameError as FrameError,
+    FrameReader as FrameReader,
+    WsClose as WsClose,
+    WsMessage as WsMessage,
+    WsPing as WsPing,
+    WsPong as WsPong,
+    close_frame as close_frame,
+    ping_frame as ping_frame,
+    pong_frame as pong_frame,
+)
 from ._keys import (
     MAX_DEDUPE_KEY_BYTES as MAX_DEDUPE_KEY_BYTES,
     MAX_KEY_PART as MAX_KEY_PART,
@@ -181,6 +192,15 @@ __all__ = [
     "MAX_BULK",
     "ChunkedFifo",
     "CHUNK",
+    "FrameReader",
+    "FrameError",
+    "WsMessage",
+    "WsPing",
+    "WsPong",
+    "WsClose",
+    "close_frame",
+    "ping_frame",
+    "pong_frame",
     "MAX_KEY_PART",
     "MAX_TYPE_LENGTH",
     "MAX_DEDUPE_KEY_BYTES",

@@ -37,6 +37,7 @@ from ..actors import (
 from ..core import (
     PRIORITY_LEVELS,
     AuditRecord,
+    BucketFull,
     BucketStatistics,
     BufferedEvent,
     ConfigError,
@@ -367,22 +368,75 @@ class Engine:
                 )
         return parsed
 
-    def _send(self, items: list[tuple[Any, ...]], *, single: bool, block: bool) -> Future[Any]:
-        """Validate every item, then admit and dispatch them all: the one
-        path behind submit, send, asubmit and their batch forms."""
+    def send_each(self, items: Iterable[Sequence[Any] | Mapping[str, Any]]) -> Future[list[Receipt | LanewayError]]:
+        """`send_many` where every item stands alone: the result holds, in
+        item order, a `Receipt` or the `LanewayError` that item met (bad
+        input, a full bucket under ``reject_new``, a storage failure),
+        instead of one bad item failing the batch. Never blocks (raises
+        `EngineOverloaded`). This is how the gateway publishes many clients'
+        events as one batch while answering each client on its own."""
+        parsed = self._parse_items(items)
+        grouped, nbytes, positions, outcome = self._validate(parsed, partial=True)
+        result: Future[list[Receipt | LanewayError]] = Future()
+        if not positions:
+            result.set_result(outcome)
+            return result
+        count = len(positions)
+        inner: Future[list[Receipt]] = Future()
+
+        def merge(done: Future[list[Receipt]]) -> None:
+            exc = done.exception()
+            receipts: list[Any]
+            if exc is None:
+                receipts = done.result()
+            elif isinstance(exc, BucketFull) and exc.receipts is not None:
+                rejected = BucketFull("rejected: the session's bucket is full (reject_new)")
+                receipts = [r if r is not None else rejected for r in exc.receipts]
+            else:
+                receipts = [exc] * count
+            for slot, original in enumerate(positions):
+                outcome[original] = receipts[slot]
+            result.set_result(outcome)
+
+        self._admit(count, nbytes, block=False)
+        inner.add_done_callback(merge)
+        ticket = Ticket(count, inner, single=False, on_done=lambda: self._release(count, nbytes))
+        for (tenant, session), submissions in grouped.items():
+            self._dispatch(tenant, session, submissions, ticket)
+        return result
+
+    def _validate(
+        self, items: list[tuple[Any, ...]], *, partial: bool
+    ) -> tuple[dict[tuple[str, str], list[Submission]], int, list[int], list[Any]]:
+        """Validate and encode items, grouped by session. Returns the groups,
+        their bytes, the original index of each valid item (its ticket slot
+        is its position in this list) and, with `partial`, each invalid
+        item's error in its slot; without, the first error raises."""
         grouped: dict[tuple[str, str], list[Submission]] = {}
         nbytes = 0
+        positions: list[int] = []
+        outcome: list[Any] = [None] * len(items) if partial else []
         for index, (tenant, session, type_, payload, dedupe_key, source, priority, attrs) in enumerate(items):
             try:
                 self._check_key(tenant, session)
-                submission = self._prepare(index, type_, payload, dedupe_key, source, priority, attrs)
+                submission = self._prepare(len(positions), type_, payload, dedupe_key, source, priority, attrs)
             except LanewayError as exc:
-                if single:
+                if partial:
+                    outcome[index] = exc
+                    continue
+                if len(items) == 1:
                     raise
                 # Same class, with the item's position: the caller sees which one.
                 raise type(exc)(f"batch item {index}: {exc}") from None
+            positions.append(index)
             grouped.setdefault((tenant, session), []).append(submission)
             nbytes += submission.nbytes
+        return grouped, nbytes, positions, outcome
+
+    def _send(self, items: list[tuple[Any, ...]], *, single: bool, block: bool) -> Future[Any]:
+        """Validate every item, then admit and dispatch them all: the one
+        path behind submit, send, asubmit and their batch forms."""
+        grouped, nbytes, _, _ = self._validate(items, partial=False)
         future: Future[Any] = Future()
         count = len(items)
         if not count:

@@ -34,7 +34,9 @@ from ..core import (
     Filter,
     GapPayload,
     GapRange,
+    LanewayError,
     Outgoing,
+    PublishFrame,
     SessionPosition,
     SubscribeFrame,
     SummaryPayload,
@@ -47,7 +49,7 @@ from ._config import GatewayConfig
 if TYPE_CHECKING:
     from ..engine import Engine
 
-__all__ = ["Hub", "Writer", "COMPAT_CODEC"]
+__all__ = ["Hub", "Writer", "COMPAT_CODEC", "PendingPublish"]
 
 log = logging.getLogger("laneway.gateway")
 
@@ -57,6 +59,17 @@ COMPAT_CODEC = CompatCodec()
 # most, the rest for acks, HTTP and dispatch (measured: see benchmarks).
 _PACING = 0.5
 _ALL_TENANTS = Filter("*")
+
+
+class PendingPublish:
+    """A client's publish on its way to the engine; `outcome` is set (on the
+    commit thread) to its `Receipt` or the `LanewayError` it met."""
+
+    __slots__ = ("frame_id", "outcome")
+
+    def __init__(self, frame_id: Any) -> None:
+        self.frame_id = frame_id
+        self.outcome: Any = None
 
 
 class Writer(Protocol):
@@ -86,6 +99,8 @@ class Hub:
         self.clients: set[Any] = set()  # open connections, kept by the server
         self._dirty: set[Feed] = set()  # feeds grown since the last flush round
         self._flush_needed = trio.Event()
+        self._publishes: list[tuple[Any, PublishFrame, PendingPublish]] = []
+        self._publish_needed = trio.Event()
         # Connections with settled publishes, appended on the commit thread.
         # No lock: deque appends are atomic, and a lock both threads take
         # convoys them on the GIL (measured: a sixth of the loop's time).
@@ -97,10 +112,50 @@ class Hub:
         """The trio loop the hub lives on (`Gateway.run` calls this)."""
         self._token = token
 
-    def publish_settled(self, writer: Any) -> None:
-        """Commit thread: `writer` has a publish whose commit finished. One
-        call into the loop answers everything settled by then."""
-        self._settled.append(writer)
+    # -- publishing ---------------------------------------------------------------
+
+    def queue_publish(self, writer: Any, frame: PublishFrame) -> PendingPublish:
+        """Queue a client's publish; `publisher` submits the queue as one batch."""
+        pending = PendingPublish(frame.id)
+        self._publishes.append((writer, frame, pending))
+        self._publish_needed.set()
+        return pending
+
+    async def publisher(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Submit queued publishes, every connection's at once.
+
+        One `Engine.send_each` per loop turn instead of one submit per
+        publish: the engine then sees a batch per session, one actor message
+        and one commit slot for many clients, and the loop gets one wake-up
+        per batch. Measured: per-publish submits cost ~300 us of CPU each
+        here, mostly thread hand-offs.
+        """
+        task_status.started()
+        while True:
+            await self._publish_needed.wait()
+            await trio.sleep(0)  # let the other readers that are ready queue theirs
+            self._publish_needed = trio.Event()
+            batch, self._publishes = self._publishes, []
+            items = [
+                {"tenant": f.tenant, "session": f.session, "type": f.event_type, "payload": f.payload,
+                 "dedupe_key": f.dedupe_key, "source": f.source, "priority": f.priority, "attrs": f.attrs}
+                for _, f, _ in batch
+            ]
+            try:
+                future = self.engine.send_each(items)
+            except LanewayError as exc:  # overloaded or closed: every publish hears it
+                self._settle(batch, [exc] * len(batch))
+                continue
+            self.stats["publishes"] += len(batch)
+            self.stats["publish_batches"] += 1
+            future.add_done_callback(lambda done, batch=batch: self._settle(batch, done.result()))
+
+    def _settle(self, batch: list[tuple[Any, PublishFrame, PendingPublish]], outcomes: list[Any]) -> None:
+        """Commit thread (or the loop): record outcomes, then answer in one
+        call into the loop."""
+        for (writer, _, pending), outcome in zip(batch, outcomes):
+            pending.outcome = outcome
+            self._settled.append(writer)
         if not self._answer_scheduled and self._token is not None:
             self._answer_scheduled = True
             try:

@@ -140,6 +140,7 @@ class Gateway:
                 async with trio.open_nursery() as service:
                     await service.start(self.hub.maintain)
                     await service.start(self.hub.flush)
+                    await service.start(self.hub.publisher)
                     service.start_soon(partial(trio.serve_listeners, self._handle, listeners, handler_nursery=handlers))
                     log.info("laneway gateway listening on http://%s:%d", self.config.host, self.port)
                     task_status.started(self.port)

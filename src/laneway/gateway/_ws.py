@@ -5,8 +5,9 @@ encode per send (measured by `benchmarks/gateway.py`, scenario
 ``baseline_hypercorn_ws``), which cannot reach the fan-out targets. So the
 gateway's listener hands WebSocket upgrades for ``/ws`` and ``/stream`` to
 this module instead of hypercorn (see `_server.py`): wsproto does the
-handshake and parses what clients send; what the server sends is framed
-once per feed (`ws_frame`) and written with one ``send_all`` per wake-up.
+handshake; `laneway.core.FrameReader` reads client frames after it; what
+the server sends is framed once per feed (`ws_frame`) and written with one
+write per wake-up, straight to the socket when the writer is idle.
 
 A connection runs two tasks: a reader (client frames into the
 `ServerConnection` state machine, whose actions it carries out) and a writer
@@ -19,24 +20,14 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import select
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import trio
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Ping,
-    Pong,
-    RejectConnection,
-    RejectData,
-    Request,
-    TextMessage,
-)
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 
 from ..core import (
     CODECS,
@@ -45,6 +36,8 @@ from ..core import (
     Close,
     CloseCode,
     Cursor,
+    FrameError,
+    FrameReader,
     LanewayError,
     Principal,
     Publish,
@@ -53,11 +46,17 @@ from ..core import (
     Subscribe,
     SubscribeFrame,
     Unsubscribe,
+    WsClose,
+    WsMessage,
+    WsPing,
+    close_frame,
+    ping_frame,
+    pong_frame,
     ws_frame,
 )
 from ._auth import Authenticator, AuthError
 from ._compat import COMPAT
-from ._hub import COMPAT_CODEC, Hub
+from ._hub import COMPAT_CODEC, Hub, PendingPublish
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -118,15 +117,15 @@ class WsClient:
         self._closing: tuple[int, str] | None = None
         self._last_heard = trio.current_time()
         self.pipelined = b""  # frames that came with the handshake
-        self._message: list[bytes | str] = []
-        self._message_size = 0
+        # After the handshake, frames are read here rather than by wsproto.
+        self._frames = FrameReader(hub.config.max_frame_bytes)
         self.frames_sent = 0
         self.bytes_sent = 0
         # Publishes awaiting their commit, in the order they were sent; acks
         # leave in that order (see `answer_publishes`). At most _MAX_UNACKED:
         # past that the reader stops reading, and TCP pushes back on a client
         # that publishes faster than we commit.
-        self._unacked: collections.deque[tuple[Any, Future[Any]]] = collections.deque()
+        self._unacked: collections.deque[PendingPublish] = collections.deque()
         self._ack_room = trio.Event()
 
     # -- called by the hub and by actions ------------------------------------
@@ -262,10 +261,7 @@ class WsClient:
                 more = more or cursor.ready()
             if self._closing is not None:
                 code, reason = self._closing
-                try:
-                    out.append(self.ws.send(CloseConnection(code=code, reason=reason)))
-                except Exception:  # the handshake or close already happened
-                    pass
+                out.append(close_frame(code, reason))
             if self._forced:
                 return  # the client is not reading: drop it without a goodbye
             if out:
@@ -289,14 +285,22 @@ class WsClient:
 
     def _heartbeat(self) -> None:
         silent = trio.current_time() - self._last_heard
-        if silent > self.config.heartbeat_timeout_s:
+        if silent > self.config.heartbeat_timeout_s and not self._input_waiting():
             self.hub.stats["heartbeat_closes"] += 1
             self.close_soon(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout: no traffic from the client")
             return
-        self._control.append(self.ws.send(Ping(b"laneway")))
+        self._control.append(ping_frame(b"laneway"))
         if self.codec.name != COMPAT:
             now = self.clock()
             self._control.append(ws_frame(self.codec.envelope("heartbeat", now, {"server_time": now}), binary=self.codec.binary))
+
+    def _input_waiting(self) -> bool:
+        """Bytes from the client sit unread in the kernel: it is alive, and
+        only our loop was too busy to read them (no false timeouts under load)."""
+        if self._fd < 0:
+            return False
+        readable, _, _ = select.select([self._fd], [], [], 0)
+        return bool(readable)
 
     async def _reader(self) -> None:
         while True:
@@ -315,40 +319,23 @@ class WsClient:
                 return
             self._last_heard = trio.current_time()
             try:
-                self.ws.receive_data(data)
-                events = list(self.ws.events())
-            except Exception as exc:  # wsproto found a protocol violation
-                self.close_soon(CloseCode.POLICY, f"WebSocket protocol error: {exc}"[:120])
+                frames = self._frames.feed(data)
+            except FrameError as exc:
+                if exc.code == CloseCode.TOO_BIG:
+                    self.hub.stats["oversized_frames"] += 1
+                self.close_soon(exc.code, str(exc))
                 return
-            for event in events:
-                if isinstance(event, (TextMessage, BytesMessage)):
-                    if not self._collect(event):
-                        return
-                elif isinstance(event, Ping):
-                    self.send_control(self.ws.send(event.response()))
-                elif isinstance(event, Pong):
-                    pass
-                elif isinstance(event, CloseConnection):
+            for frame in frames:
+                if isinstance(frame, WsMessage):
+                    self._handle(frame.data)
+                elif isinstance(frame, WsPing):
+                    self.send_control(pong_frame(frame.payload))
+                elif isinstance(frame, WsClose):
                     if self._closing is None:
-                        self._closing = (event.code, event.reason or "")
+                        # Echo the client's code, as RFC 6455 asks.
+                        self._closing = (frame.code if frame.code != 1005 else CloseCode.NORMAL, "")
                     self.wake()
                     return
-
-    def _collect(self, event: TextMessage | BytesMessage) -> bool:
-        """Reassemble a message; False if it grew past max_frame_bytes."""
-        self._message.append(event.data)
-        self._message_size += len(event.data)
-        if self._message_size > self.config.max_frame_bytes:
-            self.hub.stats["oversized_frames"] += 1
-            self.close_soon(CloseCode.TOO_BIG, f"message larger than {self.config.max_frame_bytes} bytes")
-            return False
-        if event.message_finished:
-            parts, self._message, self._message_size = self._message, [], 0
-            message: bytes | str = parts[0] if len(parts) == 1 else (b"" if isinstance(parts[0], (bytes, bytearray)) else "").join(parts)  # type: ignore[arg-type]
-            if isinstance(message, bytearray):
-                message = bytes(message)
-            self._handle(message)
-        return True
 
     # -- the protocol machine's actions ------------------------------------
 
@@ -401,39 +388,22 @@ class WsClient:
         self.cursors[subscription] = cursor
 
     def _publish(self, action: Publish) -> None:
-        frame = action.frame
-        try:
-            future = self.engine.send(
-                frame.tenant,
-                frame.session,
-                frame.event_type,
-                frame.payload,
-                dedupe_key=frame.dedupe_key,
-                source=frame.source,
-                priority=frame.priority,
-                attrs=frame.attrs,
-            )
-        except LanewayError as exc:
-            self.send_control(ws_frame(self.codec.error(frame.id, error_name(exc), str(exc), self.clock()), binary=self.codec.binary))
-            return
-        self.hub.stats["publishes"] += 1
-        self._unacked.append((frame.id, future))
-        # Completes on the commit thread; the hub batches the wake-ups, so a
-        # burst of commits costs one trip into the loop, not one per publish.
-        future.add_done_callback(lambda _: self.hub.publish_settled(self))
+        # The hub submits every connection's publishes together, once per
+        # loop turn; this connection only keeps their order for the acks.
+        self._unacked.append(self.hub.queue_publish(self, action.frame))
 
     def answer_publishes(self) -> None:
         """Send the acks (or errors) of settled publishes, oldest first and
         only while the oldest is settled: acks never overtake each other."""
         codec, now = self.codec, self.clock()
         unacked = self._unacked
-        while unacked and unacked[0][1].done():
-            frame_id, future = unacked.popleft()
-            exc = future.exception()
-            if exc is None:
-                self.send_control(ws_frame(codec.ack(frame_id, future.result(), now), binary=codec.binary))
+        while unacked and unacked[0].outcome is not None:
+            pending = unacked.popleft()
+            outcome = pending.outcome
+            if isinstance(outcome, BaseException):
+                self.send_control(ws_frame(codec.error(pending.frame_id, error_name(outcome), str(outcome), now), binary=codec.binary))
             else:
-                self.send_control(ws_frame(codec.error(frame_id, error_name(exc), str(exc), now), binary=codec.binary))
+                self.send_control(ws_frame(codec.ack(pending.frame_id, outcome, now), binary=codec.binary))
         self._ack_room.set()
 
 
