@@ -1,7 +1,7 @@
 import gc
 from collections import deque
 
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
 from laneway.core import CHUNK, BufferedEvent, ChunkedFifo, DualBucket, TenantConfig
 
@@ -47,3 +47,27 @@ def test_full_chunks_of_untracked_entries_leave_the_gc_alone() -> None:
     # A popped entry is not kept alive by a partly consumed chunk.
     bucket.regular.popleft()
     assert len(bucket.regular._chunks[0]) == CHUNK - 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["extend", "append", "pop"]), st.integers(min_value=0, max_value=300))))
+def test_extend_behaves_like_repeated_appends(ops: list[tuple[str, int]]) -> None:
+    fifo: ChunkedFifo[int] = ChunkedFifo()
+    model: list[int] = []
+    counter = 0
+    for op, n in ops:
+        if op == "extend":
+            items = list(range(counter, counter + n))
+            counter += n
+            fifo.extend(items)
+            model += items
+        elif op == "append":
+            fifo.append(counter)
+            model.append(counter)
+            counter += 1
+        else:
+            for _ in range(min(n, len(model))):
+                assert fifo.popleft() == model.pop(0)
+        assert len(fifo) == len(model)
+    assert list(fifo) == model
+    assert list(reversed(fifo)) == model[::-1]

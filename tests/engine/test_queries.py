@@ -114,11 +114,19 @@ def test_sweep_expires_idle_sessions(engine: Engine, clock: FakeClock) -> None:
     assert engine._table.budget.used == 0
 
 
-def test_the_sweeper_thread_sweeps_periodically(tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_housekeeping_thread_runs_periodically(tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading
 
+    from laneway.engine._housekeeper import Housekeeper
+
     swept = threading.Event()
-    monkeypatch.setattr(Engine, "sweep", lambda self: swept.set() or 0)
+    real = Housekeeper.expire
+
+    def expire(self: Housekeeper) -> int:
+        swept.set()
+        return real(self)
+
+    monkeypatch.setattr(Housekeeper, "expire", expire)
     with Engine.open(tmp_path, EngineConfig(sweep_interval_s=0.01), clock=clock):
         assert swept.wait(5)
 

@@ -176,12 +176,15 @@ def test_lmdb_error_during_commit_becomes_storage_error(tmp_path: Path, monkeypa
     from laneway.core import StorageError
 
     log = LmdbLog(tmp_path / "wal")
+    env = log.env
 
-    def broken(*args: object, **kwargs: object) -> None:
-        raise lmdb.DiskError("No space left on device")
+    class FullDisk:
+        def begin(self, **kwargs: object) -> None:
+            raise lmdb.DiskError("No space left on device")
 
-    monkeypatch.setattr(log, "_write", broken)
+    monkeypatch.setattr(log, "env", FullDisk())
     with pytest.raises(StorageError, match="WAL commit failed: No space left"):
         log.commit([batch("t", "a", 1, 1)], 0)
     assert log.last_lsn == 0
+    monkeypatch.setattr(log, "env", env)
     log.close()

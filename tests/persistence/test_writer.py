@@ -174,8 +174,8 @@ def test_an_error_in_on_commit_is_logged_not_fatal(caplog: pytest.LogCaptureFixt
     assert writer.failure is None
 
 
-def test_control_writes_commit_in_queue_order_between_groups() -> None:
-    from laneway.persistence import ControlWrite
+def test_tasks_run_in_queue_order_between_groups() -> None:
+    from laneway.persistence import WriterTask
 
     log = RecordingLog()
     original = log.write_control
@@ -189,7 +189,7 @@ def test_control_writes_commit_in_queue_order_between_groups() -> None:
     done: list[BaseException | None] = []
     writer = WalWriter(log, rec.on_commit, rec.on_failure)
     writer.put(make_batch("a"))
-    writer.put_control(ControlWrite([("config", b"t", b"{}")], done.append))
+    writer.put_task(WriterTask(lambda log_: log_.write_control([("config", b"t", b"{}")]), lambda _, e: done.append(e)))
     writer.put(make_batch("b"))
     writer.start()
     assert rec.done.wait(5)
@@ -199,16 +199,34 @@ def test_control_writes_commit_in_queue_order_between_groups() -> None:
     assert log.read_control("config") == [(b"t", b"{}")]
 
 
-def test_a_control_write_after_a_failure_reports_it() -> None:
-    from laneway.persistence import ControlWrite
+def test_a_task_after_a_failure_reports_it_and_does_not_run() -> None:
+    from laneway.persistence import WriterTask
 
     log = RecordingLog(fail_on=1)
     rec = Recorder(expected=1)
     done: list[BaseException | None] = []
     writer = WalWriter(log, rec.on_commit, rec.on_failure)
     writer.put(make_batch("a"))
-    writer.put_control(ControlWrite([("config", b"t", b"{}")], done.append))
+    writer.put_task(WriterTask(lambda log_: log_.write_control([("config", b"t", b"{}")]), lambda _, e: done.append(e)))
     writer.start()
     writer.stop()
     assert isinstance(done[0], StorageError)
     assert log.read_control("config") == []
+
+
+def test_run_task_returns_the_result_or_raises_the_error() -> None:
+    log = RecordingLog()
+    rec = Recorder(expected=0)
+    writer = WalWriter(log, rec.on_commit, rec.on_failure)
+    writer.start()
+    try:
+        assert writer.run_task(lambda log_: 42, timeout=5) == 42
+
+        def broken(log_: object) -> None:
+            raise StorageError("disk on fire")
+
+        with pytest.raises(StorageError, match="disk on fire"):
+            writer.run_task(broken, timeout=5)
+        assert writer.failure is None  # a failed task does not stop the writer
+    finally:
+        writer.stop()

@@ -1,10 +1,17 @@
-"""pykka actors and the state they own: sessions, tenants, the commit applier.
+"""pykka actors and the state they own: sessions, tenants, the commit applier,
+and recovery of sessions' buckets (snapshot + WAL).
 
 Threads here: one per active session actor, one per tenant actor, plus the
-WAL writer thread on which `CommitApplier` runs. See docs/architecture.md.
+WAL writer thread on which `CommitApplier` and `write_snapshots` run. See
+docs/architecture.md.
 """
 
 from ._commit import CommitApplier as CommitApplier, Sink as Sink
+from ._recovery import (
+    SessionLoader as SessionLoader,
+    snapshot_bytes as snapshot_bytes,
+    write_snapshots as write_snapshots,
+)
 from ._session import (
     BatchToken as BatchToken,
     SessionActor as SessionActor,
@@ -17,13 +24,17 @@ from ._state import (
     StateTable as StateTable,
     TenantContext as TenantContext,
     TenantTotals as TenantTotals,
+    new_epoch as new_epoch,
 )
-from ._tenant import Activate as Activate, TenantActor as TenantActor, new_epoch as new_epoch
+from ._tenant import Activate as Activate, Retire as Retire, Route as Route, TenantActor as TenantActor
 from ._ticket import Ticket as Ticket
 
 __all__ = [
     "CommitApplier",
     "Sink",
+    "SessionLoader",
+    "snapshot_bytes",
+    "write_snapshots",
     "BatchToken",
     "SessionActor",
     "Submission",
@@ -33,8 +44,10 @@ __all__ = [
     "StateTable",
     "TenantContext",
     "TenantTotals",
-    "Activate",
-    "TenantActor",
     "new_epoch",
+    "Activate",
+    "Retire",
+    "Route",
+    "TenantActor",
     "Ticket",
 ]

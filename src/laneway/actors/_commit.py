@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from ..core import BufferedEvent, Event, Receipt, decode_event
 from ..persistence import WriteBatch
 from ._session import BatchToken
-from ._state import StateTable
+from ._state import SessionState, StateTable
 
 __all__ = ["Sink", "CommitApplier"]
 
@@ -36,10 +36,21 @@ class Sink(Protocol):
 
 
 class CommitApplier:
-    def __init__(self, table: StateTable) -> None:
+    """snapshot_every: a session that has committed this many events since
+        its last snapshot is handed to `on_snapshot_due` (0: never).
+    """
+
+    def __init__(
+        self,
+        table: StateTable,
+        snapshot_every: int = 0,
+        on_snapshot_due: Callable[[list[SessionState]], None] = lambda states: None,
+    ) -> None:
         self._table = table
         self._sinks: tuple[Sink, ...] = ()
         self._sinks_lock = threading.Lock()
+        self._snapshot_every = snapshot_every
+        self._on_snapshot_due = on_snapshot_due
 
     def add_sink(self, sink: Sink) -> None:
         with self._sinks_lock:
@@ -53,6 +64,8 @@ class CommitApplier:
         """Writer thread, after the group's commit returned."""
         table = self._table
         now = table.clock()
+        every = self._snapshot_every
+        due: list[SessionState] = []
         with table.lock:
             for batch in group:
                 token: BatchToken = batch.token
@@ -78,6 +91,10 @@ class CommitApplier:
                 bucket.offer_many(entries, now)
                 state.last_lsn = batch.first_lsn + len(batch.events) - 1
                 state.committed_seq = batch.events[-1].seq
+                state.unsnapped += len(entries)
+                if every and state.unsnapped >= every:
+                    state.unsnapped = 0
+                    due.append(state)
             if table.budget.over():
                 table.budget.enforce()
 
@@ -101,6 +118,9 @@ class CommitApplier:
             for event, receipt in zip(batch.events, receipts):
                 if event.dedupe_key is not None:
                     gate.committed(event.dedupe_key, receipt)
+
+        if due:
+            self._on_snapshot_due(due)
 
     def fail(self, group: list[WriteBatch], exc: BaseException) -> None:
         """Writer thread: the group was not written; nothing of it is visible."""

@@ -108,6 +108,7 @@ class SessionActor(pykka.ThreadingActor):
         assert ticket is not None
         reject_new = config.overflow == "reject_new"
         now = self._table.clock()
+        state.last_used = now
         # Timestamps never go backwards within a session, so retention can
         # expire from the old end of a bucket.
         ts = now if now > state.last_ts else state.last_ts

@@ -12,18 +12,30 @@ without a lock per session:
 Readers (queries, statistics) take `StateTable.lock`, the one lock around all
 buckets: global memory-budget eviction touches many sessions at once, and one
 uncontended lock is cheaper than ordering many.
+
+A session is in one of three conditions (see docs/architecture.md, "Virtual
+actors"): *cold* (``bucket is None``: only its head is in memory; its
+buckets are in its snapshot and the WAL), *loaded* (buckets in memory, no
+actor) or *active* (loaded, and an actor owns it). `StateTable.bucket_of`
+loads a cold session on first touch.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..core import Classifier, DualBucket, MemoryBudget, Receipt, TenantConfig
+from ..core import BucketCounters, Classifier, DualBucket, MemoryBudget, Receipt, TenantConfig
 from ..persistence import Clock, Log, now_ms
 
-__all__ = ["SessionState", "TenantContext", "StateTable", "DedupeGate", "TenantTotals"]
+__all__ = ["SessionState", "TenantContext", "StateTable", "DedupeGate", "TenantTotals", "new_epoch"]
+
+
+def new_epoch() -> int:
+    """A random epoch for a new session history (below 2**53: exact in JSON)."""
+    return secrets.randbelow(2**53 - 1) + 1
 
 
 class DedupeGate:
@@ -104,6 +116,25 @@ class TenantContext:
 
 
 class SessionState:
+    """One session's head, and its buckets while it is in memory.
+
+    Besides the fields above:
+
+    counters: the session's `BucketCounters`, shared with its bucket while
+        loaded and kept while cold, so they survive passivation.
+    fill: (priority events, priority bytes, regular events, regular bytes)
+        as of the moment the buckets left memory; statistics of a cold
+        session report it.
+    active: an actor owns the session (set and cleared by its tenant actor
+        under the table lock, so unloading never races an activation).
+    last_used: clock time (ms) of the last submit or query; passivation
+        picks by it.
+    snap_lsn / snap_version / snap_ts: the LSN, bucket version and time
+        (clock ms) of the newest durable snapshot; `dirty` compares them.
+    unsnapped: events committed since that snapshot.
+    trimmed_seq: highest seq WAL retention removed (from the session head).
+    """
+
     __slots__ = (
         "tenant",
         "session",
@@ -116,6 +147,17 @@ class SessionState:
         "counts",
         "last_lsn",
         "committed_seq",
+        "counters",
+        "fill",
+        "active",
+        "last_used",
+        "snap_lsn",
+        "snap_version",
+        "snap_ts",
+        "unsnapped",
+        "trimmed_seq",
+        "history_losses",
+        "snapshot_failures",
     )
 
     def __init__(
@@ -124,11 +166,13 @@ class SessionState:
         session: str,
         *,
         epoch: int,
-        bucket: DualBucket,
+        bucket: DualBucket | None,
         last_seq: int = 0,
         last_ts: int = 0,
         last_lsn: int = 0,
         counts: list[int] | None = None,
+        counters: BucketCounters | None = None,
+        trimmed_seq: int = 0,
     ) -> None:
         self.tenant = ctx.tenant
         self.session = session
@@ -141,6 +185,29 @@ class SessionState:
         self.counts = list(counts) if counts is not None else [0, 0, 0, 0]
         self.last_lsn = last_lsn
         self.committed_seq = last_seq
+        self.counters = bucket.counters if bucket is not None else counters or BucketCounters()
+        self.fill = (0, 0, 0, 0)
+        self.active = False
+        self.last_used = 0
+        self.snap_lsn = 0
+        self.snap_version = -1
+        self.snap_ts = 0
+        self.unsnapped = 0
+        self.trimmed_seq = trimmed_seq
+        self.history_losses = 0
+        self.snapshot_failures = 0
+
+    @property
+    def dirty(self) -> bool:
+        """Loaded, and changed since its newest snapshot (or never snapshotted)."""
+        bucket = self.bucket
+        return bucket is not None and (bucket.version != self.snap_version or self.last_lsn != self.snap_lsn)
+
+    def current_fill(self) -> tuple[int, int, int, int]:
+        bucket = self.bucket
+        if bucket is None:
+            return self.fill
+        return len(bucket.priority), bucket.priority_bytes, len(bucket.regular), bucket.regular_bytes
 
 
 class TenantTotals:
@@ -170,6 +237,8 @@ class StateTable:
     """Every known session's state, the bucket lock and the memory budget."""
 
     def __init__(self, memory_budget_bytes: int, clock: Clock = now_ms) -> None:
+        # Fills a cold session's buckets (snapshot + WAL); set by the engine.
+        self.loader: Callable[[SessionState], None] | None = None
         # Every "now" of the engine comes from here, so tests can drive time.
         self.clock = clock
         # Re-entrant: a sink that queries the engine while being published to
@@ -184,6 +253,27 @@ class StateTable:
         if totals is None:
             totals = self.totals[tenant] = TenantTotals()
         return totals
+
+    def bucket_of(self, state: SessionState) -> DualBucket:
+        """The session's buckets, loading them if it is cold. Hold `lock`."""
+        bucket = state.bucket
+        if bucket is None:
+            assert self.loader is not None, "StateTable.loader is not set"
+            self.loader(state)
+            bucket = state.bucket
+            assert bucket is not None
+        return bucket
+
+    def unload(self, state: SessionState) -> None:
+        """Drop a session's buckets from memory (it must be snapshotted and
+        not active). Hold `lock`."""
+        bucket = state.bucket
+        if bucket is None:
+            return
+        state.fill = state.current_fill()
+        bucket.detach()
+        state.bucket = None
+        state.snap_version = -1
 
     def get(self, tenant: str, session: str) -> SessionState | None:
         sessions = self._by_tenant.get(tenant)

@@ -1,17 +1,25 @@
-"""TenantActor: activates a tenant's session actors, exactly once each.
+"""TenantActor: starts and stops a tenant's session actors, one at a time.
 
-Activation is the one step that must be serialised per tenant: two threads
-submitting the first events of a new session at the same moment must end up
-with the same actor. Both ask the tenant actor, which handles one request at
-a time, so the second finds the first's actor. After activation the engine
-routes a session's messages straight to its actor (`routes`), so a busy
-tenant does not funnel every event through this one thread.
+Activation and retirement are the steps that must be serialised per
+tenant: two threads submitting the first events of a session at the same
+moment must end up with the same actor, and a session being passivated must
+be fully stopped before it is started again. Both go through the tenant
+actor, which handles one request at a time. After activation the engine
+routes a session's messages straight to its actor through its `Route`, so a
+busy tenant does not funnel every event through this one thread.
+
+Why a `Route` and not the bare actor ref: pykka drops messages that reach
+an actor's inbox after its stop message, and a producer could look the ref
+up just before a passivation and tell just after. The route's lock makes
+"not retired, so tell" one step: once retired, producers go back to the
+tenant actor, whose queue puts them after the retirement.
 """
 
 from __future__ import annotations
 
 import queue
-import secrets
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -20,20 +28,47 @@ import pykka
 from ..core import DualBucket
 from ..persistence import WalWriter
 from ._session import SessionActor
-from ._state import SessionState, StateTable, TenantContext
+from ._state import SessionState, StateTable, TenantContext, new_epoch
 
-__all__ = ["Activate", "TenantActor", "new_epoch"]
+__all__ = ["Activate", "Retire", "Route", "TenantActor"]
+
+
+class Route:
+    """The way to a running session actor, until it is retired."""
+
+    __slots__ = ("ref", "state", "lock", "retired")
+
+    def __init__(self, ref: pykka.ActorRef[Any], state: SessionState) -> None:
+        self.ref = ref
+        self.state = state
+        self.lock = threading.Lock()
+        self.retired = False
+
+    def tell(self, message: Any) -> bool:
+        """Hand `message` to the actor; False if the route is retired (ask
+        the tenant actor for a fresh one)."""
+        with self.lock:
+            if self.retired:
+                return False
+            try:
+                self.ref.tell(message)
+            except pykka.ActorDeadError:
+                self.retired = True
+                return False
+        return True
 
 
 class Activate(msgspec.Struct):
-    """Ask: return the session's actor ref, starting it if needed."""
+    """Ask: return a live `Route` to the session's actor, starting it if needed."""
 
     session: str
 
 
-def new_epoch() -> int:
-    """A random epoch for a new session history (below 2**53: exact in JSON)."""
-    return secrets.randbelow(2**53 - 1) + 1
+class Retire(msgspec.Struct):
+    """Ask: stop these sessions' actors once their queued messages are
+    handled; return the states of those that were running."""
+
+    sessions: list[str]
 
 
 class TenantActor(pykka.ThreadingActor):
@@ -50,41 +85,68 @@ class TenantActor(pykka.ThreadingActor):
         ctx: TenantContext,
         table: StateTable,
         writer: WalWriter,
-        routes: dict[tuple[str, str], pykka.ActorRef[Any]],
+        routes: dict[tuple[str, str], Route],
+        on_activate: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__()
         self._ctx = ctx
         self._table = table
         self._writer = writer
         self._routes = routes
-        self._sessions: dict[str, pykka.ActorRef[Any]] = {}
+        self._on_activate = on_activate
+        self._sessions: dict[str, Route] = {}
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Activate):
             return self._activate(message.session)
+        if isinstance(message, Retire):
+            return self._retire(message.sessions)
         return super().on_receive(message)
 
-    def _activate(self, session: str) -> pykka.ActorRef[Any]:
-        ref = self._sessions.get(session)
-        if ref is not None and ref.is_alive():
-            return ref
+    def _activate(self, session: str) -> Route:
+        route = self._sessions.get(session)
+        if route is not None and not route.retired:
+            return route
         table = self._table
         with table.lock:
             state = table.get(self._ctx.tenant, session)
             if state is None:
                 # Read the config under the lock: Engine.configure swaps it
                 # under the same lock, so a new bucket never misses a change.
-                state = SessionState(
-                    self._ctx, session, epoch=new_epoch(), bucket=DualBucket(self._ctx.config, table.budget)
-                )
+                state = SessionState(self._ctx, session, epoch=new_epoch(), bucket=None)
+                state.bucket = DualBucket(self._ctx.config, table.budget, state.counters)
                 table.add(state)
+            else:
+                table.bucket_of(state)  # a cold session comes back from its snapshot
+            state.active = True
+            state.last_used = table.clock()
         ref = SessionActor.start(state, table, self._writer)
-        self._sessions[session] = ref
-        self._routes[(self._ctx.tenant, session)] = ref
-        return ref
+        route = Route(ref, state)
+        self._sessions[session] = route
+        self._routes[(self._ctx.tenant, session)] = route
+        self._on_activate()
+        return route
+
+    def _retire(self, sessions: list[str]) -> list[SessionState]:
+        stopping: list[tuple[Route, Any]] = []
+        for session in sessions:
+            route = self._sessions.pop(session, None)
+            if route is None:
+                continue
+            with route.lock:
+                route.retired = True
+            key = (self._ctx.tenant, session)
+            if self._routes.get(key) is route:
+                del self._routes[key]
+            # Stop after what is queued: those submits still go to the WAL.
+            stopping.append((route, route.ref.stop(block=False)))
+        retired = []
+        for route, stopped in stopping:
+            stopped.get()
+            with self._table.lock:
+                route.state.active = False
+            retired.append(route.state)
+        return retired
 
     def on_stop(self) -> None:
-        for session, ref in self._sessions.items():
-            self._routes.pop((self._ctx.tenant, session), None)
-            ref.stop(block=True)
-        self._sessions.clear()
+        self._retire(list(self._sessions))

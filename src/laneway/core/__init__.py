@@ -104,6 +104,16 @@ from ._schema import (
     record_lsn as record_lsn,
     stamp_lsn as stamp_lsn,
 )
+from ._snapshot import (
+    SNAPSHOT_VERSION as SNAPSHOT_VERSION,
+    SessionSnapshot as SessionSnapshot,
+    SnapshotCorrupt as SnapshotCorrupt,
+    SnapshotHead as SnapshotHead,
+    decode_snapshot as decode_snapshot,
+    encode_snapshot as encode_snapshot,
+    read_snapshot_head as read_snapshot_head,
+    verify_snapshot as verify_snapshot,
+)
 from ._stats import (
     BucketStatistics as BucketStatistics,
     CommitStatistics as CommitStatistics,
@@ -235,6 +245,14 @@ __all__ = [
     "decode_receipt",
     "decode_session_meta",
     "decode_payload",
+    "SNAPSHOT_VERSION",
+    "SnapshotCorrupt",
+    "SnapshotHead",
+    "SessionSnapshot",
+    "encode_snapshot",
+    "decode_snapshot",
+    "read_snapshot_head",
+    "verify_snapshot",
     "BucketStatistics",
     "CommitStatistics",
     "Statistics",

@@ -53,7 +53,7 @@ EvictReason = Literal["overflow", "expired", "budget"]
 ENTRY_OVERHEAD = 144
 
 
-class BufferedEvent(msgspec.Struct, frozen=True, gc=False):
+class BufferedEvent(msgspec.Struct, frozen=True, gc=False, array_like=True):
     """A committed event as buffered in memory: the fields buckets filter on,
     plus `data`, the encoded `Event` exactly as the WAL stores it (decoded on
     demand, which keeps an entry at a few hundred bytes). The LSN is read
@@ -109,19 +109,27 @@ class DualBucket:
         "priority_bytes",
         "regular_bytes",
         "counters",
+        "version",
         "_budget",
         "_budget_id",
         "_detached",
         "_pending",
     )
 
-    def __init__(self, config: TenantConfig, budget: MemoryBudget | None = None) -> None:
+    def __init__(
+        self, config: TenantConfig, budget: MemoryBudget | None = None, counters: BucketCounters | None = None
+    ) -> None:
         self.config = config
         self.priority: ChunkedFifo[BufferedEvent] = ChunkedFifo()
         self.regular: ChunkedFifo[BufferedEvent] = ChunkedFifo()
         self.priority_bytes = 0
         self.regular_bytes = 0
-        self.counters = BucketCounters()
+        # The session owns its counters: they outlive a bucket that is
+        # dropped from memory and rebuilt from a snapshot.
+        self.counters = counters if counters is not None else BucketCounters()
+        # Bumped by every change of content: a snapshot taken at version v
+        # is current while the version is still v.
+        self.version = 0
         self._budget = budget
         self._budget_id = budget.register(self) if budget is not None else 0
         self._detached = False
@@ -238,8 +246,27 @@ class DualBucket:
                 added_r += len(entry.data) + ENTRY_OVERHEAD
         self.priority_bytes += added_p
         self.regular_bytes += added_r
+        self.version += 1
         if self._budget is not None:
             self._budget.track(self._budget_id, entries, added_p + added_r)
+        return self._fit()
+
+    def restore(
+        self, priority: Sequence[BufferedEvent], regular: Sequence[BufferedEvent], now_ms: int
+    ) -> list[BufferedEvent]:
+        """Refill an empty pair from a snapshot (each list in seq order), then
+        apply retention and limits as of now; return what no longer fits."""
+        assert not self.priority and not self.regular, "restore into an empty bucket pair only"
+        self.priority.extend(list(priority))
+        self.regular.extend(list(regular))
+        added_p = sum(len(e.data) for e in priority) + ENTRY_OVERHEAD * len(priority)
+        added_r = sum(len(e.data) for e in regular) + ENTRY_OVERHEAD * len(regular)
+        self.priority_bytes, self.regular_bytes = added_p, added_r
+        self.version += 1
+        if self._budget is not None:
+            self._budget.track(self._budget_id, priority, added_p)
+            self._budget.track(self._budget_id, regular, added_r)
+        self.expire(now_ms)
         return self._fit()
 
     def expire(self, now_ms: int) -> int:
@@ -279,6 +306,7 @@ class DualBucket:
 
     def _pop(self, fifo: ChunkedFifo[BufferedEvent]) -> BufferedEvent:
         entry = fifo.popleft()
+        self.version += 1
         size = len(entry.data) + ENTRY_OVERHEAD
         if fifo is self.priority:
             self.priority_bytes -= size

@@ -50,6 +50,19 @@ class ChunkedFifo(Generic[T]):
             self._chunks.append(tuple(tail))
             self._tail = []
 
+    def extend(self, items: list[T] | tuple[T, ...]) -> None:
+        """Append many at once (a snapshot being restored)."""
+        i, n = 0, len(items)
+        while i < n and self._tail:  # top up the open chunk first
+            self.append(items[i])
+            i += 1
+        # The open chunk is empty now: freeze whole chunks straight from `items`.
+        whole = i + (n - i) // CHUNK * CHUNK
+        for j in range(i, whole, CHUNK):
+            self._chunks.append(tuple(items[j : j + CHUNK]))
+        self._tail = list(items[whole:]) if whole < n else self._tail
+        self._len += n - i
+
     def popleft(self) -> T:
         if self._chunks:
             chunk = self._chunks[0]

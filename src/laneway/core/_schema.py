@@ -150,6 +150,8 @@ class SessionMeta(msgspec.Struct, array_like=True, gc=False):
     created_ts: int = 0
     counts: list[int] = msgspec.field(default_factory=lambda: [0, 0, 0, 0])
     types: dict[str, int] = msgspec.field(default_factory=dict)
+    # Highest seq whose record WAL retention removed (format 2); 0: none.
+    trimmed_seq: int = 0
 
 
 class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):

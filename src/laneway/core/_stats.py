@@ -61,6 +61,13 @@ class Statistics(msgspec.Struct, frozen=True):
     memory_used_bytes: int | None = None
     memory_budget_bytes: int | None = None
     commit: CommitStatistics | None = None
+    # Recovery and virtual actors (see docs/architecture.md).
+    history_losses: int = 0
+    snapshot_failures: int = 0
+    sessions_in_memory: int = 0
+    sessions_active: int = 0
+    passivations: int | None = None
+    wal_trimmed: int | None = None
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

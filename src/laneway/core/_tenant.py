@@ -31,6 +31,11 @@ class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     regular_max_events / regular_max_bytes: the same for level-0 events.
     priority_retention_s / regular_retention_s: buffered events older than
         this are expired from memory (the WAL keeps them). 0 means no limit.
+    wal_priority_retention_s / wal_regular_retention_s: how long the WAL
+        keeps records (and their dedupe keys); older ones are removed in the
+        background once a snapshot covers their session. 0 means forever.
+        Keep them at least as long as the bucket retention: a session
+        rebuilt without its snapshot can only buffer what the WAL still has.
     overflow: what happens when a new event does not fit its bucket:
         ``remove_oldest_regular`` (default) evicts the session's oldest
         regular event first, so priority events may borrow the regular
@@ -48,6 +53,8 @@ class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     regular_max_events: int = 2_000
     regular_max_bytes: int = 4 * _MiB
     regular_retention_s: float = 4 * 3600.0
+    wal_priority_retention_s: float = 30 * 24 * 3600.0
+    wal_regular_retention_s: float = 7 * 24 * 3600.0
     overflow: Overflow = "remove_oldest_regular"
     rules: tuple[PriorityRule, ...] = DEFAULT_RULES
 
@@ -60,6 +67,14 @@ class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             value = getattr(self, name)
             if value < 0:
                 raise ConfigError(f"{name} must be >= 0 seconds (0 = keep until evicted), got {value!r}")
+        for name in ("wal_priority_retention_s", "wal_regular_retention_s"):
+            value = getattr(self, name)
+            if value < 0 or (0 < value < 1):
+                raise ConfigError(f"{name} must be 0 (keep forever) or >= 1 second, got {value!r}")
+
+    def wal_retention(self, priority: int) -> int:
+        """Whole seconds the WAL keeps an event of this priority (0: forever)."""
+        return int(self.wal_priority_retention_s if priority else self.wal_regular_retention_s)
 
     def classifier(self) -> Classifier:
         """A classifier for `rules` (raises `ConfigError` for a bad rule)."""

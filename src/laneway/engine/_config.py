@@ -65,8 +65,22 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     fsync: sync every commit to disk. Turning it off makes acknowledged
         events losable on power failure; for throwaway data only.
     map_size_bytes: initial LMDB map size; it doubles on demand.
-    sweep_interval_s: how often idle sessions' buckets are expired in the
-        background. 0 means only on access.
+    sweep_interval_s: how often the housekeeping thread runs: expiring
+        buffered events, passivating idle sessions, periodic snapshots and
+        WAL retention. 0 turns the thread off (call `Engine.housekeeping`
+        yourself); expiry then happens on access only.
+    snapshot_every_events: snapshot a session after this many events since
+        its last snapshot. 0: never by count.
+    snapshot_interval_s: snapshot a session that changed at least this long
+        after its last snapshot. 0: never by time.
+    session_idle_timeout_s: passivate a session (snapshot it, stop its
+        actor, drop its buckets from memory) after this long without a
+        submit or query. 0: never for idleness.
+    max_active_sessions: most session actors (threads) at once; past it the
+        least recently used are passivated. 0: no limit.
+    trim_interval_s: how often WAL retention (the tenants'
+        ``wal_*_retention_s``) removes old records. 0: never; the WAL then
+        keeps everything.
     defaults: settings of every tenant not listed in `tenants`.
     tenants: per-tenant settings (complete; `load_config` fills in the
         defaults for keys a file or override leaves out).
@@ -82,6 +96,11 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     fsync: bool = True
     map_size_bytes: int = 64 * _MiB
     sweep_interval_s: float = 5.0
+    snapshot_every_events: int = 10_000
+    snapshot_interval_s: float = 60.0
+    session_idle_timeout_s: float = 300.0
+    max_active_sessions: int = 10_000
+    trim_interval_s: float = 60.0
     defaults: TenantConfig = TenantConfig()
     tenants: dict[str, TenantConfig] = {}
 
@@ -91,11 +110,11 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
                 raise ConfigError(f"{name} must be an integer > 0, got {value!r}")
-        for name in ("memory_budget_bytes", "max_inflight_events", "max_inflight_bytes"):
+        for name in ("memory_budget_bytes", "max_inflight_events", "max_inflight_bytes", "snapshot_every_events", "max_active_sessions"):
             value = getattr(self, name)
             if type(value) is not int or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0 (0 = unlimited), got {value!r}")
-        for name in ("commit_delay_ms", "sweep_interval_s"):
+        for name in ("commit_delay_ms", "sweep_interval_s", "snapshot_interval_s", "session_idle_timeout_s", "trim_interval_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 

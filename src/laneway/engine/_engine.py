@@ -1,8 +1,8 @@
 """The Engine facade: what a Python program embeds.
 
 Threads an engine runs: one WAL writer (which also applies commits), one
-actor per tenant and per active session, and a sweeper that expires idle
-buckets. The caller's thread validates and encodes each item (so bad input
+actor per tenant and per active session, and a housekeeper (expiry,
+passivation, periodic snapshots, WAL retention). The caller's thread validates and encodes each item (so bad input
 fails at the call, before anything is queued) and waits, if it waits, on a
 future that the commit thread completes.
 """
@@ -25,6 +25,8 @@ import pykka
 from ..actors import (
     Activate,
     CommitApplier,
+    Route,
+    SessionLoader,
     SessionState,
     Sink,
     StateTable,
@@ -33,15 +35,15 @@ from ..actors import (
     TenantActor,
     TenantContext,
     Ticket,
+    write_snapshots,
 )
 from ..core import (
     PRIORITY_LEVELS,
     AuditRecord,
+    BucketCounters,
     BucketFull,
     BucketStatistics,
-    BufferedEvent,
     ConfigError,
-    DualBucket,
     EngineClosed,
     Event,
     InvalidEvent,
@@ -65,13 +67,18 @@ from ..core import (
     validate_tenant,
     validate_type,
 )
-from ..persistence import Clock, ControlWrite, DataDirLock, LmdbLog, Log, MemoryLog, WalWriter, now_ms
+from ..persistence import Clock, DataDirLock, LmdbLog, Log, MemoryLog, WalWriter, WriterTask, now_ms
 from ._config import EngineConfig, load_config
+from ._housekeeper import Housekeeper, HousekeepingReport
 from ._subscription import Subscription, SubscriptionHub
 
 __all__ = ["Engine", "EngineOverloaded"]
 
 log = logging.getLogger("laneway.engine")
+
+# Activations one dispatch may try: each retry means the session was
+# passivated in between (rare twice in a row) or its actor died at start.
+_MAX_ACTIVATIONS = 100
 
 _ITEM_KEYS = frozenset({"tenant", "session", "type", "payload", "dedupe_key", "source", "priority", "attrs"})
 
@@ -110,7 +117,7 @@ class Engine:
         self._log = log_
         self._lock = lock
         self._table = StateTable(config.memory_budget_bytes, clock)
-        self._applier = CommitApplier(self._table)
+        self._applier = CommitApplier(self._table, config.snapshot_every_events, self._snapshot_soon)
         self._writer = WalWriter(
             log_,
             self._applier.apply,
@@ -120,6 +127,7 @@ class Engine:
             delay_s=config.commit_delay_ms / 1000.0,
             clock=clock,
         )
+        self._table.loader = self._loader = SessionLoader(log_, self._table, self._writer)
         # The hub is a sink only while it has subscribers: a sink makes the
         # commit thread decode every event, which costs ~1 us each.
         self._hub = SubscriptionHub(on_first=self._applier.add_sink, on_last=self._applier.remove_sink)
@@ -129,7 +137,7 @@ class Engine:
         self._overrides: dict[str, dict[str, Any]] = {}
         self._configure_lock = threading.Lock()
         self._tenants: dict[str, pykka.ActorRef[Any]] = {}
-        self._routes: dict[tuple[str, str], pykka.ActorRef[Any]] = {}
+        self._routes: dict[tuple[str, str], Route] = {}
         self._setup_lock = threading.Lock()
         # Names already validated: checking a set is cheaper than a regex,
         # and producers reuse the same few sessions and types. Bounded.
@@ -143,8 +151,16 @@ class Engine:
         self._inflight_bytes = 0
         self._closing = False
         self._closed = threading.Event()
-        self._sweeper_stop = threading.Event()
-        self._sweeper = threading.Thread(target=self._sweep_forever, name="laneway-sweeper", daemon=True)
+        self._housekeeper = Housekeeper(
+            config,
+            self._table,
+            self._writer,
+            log_,
+            self._routes,
+            lambda: dict(self._tenants),
+            self.tenant_config,
+            lambda: [self.config.defaults, *self._tenant_configs.values()],
+        )
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -192,8 +208,8 @@ class Engine:
             engine._restore_runtime_config()
             engine._restore()
             engine._writer.start()
-            if resolved.sweep_interval_s > 0:
-                engine._sweeper.start()
+            engine._record_upgrade()
+            engine._housekeeper.start()
         except BaseException:
             if log_ is not None:
                 log_.close()
@@ -228,12 +244,16 @@ class Engine:
             self._closed.wait()
             return
         try:
-            self._sweeper_stop.set()
-            if self._sweeper.is_alive():
-                self._sweeper.join()
+            self._housekeeper.stop()
             for ref in list(self._tenants.values()):
                 ref.stop(block=True)
             self._tenants.clear()
+            # A restart then reads one snapshot per session instead of
+            # replaying what changed since the last one.
+            try:
+                self._writer.run_task(lambda log_: write_snapshots(log_, self._table, list(self._table)))
+            except LanewayError as exc:
+                log.warning("could not snapshot sessions at close: %s", exc)
             self._writer.stop()
             self._hub.close_all()
             self._log.close()
@@ -560,31 +580,39 @@ class Engine:
     def _dispatch(self, tenant: str, session: str, items: list[Submission], ticket: Ticket) -> None:
         message = SubmitMessage(items, ticket)
         try:
-            ref = self._routes.get((tenant, session))
-            if ref is None:
-                ref = self._activate(tenant, session)
-            try:
-                ref.tell(message)
-            except pykka.ActorDeadError:
-                # Stopped between lookup and tell; activate afresh. The dead
-                # actor never saw this message, so order is kept.
-                self._routes.pop((tenant, session), None)
-                self._activate(tenant, session).tell(message)
+            route = self._routes.get((tenant, session))
+            # A retired route (its session is being passivated) refuses the
+            # message; the tenant actor then hands out a fresh one, after the
+            # retirement has finished, so order is kept.
+            attempts = 0
+            while route is None or not route.tell(message):
+                attempts += 1
+                if attempts > _MAX_ACTIVATIONS:
+                    raise LanewayError(f"the actor of session {tenant}:{session} could not be started (see the log)")
+                route = self._activate(tenant, session)
         except Exception as exc:
             # Admitted but never handed over: fail the ticket so the caller
             # hears of it and the in-flight count is released.
             ticket.fail(exc)
 
-    def _activate(self, tenant: str, session: str) -> pykka.ActorRef[Any]:
+    def _activate(self, tenant: str, session: str) -> Route:
         tenant_ref = self._tenants.get(tenant)
         if tenant_ref is None:
             with self._setup_lock:
+                self._check_open()
                 tenant_ref = self._tenants.get(tenant)
                 if tenant_ref is None:
-                    tenant_ref = TenantActor.start(self._context(tenant), self._table, self._writer, self._routes)
+                    tenant_ref = TenantActor.start(
+                        self._context(tenant), self._table, self._writer, self._routes, self._housekeeper.wake
+                    )
                     self._tenants[tenant] = tenant_ref
-        ref: pykka.ActorRef[Any] = tenant_ref.ask(Activate(session))
-        return ref
+        route: Route = tenant_ref.ask(Activate(session))
+        return route
+
+    def _snapshot_soon(self, states: list[SessionState]) -> None:
+        """Commit thread: these sessions reached ``snapshot_every_events``."""
+        table = self._table
+        self._writer.put_task(WriterTask(lambda log_: write_snapshots(log_, table, states)))
 
     def _context(self, tenant: str) -> TenantContext:
         ctx = self._contexts.get(tenant)
@@ -637,7 +665,12 @@ class Engine:
                 ]
             )
             self._overrides[tenant] = overrides
+            old = self.tenant_config(tenant)
             self._apply_tenant_config(tenant, new)
+            if (old.wal_retention(0), old.wal_retention(1)) != (new.wal_retention(0), new.wal_retention(1)):
+                # Retention cursors assume each record's period never
+                # changes; rescan from the start once.
+                self._writer.put_task(WriterTask(lambda log_: log_.reset_trim_cursors()))
         return new
 
     def _apply_tenant_config(self, tenant: str, new: TenantConfig) -> None:
@@ -648,7 +681,8 @@ class Engine:
                 ctx.rules = (new, new.classifier())
             now = self._table.clock()
             for state in self._table.tenant(tenant).values():
-                state.bucket.reconfigure(new, now)
+                if state.bucket is not None:  # a cold session loads with the new config
+                    state.bucket.reconfigure(new, now)
 
     def audit_log(self, limit: int = 100, tenant: str | None = None) -> list[AuditRecord]:
         """The newest `limit` administrative changes (oldest first)."""
@@ -659,19 +693,13 @@ class Engine:
         return records[-limit:]
 
     def _write_control(self, puts: list[tuple[str, bytes | None, bytes | None]]) -> None:
-        """Commit a control write through the WAL writer and wait for it."""
-        done: Future[None] = Future()
-
-        def on_done(error: BaseException | None) -> None:
-            self._release(1, 0)
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(error)
-
+        """Commit a control write through the WAL writer and wait for it.
+        Admitted like an event, so close() waits for it."""
         self._admit(1, 0, block=True)
-        self._writer.put_control(ControlWrite(puts, on_done))
-        done.result()
+        try:
+            self._writer.run_task(lambda log_: log_.write_control(puts))
+        finally:
+            self._release(1, 0)
 
     def _restore_runtime_config(self) -> None:
         for key, value in self._log.read_control("config"):
@@ -737,17 +765,25 @@ class Engine:
         check_priority(min_priority)
         wanted = frozenset(types) if types is not None else None
         now = self._table.clock()
-        with self._table.lock:
+        table = self._table
+        with table.lock:
             if sessions is None:
-                states = list(self._table.tenant(tenant).values())
+                states = list(table.tenant(tenant).values())
             else:
-                states = [s for s in (self._table.get(tenant, name) for name in sessions) if s is not None]
+                states = [s for s in (table.get(tenant, name) for name in sessions) if s is not None]
+            buckets = []
             for state in states:
-                state.bucket.expire(now)
-            if len(states) == 1:
-                chosen = states[0].bucket.recent(limit, min_priority, wanted)
+                if limit or state.bucket is not None:  # heads alone need no buckets
+                    bucket = table.bucket_of(state)
+                    bucket.expire(now)
+                    buckets.append(bucket)
+                    state.last_used = now
+            if not buckets:
+                chosen = []
+            elif len(buckets) == 1:
+                chosen = buckets[0].recent(limit, min_priority, wanted)
             else:
-                chosen = merge_recent((s.bucket for s in states), limit, min_priority, wanted)
+                chosen = merge_recent(buckets, limit, min_priority, wanted)
             heads = {s.session: (s.epoch, s.committed_seq) for s in states if s.committed_seq}
         return [entry.event() for entry in chosen], heads
 
@@ -823,7 +859,10 @@ class Engine:
             else:
                 states = list(self._table)
             for state in states:
-                state.bucket.expire(now)
+                # Engine-wide, a session not in memory reports its fill as of
+                # its snapshot; narrower scopes load it (as `recent` would).
+                if state.bucket is not None or tenant is not None:
+                    self._table.bucket_of(state).expire(now)
             stats = self._aggregate(tenant, session, states)
         return stats
 
@@ -831,22 +870,26 @@ class Engine:
         counts = [0, 0, 0, 0]
         evicted = expired = budget_evicted = rejected = dedupe_hits = 0
         p_events = p_bytes = r_events = r_bytes = 0
-        last_lsn = 0
+        last_lsn = losses = failures = loaded = active = 0
         for state in states:
-            bucket = state.bucket
             for level in PRIORITY_LEVELS:
                 counts[level] += state.counts[level]
-            c = bucket.counters
+            c = state.counters
             evicted += c.evicted
             expired += c.expired
             budget_evicted += c.budget_evicted
             rejected += c.rejected
             dedupe_hits += state.dedupe_hits
-            p_events += len(bucket.priority)
-            p_bytes += bucket.priority_bytes
-            r_events += len(bucket.regular)
-            r_bytes += bucket.regular_bytes
+            fill = state.current_fill()
+            p_events += fill[0]
+            p_bytes += fill[1]
+            r_events += fill[2]
+            r_bytes += fill[3]
             last_lsn = max(last_lsn, state.last_lsn)
+            losses += state.history_losses
+            failures += state.snapshot_failures
+            loaded += state.bucket is not None
+            active += state.active
         config = self.tenant_config(tenant) if tenant is not None else self.config.defaults
         single = states[0] if session is not None and states else None
         engine_scope = tenant is None
@@ -873,6 +916,12 @@ class Engine:
             memory_used_bytes=self._table.budget.used if engine_scope else None,
             memory_budget_bytes=self.config.memory_budget_bytes if engine_scope else None,
             commit=self._writer.statistics() if engine_scope else None,
+            history_losses=losses,
+            snapshot_failures=failures,
+            sessions_in_memory=loaded,
+            sessions_active=active,
+            passivations=self._housekeeper.passivations if engine_scope else None,
+            wal_trimmed=self._housekeeper.trimmed if engine_scope else None,
         )
 
     # -- subscriptions and sinks --------------------------------------------
@@ -945,63 +994,92 @@ class Engine:
     # -- restore and housekeeping --------------------------------------------
 
     def _restore(self) -> None:
-        """Rebuild every session's seq, epoch, counts and buckets from the WAL."""
-        now = self._table.clock()
+        """Know every session again: its head (seq, epoch, counts) from the
+        WAL and what its snapshot says of its buckets. Buckets themselves
+        stay on disk until a session is first used (`SessionLoader`)."""
+        table = self._table
+        heads = {(i.tenant, i.session): i.head for i in self._log.snapshot_infos() if i.head is not None}
         restored = 0
-        with self._table.lock:
+        with table.lock:
             for tenant, session, meta in self._log.iter_sessions():
                 ctx = self._context(tenant)
-                config = ctx.config
-                bucket = DualBucket(config, self._table.budget)
                 state = SessionState(
                     ctx,
                     session,
                     epoch=meta.epoch,
-                    bucket=bucket,
+                    bucket=None,
                     last_seq=meta.last_seq,
                     last_ts=meta.last_ts,
                     last_lsn=meta.last_lsn,
                     counts=meta.counts,
+                    counters=BucketCounters(),
+                    trimmed_seq=meta.trimmed_seq,
                 )
-                horizon = max(config.priority_retention_s, config.regular_retention_s)
-                min_ts = now - int(horizon * 1000) if config.priority_retention_s and config.regular_retention_s else 0
-                # Under remove_oldest_regular priority events may borrow the
-                # regular bucket's room, so look for up to both rooms' worth.
-                priority_room = config.priority_max_events
-                if config.overflow == "remove_oldest_regular":
-                    priority_room += config.regular_max_events
-                for data in self._log.bucket_tail(tenant, session, priority_room, config.regular_max_events, min_ts):
-                    bucket.offer(BufferedEvent.from_record(data), now)
-                self._table.totals_for(tenant).add_session(meta.counts, meta.types, meta.last_ts)
-                # What the rebuild evicted or expired was gone before the
-                # restart too: restart the counters from zero.
-                bucket.counters.reset()
-                self._table.add(state)
+                head = heads.get((tenant, session))
+                if head is not None and head.epoch == meta.epoch:
+                    c = state.counters
+                    c.evicted, c.expired, c.budget_evicted, c.rejected = head.counters
+                    state.fill = head.fill
+                    state.snap_lsn = head.lsn
+                    state.snap_ts = head.taken_ts
+                    state.dedupe_hits = head.dedupe_hits
+                    state.history_losses = head.history_losses
+                table.totals_for(tenant).add_session(meta.counts, meta.types, meta.last_ts)
+                table.add(state)
                 restored += 1
-            self._table.budget.enforce()
-            for state in self._table:
-                state.bucket.counters.reset()
         if restored:
-            log.info("restored %d sessions up to LSN %d", restored, self._log.last_lsn)
+            log.info("found %d sessions up to LSN %d", restored, self._log.last_lsn)
+
+    def _record_upgrade(self) -> None:
+        """Say in the audit log that this open upgraded the data format."""
+        upgraded = getattr(self._log, "upgraded_from", None)
+        if upgraded is None:
+            return
+        record = AuditRecord(
+            ts=self._table.clock(),
+            actor="laneway",
+            action="upgrade",
+            changes={"from_format": upgraded, "backup": str(getattr(self._log, "backup_path", ""))},
+        )
+        self._write_control([("audit", None, msgspec.json.encode(record))])
+
+    # -- housekeeping ----------------------------------------------------------
 
     def sweep(self) -> int:
-        """Expire every session's buffered events past retention now; return
-        how many went. The sweeper thread calls this every
+        """Expire every in-memory session's buffered events past retention
+        now; return how many went. Housekeeping does this every
         ``sweep_interval_s``; queries expire what they touch anyway."""
-        now = self._table.clock()
-        expired = 0
-        with self._table.lock:
-            for state in self._table:
-                expired += state.bucket.expire(now)
-        return expired
+        return self._housekeeper.expire()
 
-    def _sweep_forever(self) -> None:
-        interval = self.config.sweep_interval_s
-        while not self._sweeper_stop.wait(interval):
-            try:
-                self.sweep()
-            except Exception:
-                log.exception("sweeping expired events failed")
+    def housekeeping(self, *, trim: bool | None = None) -> HousekeepingReport:
+        """Run one housekeeping pass now, in this thread: expiry, idle
+        passivation, the active-session cap, due snapshots and (when due,
+        or when `trim` is True) WAL retention. The background thread does
+        this every ``sweep_interval_s``."""
+        self._check_open()
+        return self._housekeeper.run_pass(trim=trim)
+
+    def passivate(self, tenant: str, sessions: Collection[str] | None = None) -> int:
+        """Snapshot these sessions (None: all of the tenant's in memory),
+        stop their actors and drop their buckets from memory now; the next
+        submit or query brings each back from its snapshot. Returns how
+        many left memory."""
+        validate_tenant(tenant)
+        for name in sessions or ():
+            validate_session(name)
+        self._check_open()
+        with self._table.lock:
+            if sessions is None:
+                states = [s for s in self._table.tenant(tenant).values() if s.bucket is not None]
+            else:
+                states = [s for s in (self._table.get(tenant, n) for n in sessions) if s is not None]
+        return self._housekeeper.passivate(states)
+
+    def checkpoint(self) -> int:
+        """Snapshot every in-memory session that changed since its last
+        snapshot, now; return how many. (Close does this too.)"""
+        self._check_open()
+        return self._housekeeper.snapshot(list(self._table))
 
 
 def _check_limit(limit: object) -> None:

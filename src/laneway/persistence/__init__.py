@@ -10,26 +10,31 @@ from ._log import (
     CONTROL_DBS as CONTROL_DBS,
     FORMAT_VERSION as FORMAT_VERSION,
     Clock as Clock,
-    ControlWrite as ControlWrite,
     LmdbLog as LmdbLog,
     Log as Log,
     MemoryLog as MemoryLog,
+    Retention as Retention,
+    SnapshotInfo as SnapshotInfo,
+    TrimReport as TrimReport,
     WriteBatch as WriteBatch,
     now_ms as now_ms,
 )
-from ._writer import WalWriter as WalWriter
+from ._writer import WalWriter as WalWriter, WriterTask as WriterTask
 
 __all__ = [
     "AUDIT_KEEP",
     "CONTROL_DBS",
-    "ControlWrite",
     "Clock",
     "DataDirLock",
     "FORMAT_VERSION",
     "LmdbLog",
     "Log",
     "MemoryLog",
+    "Retention",
+    "SnapshotInfo",
+    "TrimReport",
     "WriteBatch",
     "now_ms",
     "WalWriter",
+    "WriterTask",
 ]

@@ -10,7 +10,10 @@ LMDB layout (one environment under ``DATA/wal``, named databases):
   that belong in the buckets without reading a single record it won't keep.
 - ``dedupe``:   ``tenant NUL dedupe_key`` -> the original `Receipt`.
 - ``sessions``: ``tenant NUL session`` -> `SessionMeta` (seq, epoch, counts).
-- ``meta``:     ``format`` -> the data format version.
+- ``snapshots``: ``tenant NUL session`` -> the session's newest snapshot
+  (`laneway.core.encode_snapshot`: versioned, checksummed).
+- ``meta``:     ``format`` -> the data format version; ``trim:<seconds>``
+  -> how far WAL retention has scanned for that retention period.
 - ``config``:   tenant -> its runtime configuration overrides (JSON).
 - ``audit``:    8-byte big-endian sequence -> an audit record (JSON) of an
   administrative change; the newest `AUDIT_KEEP` are kept.
@@ -22,10 +25,16 @@ calls `commit`; reads may come from any thread.
 
 `MemoryLog` implements the same interface for ``Engine.open(None)``: nothing
 touches a disk, the full history is kept in memory until close.
+
+Data format versions: 1 (first release); 2 adds ``snapshots``, the
+``trim:`` cursors and `SessionMeta.trimmed_seq`. Opening an older format
+copies the environment to ``DATA/backups/format-N-<time>`` first, then
+upgrades it in place; a newer format is refused.
 """
 
 from __future__ import annotations
 
+import logging
 import struct
 import threading
 import time
@@ -41,17 +50,36 @@ from ..core import (
     Event,
     Receipt,
     SessionMeta,
+    SnapshotCorrupt,
+    SnapshotHead,
     StorageError,
     decode_event_head,
     decode_receipt,
     decode_session_meta,
     encode,
+    read_snapshot_head,
     stamp_lsn,
+    verify_snapshot,
 )
 
-__all__ = ["AUDIT_KEEP", "CONTROL_DBS", "ControlWrite", "Clock", "WriteBatch", "Log", "LmdbLog", "MemoryLog", "FORMAT_VERSION", "DataFormatError"]
+__all__ = [
+    "AUDIT_KEEP",
+    "CONTROL_DBS",
+    "Clock",
+    "WriteBatch",
+    "Log",
+    "LmdbLog",
+    "MemoryLog",
+    "FORMAT_VERSION",
+    "DataFormatError",
+    "SnapshotInfo",
+    "TrimReport",
+    "Retention",
+]
 
-FORMAT_VERSION = 1
+log = logging.getLogger("laneway.wal")
+
+FORMAT_VERSION = 2
 
 _U64 = struct.Struct(">Q")
 _pack = _U64.pack
@@ -90,19 +118,53 @@ CONTROL_DBS = ("config", "audit")
 AUDIT_KEEP = 10_000
 
 
-class ControlWrite:
-    """A change to a control database, committed by the writer thread in
-    order with event batches. `puts` are ``(db, key, value)``; a None value
-    deletes the key; in ``audit`` a None key appends under the next sequence.
-    `on_done(exc)` is called on the writer thread with None on success."""
+class SnapshotInfo(msgspec.Struct, frozen=True):
+    """A stored snapshot as listings see it: its head (None if even the head
+    does not decode, with `problem` saying why) and its stored size."""
 
-    __slots__ = ("puts", "on_done")
+    tenant: str
+    session: str
+    head: SnapshotHead | None
+    size: int
+    problem: str | None = None
 
-    def __init__(
-        self, puts: list[tuple[str, bytes | None, bytes | None]], on_done: Callable[[BaseException | None], None]
-    ) -> None:
-        self.puts = puts
-        self.on_done = on_done
+
+class TrimReport(msgspec.Struct):
+    """What one `trim` call did.
+
+    blocked: a session whose expired records no snapshot covers yet: the
+        caller snapshots it, and the next call gets past it.
+    done: every retention period was scanned up to its cutoff.
+    """
+
+    deleted: int = 0
+    scanned: int = 0
+    blocked: tuple[str, str] | None = None
+    done: bool = True
+
+
+# How long a record is kept: retention(tenant, priority) -> seconds, 0 = forever.
+Retention = Callable[[str, int], float]
+
+
+class _TrimHead(msgspec.Struct, array_like=True, gc=False):
+    """The leading fields of an `Event` that retention needs, up to the
+    dedupe key; the payload is never decoded."""
+
+    lsn: int
+    tenant: str
+    session: str
+    seq: int
+    epoch: int
+    ts: int
+    type: str
+    priority: int
+    priority_metadata: msgspec.Raw
+    source: str | None = None
+    dedupe_key: str | None = None
+
+
+_trim_head = msgspec.msgpack.Decoder(_TrimHead).decode
 
 
 class Log(Protocol):
@@ -122,6 +184,11 @@ class Log(Protocol):
     ) -> list[bytes]: ...
     def session_meta(self, tenant: str, session: str) -> SessionMeta | None: ...
     def iter_sessions(self) -> Iterator[tuple[str, str, SessionMeta]]: ...
+    def write_snapshots(self, items: Sequence[tuple[str, str, bytes]]) -> None: ...
+    def get_snapshot(self, tenant: str, session: str) -> bytes | None: ...
+    def snapshot_infos(self) -> list[SnapshotInfo]: ...
+    def set_epoch(self, tenant: str, session: str, epoch: int) -> None: ...
+    def trim(self, periods: Sequence[int], retention: Retention, now_ms: int, budget: int) -> TrimReport: ...
     def close(self) -> None: ...
 
 
@@ -169,6 +236,8 @@ def _encode_batches(
 def _advance_meta(meta: SessionMeta | None, batch: WriteBatch, now_ms: int) -> SessionMeta:
     if meta is None:
         meta = SessionMeta(epoch=batch.events[0].epoch, created_ts=now_ms)
+    # A session whose history was found lost writes under a new epoch.
+    meta.epoch = batch.events[-1].epoch
     counts = meta.counts
     types = meta.types
     for event in batch.events:
@@ -249,59 +318,77 @@ class LmdbLog:
         except lmdb.Error as exc:
             raise StorageError(f"cannot open the WAL at {directory}: {exc}") from exc
         self._gate = _ResizeGate()
-        self.events_db = self.env.open_db(b"events")
-        self.seq_db = self.env.open_db(b"seq")
-        self.dedupe_db = self.env.open_db(b"dedupe")
-        self.sessions_db = self.env.open_db(b"sessions")
-        self.meta_db = self.env.open_db(b"meta")
-        self.control_dbs = {name: self.env.open_db(name.encode()) for name in CONTROL_DBS}
         self.resizes = 0
-        self._check_format()
+        # Set when this open upgraded an older data format (after a backup).
+        self.upgraded_from: int | None = None
+        self.backup_path: Path | None = None
+        try:
+            self.meta_db = self.env.open_db(b"meta")
+            self._check_format()
+            self.events_db = self.env.open_db(b"events")
+            self.seq_db = self.env.open_db(b"seq")
+            self.dedupe_db = self.env.open_db(b"dedupe")
+            self.sessions_db = self.env.open_db(b"sessions")
+            self.snapshots_db = self.env.open_db(b"snapshots")
+            self.control_dbs = {name: self.env.open_db(name.encode()) for name in CONTROL_DBS}
+            if self.upgraded_from is not None:
+                with self.env.begin(write=True, db=self.meta_db) as txn:
+                    txn.put(b"format", str(FORMAT_VERSION).encode())
+        except BaseException:
+            self.env.close()
+            raise
         with self.env.begin(db=self.events_db) as txn:
             cursor = txn.cursor()
             self.last_lsn = _unpack(cursor.key())[0] if cursor.last() else 0
 
     def _check_format(self) -> None:
-        with self.env.begin(write=True, db=self.meta_db) as txn:
+        """Refuse a newer format; back up an older one before it is upgraded
+        (before anything of the new format is created in it)."""
+        with self.env.begin(db=self.meta_db) as txn:
             stored = txn.get(b"format")
-            if stored is None:
+        if stored is None:
+            with self.env.begin(write=True, db=self.meta_db) as txn:
                 txn.put(b"format", str(FORMAT_VERSION).encode())
-                return
+            return
         version = int(stored)
         if version > FORMAT_VERSION:
-            self.env.close()
             raise DataFormatError(
                 f"{self.directory} holds data format {version}, but this laneway reads up to "
                 f"format {FORMAT_VERSION}; upgrade laneway to open it"
             )
+        if version < FORMAT_VERSION:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            backup = self.directory.parent / "backups" / f"format-{version}-{stamp}"
+            backup.mkdir(parents=True, exist_ok=False)
+            self.env.copy(str(backup), compact=True)
+            self.upgraded_from, self.backup_path = version, backup
+            log.warning(
+                "%s holds data format %d; upgrading it to format %d (a copy of the old data is in %s)",
+                self.directory,
+                version,
+                FORMAT_VERSION,
+                backup,
+            )
+
+    def _write_txn(self, body: Callable[[lmdb.Transaction], Any], what: str) -> Any:
+        """Run `body` in one write transaction, growing the map and retrying
+        the whole transaction when it is full (an aborted one leaves nothing)."""
+        while True:
+            try:
+                with self.env.begin(write=True) as txn:
+                    return body(txn)
+            except lmdb.MapFullError:
+                self._gate.resize(self.env, self.env.info()["map_size"] * 2)
+                self.resizes += 1
+            except lmdb.Error as exc:
+                raise StorageError(f"{what} failed: {exc}") from exc
 
     # -- writing (writer thread only) ---------------------------------------
 
     def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None:
         last, records, seq_index, dedupes = _encode_batches(batches, self.last_lsn)
-        while True:
-            try:
-                self._write(batches, now_ms, records, seq_index, dedupes)
-            except lmdb.MapFullError:
-                # Grow and retry the whole group: the aborted transaction
-                # left nothing behind.
-                self._gate.resize(self.env, self.env.info()["map_size"] * 2)
-                self.resizes += 1
-                continue
-            except lmdb.Error as exc:
-                raise StorageError(f"WAL commit failed: {exc}") from exc
-            break
-        self.last_lsn = last
 
-    def _write(
-        self,
-        batches: Sequence[WriteBatch],
-        now_ms: int,
-        records: list[tuple[bytes, bytes]],
-        seq_index: list[tuple[bytes, bytes]],
-        dedupes: list[tuple[str, str, Receipt]],
-    ) -> None:
-        with self.env.begin(write=True) as txn:
+        def write(txn: lmdb.Transaction) -> None:
             txn.cursor(self.events_db).putmulti(records, append=True)
             txn.cursor(self.seq_db).putmulti(seq_index)
             for tenant, key, receipt in dedupes:
@@ -317,6 +404,9 @@ class LmdbLog:
             put = txn.put
             for sid, meta in heads.items():
                 put(sid, encode(meta), db=self.sessions_db)
+
+        self._write_txn(write, "WAL commit")
+        self.last_lsn = last
 
     # -- reading (any thread) -----------------------------------------------
 
@@ -392,26 +482,170 @@ class LmdbLog:
             yield tenant, session, decode_session_meta(raw)
 
     def write_control(self, puts: Sequence[tuple[str, bytes | None, bytes | None]]) -> None:
-        while True:
-            try:
-                with self.env.begin(write=True) as txn:
-                    for db_name, key, value in puts:
-                        db = self.control_dbs[db_name]
-                        if key is None:
-                            cursor = txn.cursor(db)
-                            key = _pack(_unpack(cursor.key())[0] + 1 if cursor.last() else 1)
-                        if value is None:
-                            txn.delete(key, db=db)
-                        else:
-                            txn.put(key, value, db=db)
-                    self._trim_audit(txn)
-            except lmdb.MapFullError:
-                self._gate.resize(self.env, self.env.info()["map_size"] * 2)
-                self.resizes += 1
+        def write(txn: lmdb.Transaction) -> None:
+            for db_name, key, value in puts:
+                db = self.control_dbs[db_name]
+                if key is None:
+                    cursor = txn.cursor(db)
+                    key = _pack(_unpack(cursor.key())[0] + 1 if cursor.last() else 1)
+                if value is None:
+                    txn.delete(key, db=db)
+                else:
+                    txn.put(key, value, db=db)
+            self._trim_audit(txn)
+
+        self._write_txn(write, "WAL control write")
+
+    # -- snapshots and retention (writes: writer thread only) ------------------
+
+    def write_snapshots(self, items: Sequence[tuple[str, str, bytes]]) -> None:
+        """Store each session's newest snapshot, all in one transaction."""
+
+        def write(txn: lmdb.Transaction) -> None:
+            for tenant, session, data in items:
+                txn.put(_session_id(tenant, session), data, db=self.snapshots_db)
+
+        self._write_txn(write, "writing snapshots")
+
+    def get_snapshot(self, tenant: str, session: str) -> bytes | None:
+        with self._gate, self.env.begin(db=self.snapshots_db) as txn:
+            return txn.get(_session_id(tenant, session))
+
+    def snapshot_infos(self) -> list[SnapshotInfo]:
+        """Every stored snapshot's head, decoded in place (no event is copied)."""
+        out: list[SnapshotInfo] = []
+        with self._gate, self.env.begin(db=self.snapshots_db, buffers=True) as txn:
+            for sid, value in txn.cursor():
+                tenant, session = bytes(sid).decode().split("\x00")
+                try:
+                    out.append(SnapshotInfo(tenant, session, read_snapshot_head(value), len(value)))
+                except (SnapshotCorrupt, DataFormatError) as exc:
+                    out.append(SnapshotInfo(tenant, session, None, len(value), str(exc)))
+        return out
+
+    def set_epoch(self, tenant: str, session: str, epoch: int) -> None:
+        """Record that a session's history restarted under `epoch`."""
+
+        def write(txn: lmdb.Transaction) -> None:
+            sid = _session_id(tenant, session)
+            raw = txn.get(sid, db=self.sessions_db)
+            if raw is not None:
+                meta = decode_session_meta(raw)
+                meta.epoch = epoch
+                txn.put(sid, encode(meta), db=self.sessions_db)
+
+        self._write_txn(write, "recording a new epoch")
+
+    def trim(self, periods: Sequence[int], retention: Retention, now_ms: int, budget: int) -> TrimReport:
+        """Delete records older than their retention that a snapshot covers,
+        visiting at most `budget` records in one transaction.
+
+        Covered means: the session's stored snapshot passes its checksum
+        (checked here, once per session per call: a record is never given
+        up on the word of a damaged snapshot) and was taken at or after the
+        record's LSN. The first record that fails this stops the scan, and
+        `TrimReport.blocked` names its session.
+
+        `periods` are the distinct retention periods (seconds) in use. Each
+        has a cursor in ``meta``: the records before it were all either
+        deleted or belong to another period. Records are in LSN order, which
+        is commit order and so (within milliseconds) time order: a scan
+        stops at the first record younger than its period's cutoff, and
+        every record is visited about once per period, however long other
+        periods keep theirs.
+        """
+        report = TrimReport()
+
+        def write(txn: lmdb.Transaction) -> None:
+            trimmed: dict[bytes, int] = {}
+            covered: dict[bytes, int] = {}
+            for period in periods:
+                if report.scanned >= budget or report.blocked is not None:
+                    report.done = False
+                    break
+                self._trim_period(txn, period, retention, covered, now_ms, budget, report, trimmed)
+            for sid, seq in trimmed.items():
+                raw = txn.get(sid, db=self.sessions_db)
+                if raw is not None:
+                    meta = decode_session_meta(raw)
+                    meta.trimmed_seq = max(meta.trimmed_seq, seq)
+                    txn.put(sid, encode(meta), db=self.sessions_db)
+
+        self._write_txn(write, "trimming the WAL")
+        return report
+
+    def _trim_period(
+        self,
+        txn: lmdb.Transaction,
+        period: int,
+        retention: Retention,
+        covered: dict[bytes, int],
+        now_ms: int,
+        budget: int,
+        report: TrimReport,
+        trimmed: dict[bytes, int],
+    ) -> None:
+        key = b"trim:%d" % period
+        stored = txn.get(key, db=self.meta_db)
+        position = _unpack(stored)[0] if stored is not None else 0
+        cutoff = now_ms - int(period * 1000)
+        cursor = txn.cursor(self.events_db)
+        found = cursor.set_range(_pack(position + 1))
+        while found:
+            if report.scanned >= budget:
+                report.done = False
+                break
+            lsn = _unpack(cursor.key())[0]
+            head = _trim_head(cursor.value())
+            if head.ts >= cutoff:
+                break
+            report.scanned += 1
+            if retention(head.tenant, head.priority) != period:
+                position = lsn  # another period's record: its own cursor handles it
+                found = cursor.next()
                 continue
-            except lmdb.Error as exc:
-                raise StorageError(f"WAL control write failed: {exc}") from exc
-            return
+            sid = _session_id(head.tenant, head.session)
+            snapshot_lsn = covered.get(sid)
+            if snapshot_lsn is None:
+                snapshot_lsn = covered[sid] = self._verified_snapshot_lsn(txn, sid)
+            if lsn > snapshot_lsn:
+                report.blocked = (head.tenant, head.session)
+                report.done = False
+                break
+            cursor.delete()  # moves to the next record, if there is one
+            found = bool(cursor.key())
+            position = lsn
+            report.deleted += 1
+            txn.delete(_session_prefix(head.tenant, head.session) + _pack(head.seq), db=self.seq_db)
+            if head.dedupe_key is not None:
+                dedupe_id = _dedupe_id(head.tenant, head.dedupe_key)
+                raw = txn.get(dedupe_id, db=self.dedupe_db)
+                if raw is not None and decode_receipt(raw).lsn == lsn:
+                    txn.delete(dedupe_id, db=self.dedupe_db)
+            trimmed[sid] = max(trimmed.get(sid, 0), head.seq)
+        txn.put(key, _pack(position), db=self.meta_db)
+
+    def _verified_snapshot_lsn(self, txn: lmdb.Transaction, sid: bytes) -> int:
+        """The LSN the session's stored snapshot covers; 0 if there is none
+        or it fails its checksum."""
+        raw = txn.get(sid, db=self.snapshots_db)
+        if raw is None:
+            return 0
+        try:
+            return verify_snapshot(raw).lsn
+        except (SnapshotCorrupt, DataFormatError):
+            return 0
+
+    def reset_trim_cursors(self) -> None:
+        """Scan every period from the start again (retention settings changed)."""
+
+        def write(txn: lmdb.Transaction) -> None:
+            cursor = txn.cursor(self.meta_db)
+            cursor.set_range(b"trim:")
+            while bytes(cursor.key()).startswith(b"trim:"):
+                cursor.delete()
+
+        self._write_txn(write, "resetting WAL retention")
 
     def _trim_audit(self, txn: lmdb.Transaction) -> None:
         db = self.control_dbs["audit"]
@@ -446,6 +680,7 @@ class MemoryLog:
         self._dedupe: dict[tuple[str, str], Receipt] = {}
         self._heads: dict[tuple[str, str], SessionMeta] = {}
         self._control: dict[str, dict[bytes, bytes]] = {name: {} for name in CONTROL_DBS}
+        self._snapshots: dict[tuple[str, str], bytes] = {}
         # Reads come from other threads while the writer commits.
         self._lock = threading.Lock()
 
@@ -528,6 +763,29 @@ class MemoryLog:
             rows = list(self._heads.items())
         for (tenant, session), meta in rows:
             yield tenant, session, meta
+
+    def write_snapshots(self, items: Sequence[tuple[str, str, bytes]]) -> None:
+        with self._lock:
+            for tenant, session, data in items:
+                self._snapshots[(tenant, session)] = data
+
+    def get_snapshot(self, tenant: str, session: str) -> bytes | None:
+        return self._snapshots.get((tenant, session))
+
+    def snapshot_infos(self) -> list[SnapshotInfo]:
+        with self._lock:
+            rows = list(self._snapshots.items())
+        return [SnapshotInfo(t, s, read_snapshot_head(data), len(data)) for (t, s), data in rows]
+
+    def set_epoch(self, tenant: str, session: str, epoch: int) -> None:
+        with self._lock:
+            head = self._heads.get((tenant, session))
+            if head is not None:
+                self._heads[(tenant, session)] = msgspec.structs.replace(head, epoch=epoch)
+
+    def trim(self, periods: Sequence[int], retention: Retention, now_ms: int, budget: int) -> TrimReport:
+        """A memory engine keeps its whole history until it closes."""
+        return TrimReport()
 
     def close(self) -> None:
         pass

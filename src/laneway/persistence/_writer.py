@@ -21,15 +21,37 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
 
 from ..core import CommitStatistics, EngineClosed, StorageError, percentile
-from ._log import Clock, ControlWrite, Log, WriteBatch, now_ms
+from ._log import Clock, Log, WriteBatch, now_ms
 
-__all__ = ["WalWriter"]
+__all__ = ["WalWriter", "WriterTask"]
 
 log = logging.getLogger("laneway.wal")
 
 _STOP = object()
+
+
+class WriterTask:
+    """Work for the writer thread, in queue order with event batches.
+
+    `run(log)` runs after every batch queued before the task is committed
+    and applied, so it sees each session exactly at its last committed
+    event: control writes, snapshots, retention, epoch changes.
+    `on_done(result, error)` follows on the same thread (error None on
+    success). A failing task is reported to its caller only; unlike a failed
+    commit it does not stop the writer, because no seq depends on it.
+    """
+
+    __slots__ = ("run", "on_done")
+
+    def __init__(
+        self, run: Callable[[Log], Any], on_done: Callable[[Any, BaseException | None], None] | None = None
+    ) -> None:
+        self.run = run
+        self.on_done = on_done
 
 
 class WalWriter:
@@ -74,9 +96,23 @@ class WalWriter:
         """Queue a batch for the next commit. Any thread; never blocks."""
         self._queue.put(batch)
 
-    def put_control(self, write: ControlWrite) -> None:
-        """Queue a control write; it commits after every batch queued before it."""
-        self._queue.put(write)
+    def put_task(self, task: WriterTask) -> None:
+        """Queue a task; it runs after every batch queued before it."""
+        self._queue.put(task)
+
+    def run_task(self, run: Callable[[Log], Any], timeout: float | None = None) -> Any:
+        """Queue `run` as a task and wait for its result (raises its error).
+        Never call this from the writer thread itself."""
+        done: Future[Any] = Future()
+
+        def on_done(result: Any, error: BaseException | None) -> None:
+            if error is None:
+                done.set_result(result)
+            else:
+                done.set_exception(error)
+
+        self.put_task(WriterTask(run, on_done))
+        return done.result(timeout)
 
     def stop(self) -> None:
         """Commit everything queued before this call, then end the thread."""
@@ -109,8 +145,8 @@ class WalWriter:
             carried = None
             if first is _STOP:
                 break
-            if isinstance(first, ControlWrite):
-                self._control(first)
+            if isinstance(first, WriterTask):
+                self._task(first)
                 continue
             assert isinstance(first, WriteBatch)
             group, count, carried = self._gather(first)
@@ -118,25 +154,29 @@ class WalWriter:
                 self._ack(group)
         self._drain_after_stop()
 
-    def _control(self, write: ControlWrite) -> None:
+    def _task(self, task: WriterTask) -> None:
         error: BaseException | None = self.failure
+        result: Any = None
         if error is None:
             try:
-                self._log.write_control(write.puts)
+                result = task.run(self._log)
             except StorageError as exc:
                 error = exc
             except Exception as exc:  # a bug; report it to the caller
-                log.exception("control write raised unexpectedly")
+                log.exception("writer task %r raised unexpectedly", task.run)
                 error = exc
-        try:
-            write.on_done(error)
-        except Exception:
-            log.exception("control write callback failed")
+        if task.on_done is not None:
+            try:
+                task.on_done(result, error)
+            except Exception:
+                log.exception("writer task callback failed")
+        elif error is not None and not isinstance(error, EngineClosed):
+            log.error("writer task %r failed: %s", task.run, error)
 
     def _gather(self, first: WriteBatch) -> tuple[list[WriteBatch], int, object]:
         """Take what is queued behind `first`, within the group bounds. Stops
-        at a control write or the stop marker and hands it back, so it is
-        handled after this group, in queue order."""
+        at a task or the stop marker and hands it back, so it is handled
+        after this group, in queue order."""
         get, get_nowait = self._queue.get, self._queue.get_nowait
         group = [first]
         count, nbytes = len(first.events), first.nbytes
@@ -213,5 +253,5 @@ class WalWriter:
             closed = EngineClosed("the engine closed before this was written")
             if isinstance(item, WriteBatch):
                 self._fail([item], closed)
-            elif isinstance(item, ControlWrite):
-                item.on_done(closed)
+            elif isinstance(item, WriterTask) and item.on_done is not None:
+                item.on_done(None, closed)

@@ -1,0 +1,195 @@
+"""Virtual actors: sessions leave memory when idle or over the cap, come back
+from their snapshot unchanged, and never run twice."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from laneway import Engine, EngineConfig, TenantConfig
+from laneway.actors import SessionActor
+
+from ..conftest import FakeClock
+
+
+def config(**changes: object) -> EngineConfig:
+    return EngineConfig(sweep_interval_s=0, **changes)  # type: ignore[arg-type]
+
+
+class LiveActors:
+    """Counts session actors between their on_start and on_stop, per
+    session, and remembers the most that were ever live at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.live: Counter[tuple[str, str]] = Counter()
+        self.most = 0
+
+    def started(self, actor: SessionActor) -> None:
+        with self.lock:
+            key = (actor.state.tenant, actor.state.session)
+            self.live[key] += 1
+            self.most = max(self.most, self.live[key])
+
+    def stopped(self, actor: SessionActor) -> None:
+        with self.lock:
+            self.live[(actor.state.tenant, actor.state.session)] -= 1
+
+    def running(self) -> set[tuple[str, str]]:
+        with self.lock:
+            return {key for key, n in self.live.items() if n > 0}
+
+
+@pytest.fixture(autouse=True)
+def actors(monkeypatch: pytest.MonkeyPatch) -> LiveActors:
+    tracker = LiveActors()
+    monkeypatch.setattr(SessionActor, "on_start", lambda self: tracker.started(self))
+    monkeypatch.setattr(SessionActor, "on_stop", lambda self: tracker.stopped(self))
+    return tracker
+
+
+def state_of(engine: Engine, session: str) -> tuple[object, ...]:
+    bucket_entries = [(e.seq, e.lsn, e.type, e.payload) for e in engine.recent("acme", session, limit=1000)]
+    stats = engine.statistics("acme", session)
+    return (bucket_entries, stats.last_seq, stats.epoch, stats.by_priority, stats.evicted, stats.dedupe_hits)
+
+
+@pytest.fixture(params=["lmdb", "memory"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock):  # type: ignore[no-untyped-def]
+    path = None if request.param == "memory" else tmp_path
+    with Engine.open(path, config(defaults=TenantConfig(regular_max_events=6)), clock=clock) as eng:
+        yield eng
+
+
+def test_passivation_stops_the_actor_and_comes_back_identical(engine: Engine, actors: LiveActors) -> None:
+    for i in range(15):
+        engine.submit("acme", "s", "Stop" if i % 5 == 0 else "T", {"i": i}, dedupe_key=f"k{i}")
+    engine.submit("acme", "s", "T", dedupe_key="k3")  # a dedupe hit, counted
+    before = state_of(engine, "s")
+    assert actors.running() == {("acme", "s")}
+    assert engine.passivate("acme") == 1
+    assert actors.running() == set()
+    stats = engine.statistics()
+    assert (stats.sessions_in_memory, stats.sessions_active, stats.passivations) == (0, 0, 1)
+    assert state_of(engine, "s") == before  # a query brings it back, without an actor
+    assert actors.running() == set()
+    receipt = engine.submit("acme", "s", "T", {"i": 15})
+    assert receipt.seq == 16 and actors.running() == {("acme", "s")}
+    assert engine.submit("acme", "s", "T", dedupe_key="k7").duplicate  # dedupe spans it
+
+
+def test_idle_sessions_are_passivated_by_housekeeping(tmp_path: Path, clock: FakeClock, actors: LiveActors) -> None:
+    with Engine.open(tmp_path, config(session_idle_timeout_s=60), clock=clock) as eng:
+        eng.submit("acme", "idle", "T")
+        clock.advance(30)
+        eng.submit("acme", "busy", "T")
+        clock.advance(40)  # idle: 70 s without use; busy: 40 s
+        assert eng.housekeeping().passivated == 1
+        assert actors.running() == {("acme", "busy")}
+        eng.recent("acme", "idle")  # a query counts as use, and loads it
+        clock.advance(61)
+        assert eng.housekeeping().passivated == 2
+        assert eng.statistics().sessions_in_memory == 0
+
+
+def test_the_cap_passivates_the_least_recently_used(tmp_path: Path, clock: FakeClock, actors: LiveActors) -> None:
+    with Engine.open(tmp_path, config(max_active_sessions=4), clock=clock) as eng:
+        for i in range(10):
+            eng.submit("acme", f"s{i}", "T", i)
+            clock.advance(1)
+        assert eng.statistics().sessions_active == 10  # nothing enforces it without housekeeping...
+        eng.housekeeping()
+        active = actors.running()
+        assert len(active) <= 4
+        assert active <= {("acme", f"s{i}") for i in range(6, 10)}  # ...which keeps the newest
+        for i in range(10):
+            assert [e.payload for e in eng.events("acme", f"s{i}")] == [i]
+            assert eng.submit("acme", f"s{i}", "T").seq == 2
+
+
+def test_the_cap_is_enforced_in_the_background(tmp_path: Path) -> None:
+    with Engine.open(tmp_path, EngineConfig(sweep_interval_s=3600, max_active_sessions=20)) as eng:
+        for i in range(200):
+            eng.submit("acme", f"s{i}", "T")
+        # The housekeeper is woken by activations past the cap.
+        for _ in range(500):
+            if eng.statistics().sessions_active <= 20:
+                break
+            threading.Event().wait(0.01)
+        assert eng.statistics().sessions_active <= 20
+        assert threading.active_count() < 60
+
+
+def test_work_queued_before_a_passivation_is_committed(engine: Engine) -> None:
+    futures = [engine.send("acme", "s", "T", {"i": i}) for i in range(300)]
+    engine.passivate("acme")
+    receipts = [f.result(timeout=10) for f in futures]
+    assert [r.seq for r in receipts] == list(range(1, 301))
+    assert [e.seq for e in engine.events("acme", "s", limit=1000)] == list(range(1, 301))
+
+
+def test_activation_racing_passivation_never_runs_two_actors(tmp_path: Path, actors: LiveActors) -> None:
+    """Producers hammer four sessions while passivations run continuously:
+    every event is committed once, in order, and no session ever has two
+    live actors."""
+    sessions = [f"s{i}" for i in range(4)]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    receipts: dict[str, list[int]] = {s: [] for s in sessions}
+
+    def produce(worker: int, eng: Engine) -> None:
+        rng = random.Random(worker)
+        try:
+            for n in range(250):
+                session = rng.choice(sessions)
+                receipt = eng.submit("acme", session, "T", {"w": worker, "n": n})
+                receipts[session].append(receipt.seq)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    def passivate(eng: Engine) -> None:
+        while not stop.is_set():
+            try:
+                eng.passivate("acme", random.sample(sessions, 2))
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    with Engine.open(tmp_path, config(snapshot_every_events=7)) as eng:
+        producers = [threading.Thread(target=produce, args=(w, eng)) for w in range(4)]
+        passivator = threading.Thread(target=passivate, args=(eng,))
+        passivator.start()
+        for t in producers:
+            t.start()
+        for t in producers:
+            t.join(60)
+        stop.set()
+        passivator.join(60)
+        assert not errors, errors
+        assert actors.most == 1
+        assert (eng.statistics().passivations or 0) > 10
+        for session in sessions:
+            history = [e.seq for e in eng.events("acme", session, limit=10_000)]
+            assert history == list(range(1, len(history) + 1))
+            assert sorted(receipts[session]) == history
+        before = {s: state_of(eng, s) for s in sessions}
+    with Engine.open(tmp_path, config()) as eng:
+        assert {s: state_of(eng, s) for s in sessions} == before
+
+
+def test_a_session_that_cannot_start_fails_the_submit_and_the_engine_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_threads(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with Engine.open(tmp_path, config()) as eng:
+        monkeypatch.setattr(SessionActor, "start", no_threads)
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            eng.submit("acme", "s", "T")
+        monkeypatch.undo()
+        assert eng.submit("acme", "s", "T").seq == 1

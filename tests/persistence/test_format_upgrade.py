@@ -1,0 +1,93 @@
+"""Opening a data dir written by an older laneway: backed up, then upgraded.
+
+The fixture is a frozen format-1 data dir (see tests/fixtures/format1/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import lmdb
+import pytest
+
+from laneway import Engine, EngineConfig
+from laneway.core import DataFormatError
+from laneway.persistence import FORMAT_VERSION
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "format1"
+
+
+def stored_format(wal: Path) -> int:
+    env = lmdb.open(str(wal), max_dbs=16, readonly=True, lock=False)
+    try:
+        with env.begin(db=env.open_db(b"meta", create=False)) as txn:
+            return int(txn.get(b"format"))
+    finally:
+        env.close()
+
+
+@pytest.fixture
+def old_data(tmp_path: Path) -> Path:
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURE / "wal", data / "wal")
+    return data
+
+
+def test_the_fixture_is_format_1() -> None:
+    assert stored_format(FIXTURE / "wal") == 1
+    assert FORMAT_VERSION == 2
+
+
+def test_opening_format_1_backs_up_then_upgrades_keeping_everything(
+    old_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    expected = json.loads((FIXTURE / "expected.json").read_text())
+    clock_ms = expected["clock_ms"]
+    with caplog.at_level(logging.WARNING, logger="laneway.wal"):
+        engine = Engine.open(old_data, EngineConfig(sweep_interval_s=0), clock=lambda: clock_ms)
+    try:
+        assert "holds data format 1; upgrading it to format 2" in caplog.text
+        backups = list((old_data / "backups").iterdir())
+        assert len(backups) == 1 and backups[0].name.startswith("format-1-")
+        assert stored_format(backups[0]) == 1  # the copy is of the data before the upgrade
+        # Every event, exactly as format 1 stored it.
+        for key, events in expected["sessions"].items():
+            tenant, session = key.split(":")
+            got = [
+                {"seq": e.seq, "epoch": e.epoch, "lsn": e.lsn, "type": e.type, "priority": e.priority,
+                 "payload": e.payload, "dedupe_key": e.dedupe_key, "ts": e.ts}
+                for e in engine.events(tenant, session)
+            ]
+            assert got == events, key
+        # Dedupe keys still dedupe; seqs continue; runtime settings survive.
+        again = engine.submit("acme", "s1", "ai.token", {"i": 0}, dedupe_key="k0")
+        assert again.duplicate and again.seq == 1
+        assert engine.submit("acme", "s1", "T", None).seq == 31
+        assert engine.tenant_config("acme").regular_max_events == 50
+        assert [e.seq for e in engine.recent("acme", "s2", limit=3)] == [4, 11, 12]  # seq 4 is priority 2
+        upgrade = [r for r in engine.audit_log() if r.action == "upgrade"]
+        assert len(upgrade) == 1 and upgrade[0].changes["from_format"] == 1
+    finally:
+        engine.close()
+    assert stored_format(old_data / "wal") == 2
+    # A second open has nothing to upgrade.
+    with Engine.open(old_data, EngineConfig(sweep_interval_s=0)) as engine:
+        assert len(list((old_data / "backups").iterdir())) == 1
+        assert engine.statistics("acme", "s1").last_seq == 31
+
+
+def test_a_newer_format_is_refused_and_left_untouched(old_data: Path) -> None:
+    env = lmdb.open(str(old_data / "wal"), max_dbs=16)
+    with env.begin(write=True, db=env.open_db(b"meta")) as txn:
+        txn.put(b"format", b"3")
+    env.close()
+    before = (old_data / "wal" / "data.mdb").read_bytes()
+    with pytest.raises(DataFormatError, match="format 3, but this laneway reads up to format 2"):
+        Engine.open(old_data, EngineConfig(sweep_interval_s=0))
+    assert (old_data / "wal" / "data.mdb").read_bytes() == before
+    assert not (old_data / "backups").exists()
+    with pytest.raises(DataFormatError):  # and the data dir lock was released
+        Engine.open(old_data, EngineConfig(sweep_interval_s=0))
