@@ -5,6 +5,7 @@
     laneway tail URL        print a tenant's events live, resuming on reconnect
     laneway demo            an embedded engine with a demo producer, printed live
     laneway bench [NAME..]  run benchmark scenarios from ./benchmarks
+    laneway snapshot ...    list, inspect, verify, export, restore, backup a data dir
     laneway config          print the effective configuration, or every option
 
 Each subcommand lives in a function below; `main` only parses arguments.
@@ -25,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from ._snapshot_cli import add_snapshot_commands
 
 __all__ = ["main"]
 
@@ -77,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     bench.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     bench.set_defaults(run=_bench)
+
+    add_snapshot_commands(sub)
 
     config = sub.add_parser("config", help="print the effective engine configuration")
     config.add_argument("--file", default=os.environ.get("LANEWAY_CONFIG"), help="TOML config file")

@@ -102,6 +102,7 @@ from ._schema import (
     decode_session_meta as decode_session_meta,
     encode as encode,
     record_lsn as record_lsn,
+    restamp_lsn as restamp_lsn,
     stamp_lsn as stamp_lsn,
 )
 from ._snapshot import (
@@ -238,6 +239,7 @@ __all__ = [
     "AuditRecord",
     "encode",
     "stamp_lsn",
+    "restamp_lsn",
     "record_lsn",
     "STAMP_GROWTH",
     "decode_event",

@@ -27,6 +27,7 @@ __all__ = [
     "AuditRecord",
     "encode",
     "stamp_lsn",
+    "restamp_lsn",
     "record_lsn",
     "STAMP_GROWTH",
     "decode_event",
@@ -195,6 +196,14 @@ STAMP_GROWTH = 8
 def stamp_lsn(unstamped: bytes, lsn: int) -> bytes:
     """The record `unstamped` (an encoded Event with lsn=0) with `lsn` set."""
     return _STAMP + lsn.to_bytes(8, "big") + unstamped[2:]
+
+
+def restamp_lsn(record: bytes, lsn: int) -> bytes:
+    """`record` (an encoded Event, stamped or not) with its LSN replaced."""
+    if record[:2] == _STAMP:
+        return _STAMP + lsn.to_bytes(8, "big") + record[10:]
+    event = _event_decoder.decode(record)
+    return stamp_lsn(_encoder.encode(msgspec.structs.replace(event, lsn=0)), lsn)
 
 
 def record_lsn(record: bytes) -> int:

@@ -19,6 +19,23 @@ from ._log import (
     WriteBatch as WriteBatch,
     now_ms as now_ms,
 )
+from ._tools import (
+    EXPORT_VERSION as EXPORT_VERSION,
+    ExportedSession as ExportedSession,
+    ExportFormat as ExportFormat,
+    Problem as Problem,
+    SessionRow as SessionRow,
+    ToolError as ToolError,
+    backup as backup,
+    detect_format as detect_format,
+    export_sessions as export_sessions,
+    inspect_session as inspect_session,
+    open_wal as open_wal,
+    read_export as read_export,
+    restore as restore,
+    session_rows as session_rows,
+    verify as verify,
+)
 from ._writer import WalWriter as WalWriter, WriterTask as WriterTask
 
 __all__ = [
@@ -37,4 +54,19 @@ __all__ = [
     "now_ms",
     "WalWriter",
     "WriterTask",
+    "EXPORT_VERSION",
+    "ExportedSession",
+    "ExportFormat",
+    "Problem",
+    "SessionRow",
+    "ToolError",
+    "backup",
+    "detect_format",
+    "export_sessions",
+    "inspect_session",
+    "open_wal",
+    "read_export",
+    "restore",
+    "session_rows",
+    "verify",
 ]

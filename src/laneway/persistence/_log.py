@@ -298,11 +298,20 @@ class LmdbLog:
         throwaway data only.
     map_size: the initial map; it doubles whenever a commit hits
         ``MapFullError``, so this only sets how often that happens early.
+    readonly: open an existing log for reading only, safely beside an
+        engine that has it open (the snapshot tools do this). An older
+        format is refused rather than upgraded.
     """
 
-    def __init__(self, directory: Path, *, sync: bool = True, map_size: int = 64 << 20) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self, directory: Path, *, sync: bool = True, map_size: int = 64 << 20, readonly: bool = False
+    ) -> None:
+        if readonly and not (directory / "data.mdb").is_file():
+            raise StorageError(f"no laneway data at {directory.parent} (expected {directory / 'data.mdb'})")
+        if not readonly:
+            directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
+        self.readonly = readonly
         try:
             self.env = lmdb.open(
                 str(directory),
@@ -314,6 +323,7 @@ class LmdbLog:
                 metasync=sync,
                 readahead=False,
                 subdir=True,
+                readonly=readonly,
             )
         except lmdb.Error as exc:
             raise StorageError(f"cannot open the WAL at {directory}: {exc}") from exc
@@ -323,14 +333,14 @@ class LmdbLog:
         self.upgraded_from: int | None = None
         self.backup_path: Path | None = None
         try:
-            self.meta_db = self.env.open_db(b"meta")
+            self.meta_db = self._open_db(b"meta")
             self._check_format()
-            self.events_db = self.env.open_db(b"events")
-            self.seq_db = self.env.open_db(b"seq")
-            self.dedupe_db = self.env.open_db(b"dedupe")
-            self.sessions_db = self.env.open_db(b"sessions")
-            self.snapshots_db = self.env.open_db(b"snapshots")
-            self.control_dbs = {name: self.env.open_db(name.encode()) for name in CONTROL_DBS}
+            self.events_db = self._open_db(b"events")
+            self.seq_db = self._open_db(b"seq")
+            self.dedupe_db = self._open_db(b"dedupe")
+            self.sessions_db = self._open_db(b"sessions")
+            self.snapshots_db = self._open_db(b"snapshots")
+            self.control_dbs = {name: self._open_db(name.encode()) for name in CONTROL_DBS}
             if self.upgraded_from is not None:
                 with self.env.begin(write=True, db=self.meta_db) as txn:
                     txn.put(b"format", str(FORMAT_VERSION).encode())
@@ -341,11 +351,21 @@ class LmdbLog:
             cursor = txn.cursor()
             self.last_lsn = _unpack(cursor.key())[0] if cursor.last() else 0
 
+    def _open_db(self, name: bytes) -> Any:
+        if not self.readonly:
+            return self.env.open_db(name)
+        try:
+            return self.env.open_db(name, create=False)
+        except lmdb.NotFoundError:
+            raise DataFormatError(f"{self.directory} has no {name.decode()!r} database: not laneway data") from None
+
     def _check_format(self) -> None:
         """Refuse a newer format; back up an older one before it is upgraded
         (before anything of the new format is created in it)."""
         with self.env.begin(db=self.meta_db) as txn:
             stored = txn.get(b"format")
+        if stored is None and self.readonly:
+            raise DataFormatError(f"{self.directory} records no data format: not laneway data")
         if stored is None:
             with self.env.begin(write=True, db=self.meta_db) as txn:
                 txn.put(b"format", str(FORMAT_VERSION).encode())
@@ -355,6 +375,11 @@ class LmdbLog:
             raise DataFormatError(
                 f"{self.directory} holds data format {version}, but this laneway reads up to "
                 f"format {FORMAT_VERSION}; upgrade laneway to open it"
+            )
+        if version < FORMAT_VERSION and self.readonly:
+            raise DataFormatError(
+                f"{self.directory} holds data format {version}; open it once with this laneway "
+                f"(laneway serve, or Engine.open) to upgrade it to format {FORMAT_VERSION}"
             )
         if version < FORMAT_VERSION:
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
