@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -395,3 +396,33 @@ def test_a_dead_connection_is_closed_after_the_heartbeat_timeout(make_server: An
     assert (4004).to_bytes(2, "big") + b"heartbeat timeout" in received  # the close frame's code and reason
     assert elapsed < 4
     assert server.hub.stats["heartbeat_closes"] == 1
+
+
+async def test_a_resume_into_history_that_retention_removed_gets_a_gap(tmp_path: Path) -> None:
+    from laneway import Engine, EngineConfig, TenantConfig
+
+    from ..conftest import FakeClock
+    from .conftest import start
+
+    clock = FakeClock()
+    config = EngineConfig(
+        sweep_interval_s=0, defaults=TenantConfig(wal_regular_retention_s=60, wal_priority_retention_s=3600)
+    )
+    engine = Engine.open(tmp_path / "data", config, clock=clock)
+    server = start(engine)
+    try:
+        engine.submit_many([("acme", "s", "Stop" if n == 3 else "T", n) for n in range(6)])  # seq 4 is priority
+        engine.checkpoint()
+        clock.advance(120)
+        engine.submit("acme", "s", "T", 6)
+        assert engine.housekeeping(trim=True).trimmed == 5
+        async with open_websocket_url(f"{server.ws}?token={server.token()}") as ws:
+            await send(ws, {"type": "subscribe", "tenant": "acme", "resume": {"s": 1}})
+            await recv_until(ws, "sync")
+            gaps = [await recv(ws), await recv(ws)]
+            assert [g["payload"]["reason"] for g in gaps] == ["unavailable", "unavailable"]
+            assert [(r["from_seq"], r["to_seq"]) for g in gaps for r in g["payload"]["ranges"]] == [(2, 3), (5, 6)]
+            assert [e["seq"] for e in await collect(ws, 2)] == [4, 7]
+    finally:
+        server.running.stop()
+        engine.close()

@@ -382,6 +382,10 @@ class Hub:
             while True:
                 page = engine.events(tenant, session, delivered, 1000)
                 for event in page:
+                    if event.seq > delivered + 1:
+                        # WAL retention removed these: say so rather than skip.
+                        missing = event.seq - delivered - 1
+                        gaps.append(("unavailable", GapRange(session, delivered + 1, event.seq - 1, missing, epoch)))
                     if event.priority >= frame.min_priority and (frame.types is None or event.type in frame.types):
                         replay.append(codec.event(event))
                     delivered = event.seq
