@@ -10,7 +10,7 @@ Stored form (one LMDB value per session)::
 
     b"LWSN" | version u16 | crc32 u32 | head length u32 | head | body
 
-The CRC covers everything after it, so a torn or bit-flipped value is
+The CRC covers every byte but its own, so a torn or bit-flipped value is
 caught before any of it is used. `head` (msgpack `SnapshotHead`) can be
 read alone, which is how listings and statistics of sessions that are not
 in memory avoid decoding their events. `body` is msgpack: the priority
@@ -91,8 +91,13 @@ def encode_snapshot(
     """The stored form of a snapshot (`priority` and `regular` in seq order)."""
     head_bytes = _encoder.encode(head)
     body = _encoder.encode((list(priority), list(regular)))
-    crc = zlib.crc32(body, zlib.crc32(head_bytes))
+    crc = _checksum(SNAPSHOT_VERSION, len(head_bytes), head_bytes, body)
     return _PREFIX.pack(_MAGIC, SNAPSHOT_VERSION, crc, len(head_bytes)) + head_bytes + body
+
+
+def _checksum(version: int, head_len: int, head: bytes | memoryview, body: bytes | memoryview) -> int:
+    framing = struct.pack(">HI", version, head_len)
+    return zlib.crc32(body, zlib.crc32(head, zlib.crc32(framing)))
 
 
 def _split(data: bytes | memoryview) -> tuple[int, int, memoryview, memoryview]:
@@ -102,6 +107,8 @@ def _split(data: bytes | memoryview) -> tuple[int, int, memoryview, memoryview]:
     magic, version, crc, head_len = _PREFIX.unpack_from(view)
     if magic != _MAGIC:
         raise SnapshotCorrupt("not a laneway snapshot (bad magic)")
+    if version == 0:
+        raise SnapshotCorrupt("snapshot version 0 does not exist")
     if version > SNAPSHOT_VERSION:
         raise DataFormatError(f"snapshot version {version} is newer than this laneway reads ({SNAPSHOT_VERSION})")
     start = _PREFIX.size
@@ -121,16 +128,16 @@ def read_snapshot_head(data: bytes | memoryview) -> SnapshotHead:
 
 def verify_snapshot(data: bytes | memoryview) -> SnapshotHead:
     """Check framing and checksum, decode the head only; raises `SnapshotCorrupt`."""
-    _, crc, head, body = _split(data)
-    if zlib.crc32(body, zlib.crc32(head)) != crc:
+    version, crc, head, body = _split(data)
+    if _checksum(version, len(head), head, body) != crc:
         raise SnapshotCorrupt("snapshot checksum mismatch")
     return read_snapshot_head(data)
 
 
 def decode_snapshot(data: bytes | memoryview) -> SessionSnapshot:
     """Verify the checksum and decode everything; raises `SnapshotCorrupt`."""
-    _, crc, head, body = _split(data)
-    if zlib.crc32(body, zlib.crc32(head)) != crc:
+    version, crc, head, body = _split(data)
+    if _checksum(version, len(head), head, body) != crc:
         raise SnapshotCorrupt("snapshot checksum mismatch")
     try:
         priority, regular = _body_decoder.decode(body)
