@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from laneway import Engine, EngineConfig, TenantConfig
-from laneway.actors import SessionActor
+from laneway.actors import SessionActor, SessionState
 
 from ..conftest import FakeClock
 
@@ -21,23 +21,23 @@ def config(**changes: object) -> EngineConfig:
 
 
 class LiveActors:
-    """Counts session actors between their on_start and on_stop, per
-    session, and remembers the most that were ever live at once."""
+    """Counts session actors bound to each session (between Bind and
+    Unbind), and remembers the most ever bound to one session at once."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.live: Counter[tuple[str, str]] = Counter()
         self.most = 0
 
-    def started(self, actor: SessionActor) -> None:
+    def bound(self, state: SessionState) -> None:
         with self.lock:
-            key = (actor.state.tenant, actor.state.session)
+            key = (state.tenant, state.session)
             self.live[key] += 1
             self.most = max(self.most, self.live[key])
 
-    def stopped(self, actor: SessionActor) -> None:
+    def unbound(self, state: SessionState) -> None:
         with self.lock:
-            self.live[(actor.state.tenant, actor.state.session)] -= 1
+            self.live[(state.tenant, state.session)] -= 1
 
     def running(self) -> set[tuple[str, str]]:
         with self.lock:
@@ -47,8 +47,19 @@ class LiveActors:
 @pytest.fixture(autouse=True)
 def actors(monkeypatch: pytest.MonkeyPatch) -> LiveActors:
     tracker = LiveActors()
-    monkeypatch.setattr(SessionActor, "on_start", lambda self: tracker.started(self))
-    monkeypatch.setattr(SessionActor, "on_stop", lambda self: tracker.stopped(self))
+    bind, unbind = SessionActor._bind, SessionActor._unbind
+
+    def tracked_bind(self: SessionActor, state: SessionState) -> None:
+        tracker.bound(state)
+        bind(self, state)
+
+    def tracked_unbind(self: SessionActor) -> None:
+        assert self.state is not None
+        tracker.unbound(self.state)
+        unbind(self)
+
+    monkeypatch.setattr(SessionActor, "_bind", tracked_bind)
+    monkeypatch.setattr(SessionActor, "_unbind", tracked_unbind)
     return tracker
 
 
@@ -111,7 +122,7 @@ def test_the_cap_passivates_the_least_recently_used(tmp_path: Path, clock: FakeC
             assert eng.submit("acme", f"s{i}", "T").seq == 2
 
 
-def test_the_cap_is_enforced_in_the_background(tmp_path: Path) -> None:
+def test_the_cap_is_enforced_in_the_background_and_actors_are_reused(tmp_path: Path) -> None:
     with Engine.open(tmp_path, EngineConfig(sweep_interval_s=3600, max_active_sessions=20)) as eng:
         for i in range(200):
             eng.submit("acme", f"s{i}", "T")
@@ -122,6 +133,8 @@ def test_the_cap_is_enforced_in_the_background(tmp_path: Path) -> None:
             threading.Event().wait(0.01)
         assert eng.statistics().sessions_active <= 20
         assert threading.active_count() < 60
+        # 200 activations, but only about cap + idle pool threads ever started.
+        assert eng._pool.started < 80
 
 
 def test_work_queued_before_a_passivation_is_committed(engine: Engine) -> None:

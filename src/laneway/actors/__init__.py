@@ -14,9 +14,12 @@ from ._recovery import (
 )
 from ._session import (
     BatchToken as BatchToken,
+    Bind as Bind,
     SessionActor as SessionActor,
+    SlotPool as SlotPool,
     Submission as Submission,
     SubmitMessage as SubmitMessage,
+    Unbind as Unbind,
 )
 from ._state import (
     DedupeGate as DedupeGate,
@@ -36,7 +39,10 @@ __all__ = [
     "snapshot_bytes",
     "write_snapshots",
     "BatchToken",
+    "Bind",
     "SessionActor",
+    "SlotPool",
+    "Unbind",
     "Submission",
     "SubmitMessage",
     "DedupeGate",

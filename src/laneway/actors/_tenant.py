@@ -1,4 +1,4 @@
-"""TenantActor: starts and stops a tenant's session actors, one at a time.
+"""TenantActor: binds and releases a tenant's session actors, one at a time.
 
 Activation and retirement are the steps that must be serialised per
 tenant: two threads submitting the first events of a session at the same
@@ -26,8 +26,7 @@ import msgspec
 import pykka
 
 from ..core import DualBucket
-from ..persistence import WalWriter
-from ._session import SessionActor
+from ._session import Bind, SlotPool, Unbind
 from ._state import SessionState, StateTable, TenantContext, new_epoch
 
 __all__ = ["Activate", "Retire", "Route", "TenantActor"]
@@ -65,7 +64,7 @@ class Activate(msgspec.Struct):
 
 
 class Retire(msgspec.Struct):
-    """Ask: stop these sessions' actors once their queued messages are
+    """Ask: release these sessions' actors once their queued messages are
     handled; return the states of those that were running."""
 
     sessions: list[str]
@@ -84,14 +83,14 @@ class TenantActor(pykka.ThreadingActor):
         self,
         ctx: TenantContext,
         table: StateTable,
-        writer: WalWriter,
+        pool: SlotPool,
         routes: dict[tuple[str, str], Route],
         on_activate: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__()
         self._ctx = ctx
         self._table = table
-        self._writer = writer
+        self._pool = pool
         self._routes = routes
         self._on_activate = on_activate
         self._sessions: dict[str, Route] = {}
@@ -120,7 +119,8 @@ class TenantActor(pykka.ThreadingActor):
                 table.bucket_of(state)  # a cold session comes back from its snapshot
             state.active = True
             state.last_used = table.clock()
-        ref = SessionActor.start(state, table, self._writer)
+        ref = self._pool.acquire()
+        ref.tell(Bind(state))
         route = Route(ref, state)
         self._sessions[session] = route
         self._routes[(self._ctx.tenant, session)] = route
@@ -138,13 +138,14 @@ class TenantActor(pykka.ThreadingActor):
             key = (self._ctx.tenant, session)
             if self._routes.get(key) is route:
                 del self._routes[key]
-            # Stop after what is queued: those submits still go to the WAL.
-            stopping.append((route, route.ref.stop(block=False)))
+            # Unbind after what is queued: those submits still go to the WAL.
+            stopping.append((route, route.ref.ask(Unbind(), block=False)))
         retired = []
-        for route, stopped in stopping:
-            stopped.get()
+        for route, unbound in stopping:
+            unbound.get()
             with self._table.lock:
                 route.state.active = False
+            self._pool.release(route.ref)
             retired.append(route.state)
         return retired
 

@@ -77,7 +77,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         actor, drop its buckets from memory) after this long without a
         submit or query. 0: never for idleness.
     max_active_sessions: most session actors (threads) at once; past it the
-        least recently used are passivated. 0: no limit.
+        least recently used are passivated. 0: no limit. Each actor is a
+        thread, and a message costs more the more threads are live (see
+        docs/architecture.md, "Virtual actors"), hence a modest default.
     trim_interval_s: how often WAL retention (the tenants'
         ``wal_*_retention_s``) removes old records. 0: never; the WAL then
         keeps everything.
@@ -99,7 +101,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     snapshot_every_events: int = 10_000
     snapshot_interval_s: float = 60.0
     session_idle_timeout_s: float = 300.0
-    max_active_sessions: int = 10_000
+    max_active_sessions: int = 1_000
     trim_interval_s: float = 60.0
     defaults: TenantConfig = TenantConfig()
     tenants: dict[str, TenantConfig] = {}

@@ -26,9 +26,11 @@ from ..actors import (
     Activate,
     CommitApplier,
     Route,
+    SessionActor,
     SessionLoader,
     SessionState,
     Sink,
+    SlotPool,
     StateTable,
     Submission,
     SubmitMessage,
@@ -128,6 +130,12 @@ class Engine:
             clock=clock,
         )
         self._table.loader = self._loader = SessionLoader(log_, self._table, self._writer)
+        # Idle session actors kept for reuse: up to 5% of the cap, so a
+        # steady churn of activations and passivations starts no threads.
+        table, writer = self._table, self._writer
+        self._pool = SlotPool(
+            lambda: SessionActor.start(table, writer), max_idle=max(16, config.max_active_sessions // 20)
+        )
         # The hub is a sink only while it has subscribers: a sink makes the
         # commit thread decode every event, which costs ~1 us each.
         self._hub = SubscriptionHub(on_first=self._applier.add_sink, on_last=self._applier.remove_sink)
@@ -248,6 +256,7 @@ class Engine:
             for ref in list(self._tenants.values()):
                 ref.stop(block=True)
             self._tenants.clear()
+            self._pool.stop_all()
             # A restart then reads one snapshot per session instead of
             # replaying what changed since the last one.
             try:
@@ -603,7 +612,7 @@ class Engine:
                 tenant_ref = self._tenants.get(tenant)
                 if tenant_ref is None:
                     tenant_ref = TenantActor.start(
-                        self._context(tenant), self._table, self._writer, self._routes, self._housekeeper.wake
+                        self._context(tenant), self._table, self._pool, self._routes, self._housekeeper.wake
                     )
                     self._tenants[tenant] = tenant_ref
         route: Route = tenant_ref.ask(Activate(session))
@@ -842,7 +851,8 @@ class Engine:
 
     def statistics(self, tenant: str | None = None, session: str | None = None) -> Statistics:
         """Counts by priority, bucket fill, evictions, dedupe hits, last LSN;
-        at engine scope also memory and group-commit figures."""
+        at engine scope also memory and group-commit figures. Bucket fill of
+        sessions not in memory (passivated) is as of their last snapshot."""
         if session is not None and tenant is None:
             raise InvalidEvent("statistics(session=...) needs the tenant too")
         if tenant is not None:
@@ -859,9 +869,10 @@ class Engine:
             else:
                 states = list(self._table)
             for state in states:
-                # Engine-wide, a session not in memory reports its fill as of
-                # its snapshot; narrower scopes load it (as `recent` would).
-                if state.bucket is not None or tenant is not None:
+                # A session not in memory reports its fill as of its snapshot
+                # (tenant and engine scope: loading thousands of sessions for
+                # a figure is not worth it); one session is loaded.
+                if state.bucket is not None or session is not None:
                     self._table.bucket_of(state).expire(now)
             stats = self._aggregate(tenant, session, states)
         return stats
