@@ -58,6 +58,14 @@ def render_metrics(engine: Engine, hub: Hub, requests: Counter[tuple[str, int]])
     )
     metric("dedupe_hits_total", "counter", "Submissions answered with an existing receipt.", [("", stats.dedupe_hits)])
     metric("last_lsn", "gauge", "Last LSN written to the WAL.", [("", stats.last_lsn)])
+    metric(
+        "sessions_in_memory", "gauge", "Sessions by condition: with an actor, or buffered in memory at all.",
+        [('{state="active"}', stats.sessions_active), ('{state="loaded"}', stats.sessions_in_memory)],
+    )
+    metric("passivations_total", "counter", "Sessions passivated (snapshotted, dropped from memory).", [("", stats.passivations or 0)])
+    metric("wal_trimmed_total", "counter", "WAL records removed by retention.", [("", stats.wal_trimmed or 0)])
+    metric("snapshot_failures_total", "counter", "Damaged snapshots found while loading sessions.", [("", stats.snapshot_failures)])
+    metric("history_losses_total", "counter", "Sessions whose history was found lost (new epoch).", [("", stats.history_losses)])
     if stats.commit is not None:
         c = stats.commit
         metric("commits_total", "counter", "WAL group commits.", [("", c.commits)])
