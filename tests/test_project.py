@@ -31,7 +31,13 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 def test_readme_links_point_at_existing_docs() -> None:
     text = (ROOT / "README.md").read_text()
     for link in re.findall(r"\]\((docs/[^)]+)\)", text):
-        assert (ROOT / link).is_file(), link
+        path, _, anchor = link.partition("#")
+        assert (ROOT / path).is_file(), link
+        if anchor:
+            # GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens.
+            headings = re.findall(r"^#+ (.+)$", (ROOT / path).read_text(), flags=re.MULTILINE)
+            anchors = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+            assert anchor in anchors, link
 
 
 def test_lint_is_clean() -> None:
