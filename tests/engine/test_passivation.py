@@ -206,3 +206,26 @@ def test_a_session_that_cannot_start_fails_the_submit_and_the_engine_goes_on(
             eng.submit("acme", "s", "T")
         monkeypatch.undo()
         assert eng.submit("acme", "s", "T").seq == 1
+
+
+def test_snapshots_whose_events_all_expired_are_rewritten_empty(tmp_path: Path, clock: FakeClock) -> None:
+    retention = TenantConfig(priority_retention_s=120, regular_retention_s=60)
+    with Engine.open(tmp_path, config(defaults=retention), clock=clock) as eng:
+        for i in range(40):
+            eng.submit("acme", "old", "T", {"i": i, "blob": "x" * 500})
+        eng.submit("acme", "old", "Stop")
+        eng.submit("acme", "busy", "T")
+        assert eng.passivate("acme") == 2
+        full = len(eng._log.get_snapshot("acme", "old") or b"")
+        clock.advance(100)  # the regular events expired, the Stop (120 s) not yet
+        assert eng.housekeeping(trim=True).compacted == 0
+        clock.advance(30)
+        eng.submit("acme", "busy", "T")  # in memory again: its own snapshots keep it current
+        assert eng.housekeeping(trim=True).compacted == 1
+        assert len(eng._log.get_snapshot("acme", "old") or b"") < full // 20
+        assert eng.housekeeping(trim=True).compacted == 0  # empty now: left alone
+        stats = eng.statistics("acme", "old")
+        assert (stats.last_seq, stats.by_priority[0], stats.by_priority[1]) == (41, 40, 1)
+        assert eng.recent("acme", "old") == [] and len(eng.events("acme", "old")) == 41  # the WAL still has them
+    with Engine.open(tmp_path, config(defaults=retention), clock=clock) as eng:
+        assert eng.submit("acme", "old", "T").seq == 42

@@ -1065,7 +1065,8 @@ class Engine:
     def housekeeping(self, *, trim: bool | None = None) -> HousekeepingReport:
         """Run one housekeeping pass now, in this thread: expiry, idle
         passivation, the active-session cap, due snapshots and (when due,
-        or when `trim` is True) WAL retention. The background thread does
+        or when `trim` is True) WAL retention and the compaction of stale
+        snapshots. The background thread does
         this every ``sweep_interval_s``."""
         self._check_open()
         return self._housekeeper.run_pass(trim=trim)

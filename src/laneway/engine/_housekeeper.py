@@ -1,4 +1,5 @@
-"""Background upkeep: expiry, passivation, periodic snapshots, WAL retention.
+"""Background upkeep: expiry, passivation, periodic snapshots, WAL retention,
+and compaction of stale snapshots.
 
 One thread (``laneway-housekeeper``) runs a pass every ``sweep_interval_s``,
 and is woken early when activations push the number of session actors past
@@ -41,6 +42,10 @@ log = logging.getLogger("laneway.engine")
 # Records one retention transaction may visit: long enough to make progress,
 # short enough that commits queued behind it wait only milliseconds.
 _TRIM_BUDGET = 20_000
+# Cold sessions one compaction pass rewrites, and how many it loads per
+# hold of the table lock (loading decodes a snapshot; queries wait on it).
+_COMPACT_LIMIT = 2000
+_COMPACT_CHUNK = 100
 # Above the cap, passivate this fraction of it more than the excess, so a
 # steady stream of new sessions does not passivate one at a time.
 _CAP_SLACK = 0.05
@@ -53,6 +58,7 @@ class HousekeepingReport(msgspec.Struct):
     passivated: int = 0
     snapshots: int = 0
     trimmed: int = 0
+    compacted: int = 0
 
 
 class Housekeeper:
@@ -81,6 +87,7 @@ class Housekeeper:
         self._last_trim = time.monotonic()
         self.passivations = 0
         self.trimmed = 0
+        self.compacted = 0
 
     # -- the thread ------------------------------------------------------------
 
@@ -133,6 +140,7 @@ class Housekeeper:
         if trim:
             self._last_trim = time.monotonic()
             report.trimmed = self.trim()
+            report.compacted = self.compact_snapshots()
         return report
 
     def expire(self) -> int:
@@ -211,6 +219,53 @@ class Housekeeper:
                 elif state.snap_ts <= horizon:
                     due.append(state)
         return self.snapshot(due)
+
+    def compact_snapshots(self, limit: int = _COMPACT_LIMIT) -> int:
+        """Rewrite the snapshots of cold sessions whose buffered events have
+        all expired since, as empty ones; returns how many.
+
+        A session passivated with full buckets keeps that snapshot until it
+        is used again, and most never are: without this, the data file grows
+        with every session that was ever busy (the passivation soak showed
+        it). Events in a snapshot are no newer than the session's last event,
+        so once that is older than both bucket retentions, loading the
+        snapshot would expire every event in it.
+        """
+        now = self._table.clock()
+        table = self._table
+        stale: list[SessionState] = []
+        with table.lock:
+            for state in table:
+                if state.bucket is not None or not (state.fill[0] or state.fill[2]):
+                    continue  # in memory (its own snapshots keep it current), or already empty
+                config = self._tenant_config(state.tenant)
+                if not config.priority_retention_s or not config.regular_retention_s:
+                    continue  # some events never expire
+                horizon_ms = int(max(config.priority_retention_s, config.regular_retention_s) * 1000)
+                if now - state.last_ts > horizon_ms:
+                    stale.append(state)
+                    if len(stale) >= limit:
+                        break
+        compacted = 0
+        for start in range(0, len(stale), _COMPACT_CHUNK):
+            loaded = []
+            with table.lock:
+                for state in stale[start : start + _COMPACT_CHUNK]:
+                    if state.bucket is not None or state.active:
+                        continue  # used since we looked: it is current again
+                    table.bucket_of(state).expire(now)
+                    state.snap_version = -1  # rewrite even though nothing changed since the load
+                    loaded.append(state)
+            self.snapshot(loaded)
+            with table.lock:
+                for state in loaded:
+                    if state.bucket is not None and not state.active and not state.dirty:
+                        table.unload(state)
+                        compacted += 1
+        self.compacted += compacted
+        if compacted:
+            log.info("rewrote %d stale snapshots as empty", compacted)
+        return compacted
 
     # -- WAL retention ---------------------------------------------------------
 
