@@ -10,7 +10,7 @@ from typing import Any
 
 import trio
 
-from laneway.client import ClientEvent, Gap, open_client
+from laneway.client import ClientEvent, Gap, LanewayClient, open_client
 
 from .conftest import Server
 
@@ -165,3 +165,17 @@ async def test_client_publish_gets_its_receipt(server: Server) -> None:
                 assert item.event.payload == {"x": 1} and item.event.priority == 1
                 break
     assert client.protocol == "laneway.v2.msgpack"
+
+
+def test_a_session_that_started_during_the_outage_is_reported_as_a_gap_not_skipped() -> None:
+    client = LanewayClient("ws://127.0.0.1:1/ws", tenant="acme")
+    client.last_seqs = {"known": 4}
+    sync = {
+        "v": 2, "type": "sync", "seq": None, "ts": 1, "metadata": {},
+        "payload": {"subscription": "sub-1", "tenant": "acme", "resumed": True, "events": [], "statistics": {},
+                    "sessions": {"known": {"epoch": 7, "last_seq": 9}, "new": {"epoch": 8, "last_seq": 3},
+                                 "empty": {"epoch": 9, "last_seq": 0}}},
+    }
+    items = client._handle(json.dumps(sync))
+    assert items == [Gap("unavailable", "new", 1, 3, 3)]
+    assert client.last_seqs == {"known": 4, "new": 3}  # "known" is replayed next; "new" follows live from 4

@@ -297,6 +297,16 @@ class LanewayClient:
             # Sessions the sync did not show start where the server is now.
             for session, pos in (payload.get("sessions") or {}).items():
                 self.last_seqs[session] = max(self.last_seqs.get(session, 0), pos["last_seq"])
+        else:
+            # A resume names the sessions we knew; one that started while we
+            # were away is not replayed. Say so (fetch it over HTTP if it
+            # matters) and follow it live from here, rather than skip silently.
+            for session, pos in (payload.get("sessions") or {}).items():
+                if session not in self.last_seqs and pos["last_seq"] > 0:
+                    gap = Gap("unavailable", session, 1, pos["last_seq"], pos["last_seq"])
+                    self.gaps.append(gap)
+                    out.append(gap)
+                    self.last_seqs[session] = pos["last_seq"]
         return out
 
     def _event(self, envelope: dict[str, Any]) -> ClientEvent | None:
