@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from typing import Any
+
+import pytest
+
+from laneway.core import ConfigError
+from laneway.gateway import GatewayConfig
 
 from .conftest import Server
 
@@ -110,7 +116,7 @@ def test_schema_health_metrics_index_and_errors(server: Server) -> None:
     status, text, headers = server.http("GET", "/metrics", token=None)
     assert status == 200 and headers["content-type"].startswith("text/plain")
     assert 'laneway_events_total{priority="0"} 1' in text and "laneway_websocket_clients 0" in text
-    assert server.http("GET", "/", token=None)[1]["name"] == "laneway"
+    assert server.http("GET", "/api", token=None)[1]["name"] == "laneway"
     assert server.http("GET", "/nope", token=None)[0] == 404
     assert server.http("DELETE", "/api/v1/events", token=None)[0] == 405
 
@@ -249,3 +255,50 @@ def test_plain_http_keep_alive_and_pipelined_bytes_reach_hypercorn(server: Serve
         while data.count(b'{"status":"ok"}') < 2:
             data += sock.recv(65536)
     assert data.count(b"HTTP/1.1 200") == 2
+
+
+# -- the dashboard's files and the offered protocols ----------------------------
+
+
+def test_the_dashboard_page_and_its_files_are_served_under_a_strict_policy(server: Server) -> None:
+    status, html, headers = server.http("GET", "/", token=None)
+    assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+    assert "default-src 'self'" in headers["content-security-policy"] and "unsafe-inline" not in headers["content-security-policy"]
+    assert "<script>" not in html and "style=" not in html  # the policy allows no inline code
+    referenced = re.findall(r'(?:src|href)="/static/([^"]+)"', html)
+    assert set(referenced) == {"dashboard.css", "main.js"}
+    for name in referenced:
+        status, text, _ = server.http("GET", f"/static/{name}", token=None)
+        assert status == 200
+        for imported in re.findall(r'from "\./([^"]+)"', text):  # module imports resolve too
+            status, _, headers = server.http("GET", f"/static/{imported}", token=None)
+            assert status == 200 and headers["content-type"] == "text/javascript; charset=utf-8"
+    assert server.http("GET", "/static/missing.js", token=None)[0] == 404
+    assert server.http("GET", "/static/..%2f_http.py", token=None)[0] == 404
+    assert server.http("GET", "/api", token=None)[1]["dashboard"] == "/"
+
+
+def test_without_the_dashboard_the_root_is_the_json_index(make_server: Any) -> None:
+    server = make_server(dashboard=False)
+    assert server.http("GET", "/", token=None)[1]["dashboard"] is None
+    assert server.http("GET", "/static/main.js", token=None)[0] == 404
+
+
+def test_the_protocols_option_narrows_what_the_handshake_offers(make_server: Any) -> None:
+    import websockets.sync.client
+    from websockets.exceptions import InvalidStatus
+
+    with pytest.raises(ConfigError, match=r"unknown subprotocol 'laneway\.v3\.json'"):
+        GatewayConfig(protocols=("laneway.v3.json",))
+    with pytest.raises(ConfigError, match="at least one"):
+        GatewayConfig(protocols=())
+    server = make_server(protocols=("laneway.v1.json",))
+    url = f"{server.ws}?token={server.token()}"
+    with websockets.sync.client.connect(url, subprotocols=["laneway.v2.json", "laneway.v1.json"], open_timeout=10) as ws:
+        assert ws.subprotocol == "laneway.v1.json"
+        ws.send(json.dumps({"type": "subscribe", "tenant": "acme", "recent": 0}))
+        assert json.loads(ws.recv(timeout=10))["v"] == 1
+    with pytest.raises(InvalidStatus) as refused:
+        websockets.sync.client.connect(url, subprotocols=["laneway.v2.json"], open_timeout=10)
+    assert refused.value.response.status_code == 400
+    assert b"this server speaks ['laneway.v1.json']" in refused.value.response.body

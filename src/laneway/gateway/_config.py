@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from ..core import ConfigError
+from ..core import PROTOCOLS, ConfigError
 
 __all__ = ["GatewayConfig", "load_gateway_config", "gateway_option_table", "GATEWAY_ENV_PREFIX"]
 
@@ -58,6 +58,11 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_subscriptions: per connection.
     max_replay_events: most events a resume replays over the socket; older
         missed events are reported as a gap (fetch them over HTTP).
+    protocols: the ``/ws`` subprotocols offered, most preferred first (a
+        client offering none gets the first). Narrow it to retire a
+        version, e.g. ``["laneway.v1.json"]`` for a legacy-only gateway.
+    dashboard: serve the live dashboard page at ``/``; off leaves ``/`` as
+        the JSON index (which is always at ``/api``).
     """
 
     host: str = "127.0.0.1"
@@ -83,6 +88,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     summary_interval_ms: int = 1000
     max_subscriptions: int = 16
     max_replay_events: int = 10_000
+    protocols: tuple[str, ...] = PROTOCOLS
+    dashboard: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -97,6 +104,11 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             raise ConfigError("heartbeat_interval_s must be > 0 and heartbeat_timeout_s greater than it")
         if self.jwt_secret is not None and self.jwt_public_key is not None:
             raise ConfigError("set jwt_secret or jwt_public_key, not both")
+        if not self.protocols:
+            raise ConfigError(f"protocols must name at least one of {list(PROTOCOLS)}")
+        for name in self.protocols:
+            if name not in PROTOCOLS:
+                raise ConfigError(f"protocols: unknown subprotocol {name!r}; known: {list(PROTOCOLS)}")
         for network in self.anonymous_networks:
             try:
                 ipaddress.ip_network(network)

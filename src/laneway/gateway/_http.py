@@ -14,14 +14,17 @@ Routes (docs/protocol.md has request and response examples):
     GET   /healthz, /metrics                      liveness, Prometheus text
     POST  /events, GET /events/recent, GET /events/filter-options
                                                   HookEvent compatibility routes
+    GET   /, /static/{file}                       the live dashboard (static files)
+    GET   /api                                    an index of these routes
 
-Every handler answers JSON; errors are ``{"error": name, "message": text}``
+Every API handler answers JSON; errors are ``{"error": name, "message": text}``
 with a 4xx/5xx status. Engine calls that may block (WAL reads, commits) run
 off the event loop.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import ipaddress
 import logging
 import re
@@ -134,6 +137,32 @@ class Request:
 
 Handler = Callable[..., Awaitable[Any]]
 
+_CONTENT_TYPES = {
+    "html": b"text/html; charset=utf-8",
+    "js": b"text/javascript; charset=utf-8",
+    "css": b"text/css; charset=utf-8",
+}
+_CSP = b"default-src 'self'; connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+
+
+class Page(msgspec.Struct, frozen=True):
+    """A non-JSON response (the dashboard's files, metrics text)."""
+
+    body: bytes
+    content_type: bytes
+    status: int = 200
+    headers: list[tuple[bytes, bytes]] = []
+
+
+def _load_static() -> dict[str, bytes]:
+    """The dashboard's files, read once: they ship inside the package."""
+    folder = importlib.resources.files("laneway.gateway") / "static"
+    return {
+        entry.name: entry.read_bytes()
+        for entry in folder.iterdir()
+        if entry.is_file() and entry.name.rsplit(".", 1)[-1] in _CONTENT_TYPES
+    }
+
 
 class HttpApp:
     """The ASGI application. `hub` gives it the gateway's counters."""
@@ -161,8 +190,11 @@ class HttpApp:
             ("POST", re.compile(r"/events"), self.compat_post),
             ("GET", re.compile(r"/events/recent"), self.compat_recent),
             ("GET", re.compile(r"/events/filter-options"), self.compat_filter_options),
-            ("GET", re.compile(r"/"), self.index),
+            ("GET", re.compile(r"/api"), self.index),
+            ("GET", re.compile(r"/static/(?P<name>[A-Za-z0-9_.-]+)"), self.static),
+            ("GET", re.compile(r"/"), self.dashboard if config.dashboard else self.index),
         ]
+        self._static = _load_static()
 
     # -- ASGI ---------------------------------------------------------------------
 
@@ -187,11 +219,10 @@ class HttpApp:
                 request = Request(scope, data)
                 handler, params, route = self._match(request)
                 result = await handler(request, **params)
-                if isinstance(result, tuple):
-                    status, body, content_type = result
+                if isinstance(result, Page):
+                    status, body, headers = result.status, result.body, [(b"content-type", result.content_type), *result.headers]
                 else:
-                    status, body, content_type = 200, _json.encode(result), b"application/json"
-                headers = [(b"content-type", content_type)]
+                    status, body, headers = 200, _json.encode(result), [(b"content-type", b"application/json")]
         except HttpError as exc:
             status, headers = exc.status, [(b"content-type", b"application/json"), *exc.headers]
             body = _json.encode({"error": exc.error, "message": exc.message})
@@ -236,7 +267,7 @@ class HttpApp:
             return handler, m.groupdict(), pattern.pattern
         if allowed:
             raise HttpError(405, "method_not_allowed", f"{request.method} not allowed here; use {', '.join(allowed)}")
-        raise HttpError(404, "not_found", f"no route {request.path}; see GET /")
+        raise HttpError(404, "not_found", f"no route {request.path}; see GET /api")
 
     def _cors(self, scope: dict[str, Any]) -> list[tuple[bytes, bytes]]:
         origins = self.config.cors_origins
@@ -418,15 +449,39 @@ class HttpApp:
 
     async def metrics(self, request: Request) -> Any:
         text = await trio.to_thread.run_sync(render_metrics, self.engine, self.hub, self.requests)
-        return 200, text.encode(), b"text/plain; version=0.0.4; charset=utf-8"
+        return Page(text.encode(), b"text/plain; version=0.0.4; charset=utf-8")
 
     async def index(self, request: Request) -> Any:
+        protocols = ", ".join(self.config.protocols)
         return {
             "name": "laneway",
-            "websocket": {"/ws": "laneway protocol (subprotocols laneway.v2.json, laneway.v2.msgpack, laneway.v1.json)", "/stream": "HookEvent compatibility stream"},
+            "websocket": {"/ws": f"laneway protocol (subprotocols {protocols})", "/stream": "HookEvent compatibility stream"},
             "http": [f"{method} {pattern.pattern}" for method, pattern, _ in self._routes],
+            "dashboard": "/" if self.config.dashboard else None,
             "docs": "docs/protocol.md",
         }
+
+    async def dashboard(self, request: Request) -> Page:
+        return self._static_page("index.html")
+
+    async def static(self, request: Request, name: str) -> Page:
+        if not self.config.dashboard:
+            raise HttpError(404, "not_found", "the dashboard is turned off (dashboard = false)")
+        return self._static_page(name)
+
+    def _static_page(self, name: str) -> Page:
+        body = self._static.get(name)
+        if body is None:
+            raise HttpError(404, "not_found", f"no static file {name!r}")
+        content_type = _CONTENT_TYPES[name.rsplit(".", 1)[-1]]
+        # The page talks to this server only: no inline code, no other
+        # origins, so an event payload that smuggles markup cannot run.
+        headers = [
+            (b"cache-control", b"no-cache"),
+            (b"x-content-type-options", b"nosniff"),
+            (b"content-security-policy", _CSP),
+        ]
+        return Page(body, content_type, headers=headers)
 
     # -- HookEvent compatibility ------------------------------------------------
 

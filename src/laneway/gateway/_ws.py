@@ -21,7 +21,7 @@ import collections
 import logging
 import os
 import select
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -31,7 +31,6 @@ from wsproto.events import AcceptConnection, RejectConnection, RejectData, Reque
 
 from ..core import (
     CODECS,
-    PROTOCOLS,
     Authenticate,
     Close,
     CloseCode,
@@ -407,10 +406,12 @@ class WsClient:
         self._ack_room.set()
 
 
-def _choose_protocol(offered: list[str]) -> str | None:
+def _choose_protocol(offered: list[str], available: Sequence[str]) -> str | None:
+    """The first of the server's `available` subprotocols the client offers
+    (server preference wins, as the client's list order is only a hint)."""
     if not offered:
-        return CODECS[PROTOCOLS[0]].name
-    for name in PROTOCOLS:
+        return available[0]
+    for name in available:
         if name in offered:
             return name
     return None
@@ -487,9 +488,9 @@ async def serve_websocket(
             refusal = (CloseCode.FORBIDDEN, "the compat stream spans tenants: it needs a token for tenant '*'")
         machine = None
     else:
-        chosen = _choose_protocol(request.subprotocols)
+        chosen = _choose_protocol(request.subprotocols, hub.config.protocols)
         if chosen is None:
-            await reject(400, f"unsupported subprotocol(s) {request.subprotocols}; this server speaks {list(PROTOCOLS)}")
+            await reject(400, f"unsupported subprotocol(s) {request.subprotocols}; this server speaks {list(hub.config.protocols)}")
             return
         codec = CODECS[chosen]
         subprotocol = chosen if request.subprotocols else None

@@ -1,0 +1,254 @@
+"""The dashboard page in a real browser: Playwright driving Debian's Chromium
+headless against a real gateway on a loopback port.
+
+The README's test command installs Chromium when it is missing; without it
+these tests fail with that instruction rather than being skipped.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from laneway.gateway import serve_in_thread
+
+from .conftest import Server
+from .test_serve_cli import free_port, start_serve
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+WAIT_MS = 15_000  # generous: the first page load starts Chromium's caches
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: `apt-get install chromium` (the README's test command does this)")
+    with sync_playwright() as playwright:
+        # --no-sandbox: the tests may run as root (CI), where Chromium's sandbox refuses to start.
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Refused WebSocket handshakes are logged too (expected while a server
+    # restarts); what must never appear is a policy violation.
+    page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
+    yield page
+    context.close()
+    assert errors == [], errors  # no script errors, no CSP violations
+
+
+def restart_gateway(server: Server) -> None:
+    """Stop the gateway (clients get 1001 "going away") and start a new one
+    on the same port with the same engine, as an operator's restart does."""
+    port = server.running.port
+    server.running.stop()
+    server.running = serve_in_thread(server.engine, msgspec.structs.replace(server.config, port=port), secret=None)
+
+
+def submit_mix(server: Server, session: str, start: int, count: int) -> None:
+    """`count` events into acme/`session`: every third a priority type, and
+    one explicit level 2 and 3 in each run of eight."""
+    for i in range(start, start + count):
+        if i % 8 == 6:
+            server.engine.submit("acme", session, "Alarm", {"i": i}, priority=2)
+        elif i % 8 == 7:
+            server.engine.submit("acme", session, "Restart", {"i": i}, priority=3)
+        elif i % 3 == 0:
+            server.engine.submit("acme", session, "Stop", {"i": i, "summary": f"done {i}"})
+        else:
+            server.engine.submit("acme", session, "PreToolUse", {"i": i, "tool_name": "Bash"}, source="user")
+
+
+def expected_counts(server: Server) -> list[int]:
+    counts = [0, 0, 0, 0]
+    for tenant in server.engine.tenants():
+        for session in server.engine.sessions(tenant):
+            for event in server.engine.events(tenant, session, 0, 10_000):
+                counts[event.priority] += 1
+    return counts
+
+
+def lane_rows(page: Page, lane: str) -> list[dict[str, Any]]:
+    return page.eval_on_selector_all(
+        f"#lane-{lane} li",
+        "rows => rows.map(r => ({session: r.dataset.session, seq: Number(r.dataset.seq), priority: Number(r.dataset.priority)}))",
+    )
+
+
+def check_lanes(page: Page, server: Server) -> None:
+    """Every event once, in the lane of its priority, newest first per session."""
+    priority, regular = lane_rows(page, "priority"), lane_rows(page, "regular")
+    assert all(r["priority"] > 0 for r in priority) and all(r["priority"] == 0 for r in regular)
+    for session in server.engine.sessions("acme"):
+        history = server.engine.events("acme", session, 0, 10_000)
+        for lane, rows in (("priority", priority), ("regular", regular)):
+            shown = [r["seq"] for r in rows if r["session"] == session]
+            wanted = [e.seq for e in reversed(history) if (e.priority > 0) == (lane == "priority")]
+            assert shown == wanted, (session, lane)
+
+
+def wait_received(page: Page, server: Server) -> None:
+    counts = expected_counts(server)
+    expect(page.locator("#received")).to_have_text(str(sum(counts)), timeout=WAIT_MS)
+    for level, count in enumerate(counts):
+        expect(page.locator(f"#count-{level}")).to_have_text(str(count))
+
+
+def test_live_lanes_counters_detail_and_a_resume_after_a_gateway_restart(
+    make_server: Callable[..., Server], page: Page, tmp_path: Path
+) -> None:
+    server = make_server()
+    submit_mix(server, "s1", 0, 12)
+    submit_mix(server, "s2", 0, 5)
+    page.goto(f"{server.url}/?token={server.token('acme', 'subscribe')}")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+    expect(page.locator("#protocol")).to_have_text("v2")
+    assert "token=" not in page.url  # taken out of the address bar
+    wait_received(page, server)
+
+    # Live events, including markup that must show as text.
+    submit_mix(server, "s1", 12, 10)
+    server.engine.submit("acme", "s2", "PreToolUse", {"tool_name": "<img src=x onerror=alert(1)>", "marker": "xss"})
+    wait_received(page, server)
+    check_lanes(page, server)
+    assert page.locator("#lane-regular li .gist", has_text="<img src=x onerror=alert(1)>").count() == 1
+    expect(page.locator("#sessions li")).to_have_count(2)
+
+    # The detail view shows an event's metadata and payload.
+    page.locator("#lane-priority li[data-session='s1'][data-seq='7']").click()
+    expect(page.locator("#detail")).to_be_visible()
+    expect(page.locator("#detail-title")).to_have_text("Alarm · s1 #7")
+    assert '"priority": 2' in page.locator("#detail-meta").inner_text()
+    assert '"i": 6' in page.locator("#detail-payload").inner_text()
+
+    # A forced disconnect: the gateway restarts; meanwhile events land in
+    # known sessions and in a session the page has never seen.
+    restart_gateway(server)
+    submit_mix(server, "s1", 22, 9)
+    submit_mix(server, "s3", 0, 6)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+    wait_received(page, server)
+    submit_mix(server, "s2", 6, 4)  # and live again after the resume
+    wait_received(page, server)
+    check_lanes(page, server)
+    assert int(page.locator("#reconnects").inner_text()) >= 1
+    assert page.evaluate("window.laneway.store.resumes") >= 1
+    expect(page.locator("#duplicates")).to_have_text("0")
+    expect(page.locator("#gap-count")).to_have_text("0")
+    assert float(page.locator("#rate").inner_text()) >= 0
+
+    # Filtering to one session.
+    page.locator("#sessions li .name", has_text="s3").click()
+    expect(page.locator("#lane-regular li[data-session='s1']")).to_have_count(0)
+    rows = lane_rows(page, "priority") + lane_rows(page, "regular")
+    assert {r["session"] for r in rows} == {"s3"} and len(rows) == 6
+    page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+
+def test_a_resume_past_max_replay_events_shows_the_gap(make_server: Callable[..., Server], page: Page) -> None:
+    server = make_server(max_replay_events=5)
+    submit_mix(server, "s1", 0, 3)
+    page.goto(f"{server.url}/?token={server.token('acme', 'subscribe')}&tenant=acme")
+    expect(page.locator("#received")).to_have_text("3", timeout=WAIT_MS)
+    restart_gateway(server)
+    submit_mix(server, "s1", 3, 20)  # seqs 4-23; a resume replays only the newest 5
+    expect(page.locator("#gap-count")).to_have_text("1", timeout=WAIT_MS)
+    expect(page.locator("#gap-list li")).to_contain_text("acme / s1: seq 4-18 (15 events) unavailable")
+    expect(page.locator("#received")).to_have_text("8")
+    seqs = sorted(r["seq"] for r in lane_rows(page, "priority") + lane_rows(page, "regular"))
+    # Priority events inside the range are not replayed either: the gap covers them.
+    assert seqs == [1, 2, 3, 19, 20, 21, 22, 23]
+
+
+def test_falls_back_to_v1_against_a_server_without_v2(make_server: Callable[..., Server], page: Page) -> None:
+    server = make_server(protocols=("laneway.v1.json",))
+    submit_mix(server, "s1", 0, 8)
+    page.goto(f"{server.url}/?token={server.token('acme', 'subscribe')}")
+    expect(page.locator("#protocol")).to_have_text("v1 (no priorities)", timeout=WAIT_MS)
+    expect(page.locator("#received")).to_have_text("8", timeout=WAIT_MS)
+    submit_mix(server, "s1", 8, 4)
+    expect(page.locator("#count-0")).to_have_text("12", timeout=WAIT_MS)  # v1 carries no priorities
+    assert [r["seq"] for r in lane_rows(page, "regular")] == list(range(12, 0, -1))
+    assert lane_rows(page, "priority") == []
+
+
+def test_a_refused_token_is_said_plainly_and_not_retried(make_server: Callable[..., Server], page: Page) -> None:
+    server = make_server()
+    page.goto(f"{server.url}/?token=not-a-jwt&tenant=acme")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "offline", timeout=WAIT_MS)
+    expect(page.locator("#connection-detail")).to_contain_text("4001")
+    assert page.locator("#reconnects").inner_text() == "0"
+
+
+BUCKET_SCRIPT = """async () => {
+  const { DualBucket } = await import("/static/buckets.js");
+  const run = (options, events) => {
+    const b = new DualBucket(options);
+    for (const [seq, priority] of events) b.add({ seq, priority, payload: { seq } });
+    return { priority: b.priority.newest(99).map(e => e.seq), regular: b.regular.newest(99).map(e => e.seq),
+             counters: b.counters, bytes: b.bytes };
+  };
+  // 1-3 priority, then 4-9 regular, then priority 10-11
+  const events = [[1, 1], [2, 2], [3, 1], [4, 0], [5, 0], [6, 0], [7, 0], [8, 0], [9, 0], [10, 3], [11, 1]];
+  let bad = null;
+  try { new DualBucket({ overflow: "drop_everything" }); } catch (e) { bad = e.message; }
+  return {
+    shared: run({ priorityMax: 3, regularMax: 3, overflow: "remove_oldest_regular" }, events),
+    rings: run({ priorityMax: 3, regularMax: 3, overflow: "remove_oldest" }, events),
+    reject: run({ priorityMax: 3, regularMax: 3, overflow: "reject_new" }, events),
+    capped: run({ priorityMax: 100, regularMax: 100, maxBytes: 5 * 430 }, events),
+    bad,
+  };
+}"""
+
+
+def test_client_buckets_follow_the_engine_overflow_strategies(server: Server, page: Page) -> None:
+    page.goto(f"{server.url}/api")  # any page of the origin, to import the module from
+    got = page.evaluate(BUCKET_SCRIPT)
+    # One shared room of 6: regular at most 3, priority borrows; oldest regular goes first.
+    assert got["shared"]["priority"] == [11, 10, 3, 2, 1] and got["shared"]["regular"] == [9]
+    assert got["rings"]["priority"] == [11, 10, 3] and got["rings"]["regular"] == [9, 8, 7]
+    assert got["reject"]["priority"] == [3, 2, 1] and got["reject"]["regular"] == [6, 5, 4]
+    assert got["reject"]["counters"]["rejected"] == 5
+    # The memory cap (5 events of ~430 bytes) evicts oldest regular first, whatever the counts allow.
+    assert got["capped"]["priority"] == [11, 10, 3, 2, 1] and got["capped"]["regular"] == []
+    assert got["capped"]["bytes"] <= 5 * 430 and got["capped"]["counters"]["budgetEvicted"] == 6
+    assert "unknown overflow strategy" in got["bad"]
+
+
+def test_the_demo_url_that_serve_prints_opens_a_live_dashboard(tmp_path: Path, page: Page) -> None:
+    """The README's main command, as a person uses it: start, open the URL."""
+    port = free_port()
+    proc, lines = start_serve(tmp_path / "data", port, "--demo")
+    try:
+        assert proc.stdout is not None
+        while not any("dashboard:" in line for line in lines):
+            lines.append(proc.stdout.readline())
+        url = next(line for line in lines if "dashboard:" in line).split("dashboard: ")[1].strip()
+        page.goto(url)
+        expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+        # The producer runs at ~20 events/s over two tenants: both show up, in both lanes.
+        expect(page.locator("#sessions li .tenant", has_text="team-alpha").first).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#sessions li .tenant", has_text="team-beta").first).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#lane-priority li").first).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#lane-regular li").first).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#rate")).not_to_have_text("0.0", timeout=WAIT_MS)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "stopped cleanly" in out
