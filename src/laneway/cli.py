@@ -141,9 +141,16 @@ def _serve(args: argparse.Namespace) -> int:
                 base = f"http://{gateway_config.host}:{port}"
                 print(f"laneway serving {base} (data in {data.resolve()})", flush=True)
                 print(f"  WebSocket: ws://{gateway_config.host}:{port}/ws   HookEvent stream: ws://{gateway_config.host}:{port}/stream", flush=True)
-                if args.demo and gateway.auth.can_mint:
-                    token = gateway.auth.mint("demo", ["*"], ["subscribe", "publish"], ttl_s=7 * 24 * 3600)
-                    print(f"  dashboard: {base}/?token={token}", flush=True)
+                if gateway_config.dashboard:
+                    if args.demo and gateway.auth.can_mint:
+                        # A development token for every tenant, good for a week: the
+                        # URL is the one thing a person needs to see the demo.
+                        token = gateway.auth.mint("demo", ["*"], ["subscribe", "publish"], ttl_s=7 * 24 * 3600)
+                        print(f"  dashboard: {base}/?token={token}", flush=True)
+                    else:
+                        print(f"  dashboard: {base}/?token=<a token from `laneway token --data {args.data}`>", flush=True)
+                if producer is not None:
+                    print(f"  demo producer: ~{producer.rate:g} events/s into {', '.join(producer.tenants)}; Ctrl-C to stop", flush=True)
 
         if args.demo:
             producer = DemoProducer(engine, rate=20)
