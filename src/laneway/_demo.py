@@ -105,7 +105,8 @@ class DemoProducer:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.ident is not None:  # started
+            self._thread.join()
 
     def _run(self) -> None:
         interval = 1.0 / self.rate if self.rate > 0 else 0.0

@@ -96,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from .core import LanewayError
 
+        # trio's nurseries wrap what a task raised in an ExceptionGroup.
+        while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
         if isinstance(exc, LanewayError):
             print(f"laneway: {exc}", file=sys.stderr)
             return 2
@@ -150,11 +153,11 @@ def _serve(args: argparse.Namespace) -> int:
                     else:
                         print(f"  dashboard: {base}/?token=<a token from `laneway token --data {args.data}`>", flush=True)
                 if producer is not None:
+                    producer.start()  # only once the server listens: a busy port leaves no demo data
                     print(f"  demo producer: ~{producer.rate:g} events/s into {', '.join(producer.tenants)}; Ctrl-C to stop", flush=True)
 
         if args.demo:
             producer = DemoProducer(engine, rate=20)
-            producer.start()
         trio.run(main)
     finally:
         if producer is not None:

@@ -15,6 +15,8 @@ from typing import Any
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
+from laneway import Engine
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -122,3 +124,15 @@ def test_token_cli_rejects_bad_input(tmp_path: Path) -> None:
 
     claims = jwt.decode(env_secret.stdout.strip(), "x" * 40, algorithms=["HS256"])
     assert claims["tenants"] == ["acme"] and claims["scope"] == "subscribe"
+
+
+def test_a_busy_port_is_a_one_line_error_and_no_demo_data(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = cli("serve", "--demo", "--data", str(tmp_path / "data"), "--port", str(port))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert f"laneway: cannot listen on 127.0.0.1:{port}: Address already in use" in out.stderr
+    with Engine.open(tmp_path / "data") as engine:
+        assert engine.statistics().events == 0

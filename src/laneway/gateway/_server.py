@@ -14,6 +14,7 @@ engine (drain, commit) is the caller's next step.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import wrap_app
 
-from ..core import CloseCode, LanewayError
+from ..core import CloseCode, ConfigError, LanewayError
 from ..persistence import now_ms
 from ._auth import Authenticator
 from ._bridge import GatewayActor, GatewaySink
@@ -130,7 +131,11 @@ class Gateway:
         """Serve until `stop`; `task_status.started(port)` once listening."""
         self._stopping = trio.Event()
         self.hub.bind(trio.lowlevel.current_trio_token())
-        listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
+        try:
+            listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
+        except OSError as exc:
+            hint = " (another server on it? choose one with --port)" if exc.errno == errno.EADDRINUSE else ""
+            raise ConfigError(f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror}{hint}") from None
         self.port = listeners[0].socket.getsockname()[1]
         actor = GatewayActor.start(self.hub, trio.lowlevel.current_trio_token(), self.config.coalesce_entity_field)
         sink = GatewaySink(actor)
