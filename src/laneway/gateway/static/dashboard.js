@@ -396,6 +396,8 @@ export class View {
     this.$ = (id) => root.getElementById(id);
     this.rows = new Map(); // event key -> <li>, reused between frames
     this.filter = null; // a session key, or null for all
+    this.sessionsDrawn = 0;
+    this.gapsDrawn = 0;
     this.selected = null;
     this.$("lane-priority").addEventListener("click", (e) => this.select(e));
     this.$("lane-regular").addEventListener("click", (e) => this.select(e));
@@ -403,6 +405,7 @@ export class View {
       const li = e.target.closest("li[data-key]");
       if (!li) return;
       this.filter = this.filter === li.dataset.key ? null : li.dataset.key;
+      this.sessionsDrawn = 0; // show the selection at once
       this.store.dirty = true;
     });
     this.$("detail-close").addEventListener("click", () => {
@@ -494,8 +497,9 @@ export class View {
       const keep = this.filter ? (e) => keyOf(e.tenant, e.session) === this.filter : null;
       const shown = new Set([...this.lane("lane-priority", store.buckets.priority, keep), ...this.lane("lane-regular", store.buckets.regular, keep)]);
       for (const [key, li] of this.rows) if (!shown.has(li)) this.rows.delete(key);
-      this.sessions(now);
-      this.gaps();
+      // The session list is rebuilt whole: at most twice a second, not per frame.
+      if (now - this.sessionsDrawn >= 500) this.sessions(now);
+      if (this.gapsDrawn !== store.gapCount) this.gaps();
       this.$("filter").textContent = this.filter ? `showing ${this.filter.replace("\u0000", " / ")} (click it again for all)` : "all sessions";
     }
     for (let p = 0; p < 4; p++) this.text(`count-${p}`, store.byPriority[p]);
@@ -520,6 +524,7 @@ export class View {
   }
 
   sessions(now) {
+    this.sessionsDrawn = now;
     const list = [...this.store.sessions.values()].sort((a, b) => b.lastTs - a.lastTs).slice(0, SESSION_ROWS);
     const items = list.map((s) => {
       const li = node("li", now - s.lastTs < LIVE_WINDOW_MS ? "session live" : "session");
@@ -539,6 +544,7 @@ export class View {
   }
 
   gaps() {
+    this.gapsDrawn = this.store.gapCount;
     const items = this.store.gaps
       .slice()
       .reverse()
