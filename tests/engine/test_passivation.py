@@ -229,3 +229,14 @@ def test_snapshots_whose_events_all_expired_are_rewritten_empty(tmp_path: Path, 
         assert eng.recent("acme", "old") == [] and len(eng.events("acme", "old")) == 41  # the WAL still has them
     with Engine.open(tmp_path, config(defaults=retention), clock=clock) as eng:
         assert eng.submit("acme", "old", "T").seq == 42
+
+
+def test_long_housekeeping_work_enforces_the_cap_between_chunks(tmp_path: Path, clock: FakeClock, actors: LiveActors) -> None:
+    retention = TenantConfig(wal_regular_retention_s=60)
+    with Engine.open(tmp_path, config(max_active_sessions=4, defaults=retention), clock=clock) as eng:
+        for i in range(10):
+            eng.submit("acme", f"s{i}", "T")
+            clock.advance(1)
+        assert len(actors.running()) == 10  # the activations asked for the cap; no pass has run
+        eng._housekeeper.trim()  # a retention pass alone, with nothing to trim yet
+        assert len(actors.running()) <= 4
