@@ -240,3 +240,17 @@ def test_long_housekeeping_work_enforces_the_cap_between_chunks(tmp_path: Path, 
         assert len(actors.running()) == 10  # the activations asked for the cap; no pass has run
         eng._housekeeper.trim()  # a retention pass alone, with nothing to trim yet
         assert len(actors.running()) <= 4
+
+
+def test_compaction_takes_the_biggest_stale_snapshots_first(tmp_path: Path, clock: FakeClock) -> None:
+    retention = TenantConfig(priority_retention_s=10, regular_retention_s=10)
+    with Engine.open(tmp_path, config(defaults=retention), clock=clock) as eng:
+        for size, session in ((1, "small"), (50, "big"), (10, "medium")):
+            eng.submit_many([("acme", session, "T", {"blob": "x" * 200})] * size)
+        eng.passivate("acme")
+        before = {s: len(eng._log.get_snapshot("acme", s) or b"") for s in ("small", "big", "medium")}
+        clock.advance(11)
+        assert eng._housekeeper.compact_snapshots(limit=2) == 2
+        after = {s: len(eng._log.get_snapshot("acme", s) or b"") for s in ("small", "big", "medium")}
+        assert after["small"] == before["small"]  # left for a later pass
+        assert after["big"] < before["small"] and after["medium"] < before["small"]

@@ -253,8 +253,10 @@ class Housekeeper:
                 horizon_ms = int(max(config.priority_retention_s, config.regular_retention_s) * 1000)
                 if now - state.last_ts > horizon_ms:
                     stale.append(state)
-                    if len(stale) >= limit:
-                        break
+        # Biggest first: a backlog (after a restart, or thousands of sessions
+        # created at once) must not hold back the snapshots that cost disk.
+        stale.sort(key=lambda state: state.fill[1] + state.fill[3], reverse=True)
+        del stale[limit:]
         compacted = 0
         for start in range(0, len(stale), _COMPACT_CHUNK):
             self._keep_cap()
