@@ -252,3 +252,15 @@ def test_the_demo_url_that_serve_prints_opens_a_live_dashboard(tmp_path: Path, p
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0 and "stopped cleanly" in out
+
+
+def test_more_tenants_than_subscriptions_shows_the_most_recent_and_says_so(make_server: Callable[..., Server], page: Page) -> None:
+    server = make_server()
+    for i in range(18):
+        server.engine.submit(f"t{i:02d}", "s", "T", {"i": i})
+    page.goto(f"{server.url}/?token={server.token('*', 'subscribe')}")
+    expect(page.locator("#notice")).to_have_text("Showing 16 of 18 tenants; pin others with ?tenant=a,b", timeout=WAIT_MS)
+    expect(page.locator("#received")).to_have_text("16", timeout=WAIT_MS)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    shown = {r["tenant"] for r in page.eval_on_selector_all("#lane-regular li", "rows => rows.map(r => ({tenant: r.dataset.tenant}))")}
+    assert len(shown) == 16 and "t17" in shown  # the newest are kept (ties in ms make the exact two uncertain)

@@ -15,6 +15,7 @@ const TENANT_POLL_MS = 3000;
 const PING_MS = 15_000;
 const RATE_WINDOW_S = 5;
 const MAX_GAP_NOTES = 50;
+const MAX_TENANTS = 16; // the gateway's default max_subscriptions
 
 // Close codes after which retrying cannot help (docs/protocol.md, Close codes).
 const FINAL_CLOSES = new Map([
@@ -601,15 +602,24 @@ export function main() {
   window.laneway = { store, connection, view }; // for the console, and the browser tests
   const pinned = params.get("tenant");
   if (pinned) {
-    for (const tenant of pinned.split(",").filter(Boolean)) connection.addTenant(tenant);
+    for (const tenant of pinned.split(",").filter(Boolean).slice(0, MAX_TENANTS)) connection.addTenant(tenant);
   } else {
     // Subscribe to every tenant the token may read, and to new ones as they appear.
     const poll = async () => {
       try {
         const { tenants, sessions } = await tenantsVisible(base, token);
         store.summary({ sessions });
-        for (const t of tenants) connection.addTenant(t.tenant);
+        // One subscription per tenant, and the gateway closes a connection
+        // that asks for more than max_subscriptions (16 by default): take
+        // the most recently active tenants and say what is left out.
+        tenants.sort((a, b) => b.last_ts - a.last_ts);
+        for (const t of tenants) {
+          if (connection.tenants.length >= MAX_TENANTS) break;
+          connection.addTenant(t.tenant);
+        }
+        const left = tenants.filter((t) => !connection.tenants.includes(t.tenant)).length;
         if (!tenants.length) view.notice("No events yet: waiting for the first tenant to appear…");
+        else if (left) view.notice(`Showing ${connection.tenants.length} of ${tenants.length} tenants; pin others with ?tenant=a,b`);
         else if (document.getElementById("notice").textContent.startsWith("No events yet")) view.notice("");
       } catch (error) {
         view.notice(`could not list tenants: ${error.message}`);
