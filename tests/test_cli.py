@@ -45,6 +45,10 @@ def test_demo_producer_walks_realistic_session_lifecycles(memory_engine: Engine)
         for session in memory_engine.sessions(tenant):
             first = memory_engine.events(tenant, session, 0, 1)[0]
             assert first.type == "SessionStart"
+    # Agents finish and new ones start; the dashboard's lanes get every level.
+    assert sum(len(memory_engine.sessions(t)) for t in DEMO_TENANTS) > 6
+    by_priority = memory_engine.statistics().by_priority
+    assert all(by_priority[level] > 0 for level in range(4)), by_priority
 
 
 def test_config_prints_the_effective_configuration(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
