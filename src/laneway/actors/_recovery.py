@@ -114,8 +114,7 @@ class SessionLoader:
         # Retention removes only records a verified snapshot covered; without
         # that snapshot they are not in the WAL either.
         lost = state.trimmed_seq > 0
-        counters = state.counters
-        kept = (counters.evicted, counters.expired, counters.budget_evicted, counters.rejected)
+        kept = state.counters.as_tuple()
         horizon = max(config.priority_retention_s, config.regular_retention_s)
         min_ts = now - int(horizon * 1000) if config.priority_retention_s and config.regular_retention_s else 0
         # Under remove_oldest_regular priority events may borrow the regular
@@ -128,7 +127,7 @@ class SessionLoader:
         )
         bucket.offer_many([BufferedEvent.from_record(data) for data in records], now)
         # What the rebuild evicted or expired was gone before, too.
-        counters.evicted, counters.expired, counters.budget_evicted, counters.rejected = kept
+        state.counters.set(kept)
         state.bucket = bucket
         if lost:
             self._history_lost(state)
@@ -154,7 +153,6 @@ def snapshot_bytes(state: SessionState, now: int) -> bytes:
     """The stored snapshot of a loaded session. Hold the table lock."""
     bucket = state.bucket
     assert bucket is not None
-    c = state.counters
     head = SnapshotHead(
         tenant=state.tenant,
         session=state.session,
@@ -162,7 +160,7 @@ def snapshot_bytes(state: SessionState, now: int) -> bytes:
         lsn=state.last_lsn,
         last_seq=state.committed_seq,
         taken_ts=now,
-        counters=(c.evicted, c.expired, c.budget_evicted, c.rejected),
+        counters=state.counters.as_tuple(),
         fill=state.current_fill(),
         dedupe_hits=state.dedupe_hits,
         history_losses=state.history_losses,

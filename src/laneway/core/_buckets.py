@@ -90,13 +90,19 @@ class BucketCounters:
     __slots__ = ("evicted", "expired", "budget_evicted", "rejected")
 
     def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
         self.evicted = 0  # overflow of the session's own limits
         self.expired = 0  # older than the bucket's retention
         self.budget_evicted = 0  # engine-wide memory budget
         self.rejected = 0  # refused under reject_new
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        """(evicted, expired, budget_evicted, rejected): the order a
+        snapshot head stores them in."""
+        return (self.evicted, self.expired, self.budget_evicted, self.rejected)
+
+    def set(self, values: tuple[int, int, int, int]) -> None:
+        """The inverse of `as_tuple`."""
+        self.evicted, self.expired, self.budget_evicted, self.rejected = values
 
 
 class DualBucket:

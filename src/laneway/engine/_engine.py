@@ -1028,8 +1028,7 @@ class Engine:
                 )
                 head = heads.get((tenant, session))
                 if head is not None and head.epoch == meta.epoch:
-                    c = state.counters
-                    c.evicted, c.expired, c.budget_evicted, c.rejected = head.counters
+                    state.counters.set(head.counters)
                     state.fill = head.fill
                     state.snap_lsn = head.lsn
                     state.snap_ts = head.taken_ts
