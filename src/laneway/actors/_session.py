@@ -220,9 +220,6 @@ class SlotPool:
                 return
         ref.stop(block=False)
 
-    def idle(self) -> int:
-        return len(self._idle)
-
     def stop_all(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []

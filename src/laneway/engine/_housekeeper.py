@@ -193,6 +193,13 @@ class Housekeeper:
             ref = refs.get(tenant)
             if ref is not None:
                 ref.ask(Retire(sessions))
+        unloaded = self._snapshot_and_unload(states)
+        self.passivations += unloaded
+        return unloaded
+
+    def _snapshot_and_unload(self, states: Sequence[SessionState]) -> int:
+        """Snapshot the dirty ones, then drop the buckets of those still not
+        active and unchanged since; returns how many left memory."""
         self.snapshot(states)
         unloaded = 0
         with self._table.lock:
@@ -200,7 +207,6 @@ class Housekeeper:
                 if state.bucket is not None and not state.active and not state.dirty:
                     self._table.unload(state)
                     unloaded += 1
-        self.passivations += unloaded
         return unloaded
 
     def snapshot(self, states: Iterable[SessionState]) -> int:
@@ -268,12 +274,7 @@ class Housekeeper:
                     table.bucket_of(state).expire(now)
                     state.snap_version = -1  # rewrite even though nothing changed since the load
                     loaded.append(state)
-            self.snapshot(loaded)
-            with table.lock:
-                for state in loaded:
-                    if state.bucket is not None and not state.active and not state.dirty:
-                        table.unload(state)
-                        compacted += 1
+            compacted += self._snapshot_and_unload(loaded)
         self.compacted += compacted
         if compacted:
             log.info("rewrote %d stale snapshots as empty", compacted)
