@@ -48,6 +48,7 @@ import msgspec
 from ..core import (
     DataFormatError,
     Event,
+    EventHead,
     Receipt,
     SessionMeta,
     SnapshotCorrupt,
@@ -147,18 +148,11 @@ class TrimReport(msgspec.Struct):
 Retention = Callable[[str, int], float]
 
 
-class _TrimHead(msgspec.Struct, array_like=True, gc=False):
-    """The leading fields of an `Event` that retention needs, up to the
-    dedupe key; the payload is never decoded."""
+class _TrimHead(EventHead):
+    """`EventHead` and the fields after it up to the dedupe key, which
+    retention needs; the payload is never decoded. Still a prefix of
+    `Event`, so the same rule holds."""
 
-    lsn: int
-    tenant: str
-    session: str
-    seq: int
-    epoch: int
-    ts: int
-    type: str
-    priority: int
     priority_metadata: msgspec.Raw
     source: str | None = None
     dedupe_key: str | None = None
