@@ -43,14 +43,19 @@ def percentiles(samples: list[float], scale: float = 1000.0) -> dict[str, float]
     return {"p50_ms": q(0.50), "p99_ms": q(0.99), "p999_ms": q(0.999), "max_ms": round(s[-1] * scale, 3)}
 
 
+def proc_status_bytes(field: str) -> int:
+    """A memory figure of this process from /proc/self/status, in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 def rss_anon_bytes() -> int:
     """Anonymous resident memory (the Python heap), excluding LMDB's file mapping."""
     gc.collect()
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no RssAnon in /proc/self/status")
+    return proc_status_bytes("RssAnon")
 
 
 def run_threads(count: int, target: Callable[[int], None]) -> float:

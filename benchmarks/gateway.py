@@ -73,6 +73,13 @@ def _clients(
     return proc
 
 
+def _go(proc: subprocess.Popen[str]) -> None:
+    """Tell the client process to start measuring (a line on its stdin)."""
+    assert proc.stdin is not None
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+
+
 def _finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
     out, _ = proc.communicate(timeout=600)
     return json.loads(out.strip().splitlines()[-1])
@@ -115,9 +122,7 @@ def _fanout(subscribers: int, rate: float, seconds: float, sample_every: int = 1
             producer = _Producer(server.engine, rate)
             producer.start()
             time.sleep(1.0)  # warm up: the stream is flowing before the clock starts
-            assert proc.stdin is not None
-            proc.stdin.write("\n")
-            proc.stdin.flush()
+            _go(proc)
             result = _finish(proc)
             producer.stop()
             hub_stats = server.running.gateway.hub.stats
@@ -177,9 +182,7 @@ def publish_acks_1000(quick: bool = False) -> dict[str, Any]:
         server = _Server(path)
         try:
             proc = _clients(server, 1000, seconds, publish=10, no_subscribe=True)
-            assert proc.stdin is not None
-            proc.stdin.write("\n")
-            proc.stdin.flush()
+            _go(proc)
             result = _finish(proc)
             commit = server.engine.statistics().commit
         finally:
@@ -211,9 +214,7 @@ def idle_connections_10000(quick: bool = False) -> dict[str, Any]:
             proc = _clients(server, connections, 4)  # 4 s: four heartbeat rounds
             time.sleep(1.0)
             during = rss_anon_bytes()
-            assert proc.stdin is not None
-            proc.stdin.write("\n")
-            proc.stdin.flush()
+            _go(proc)
             result = _finish(proc)
             open_at_end = server.running.gateway.hub.open_connections()
             heartbeat_closes = server.running.gateway.hub.stats["heartbeat_closes"]

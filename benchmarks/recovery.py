@@ -17,18 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import lmdb
-from _common import PAYLOAD, data_dir
+from _common import PAYLOAD, data_dir, proc_status_bytes
 
 from laneway import Engine, EngineConfig, TenantConfig
-
-
-def _rss_bytes() -> int:
-    """Resident memory of the whole process (heap, stacks and LMDB pages)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def _fill(path: Path, sessions: int, events: int, tenants: int) -> float:
@@ -252,7 +243,8 @@ def _sample(
                 "t_s": round(now - started),
                 "events_per_s": round((count - last_sent) / (now - last_at)),
                 "threads": threading.active_count(),
-                "rss_mib": round(_rss_bytes() / 2**20, 1),
+                # The whole process: heap, stacks and the LMDB pages it maps.
+                "rss_mib": round(proc_status_bytes("VmRSS") / 2**20, 1),
                 "data_mib": round((data / "wal" / "data.mdb").stat().st_size / 2**20, 1),
                 "active": stats.sessions_active,
                 "in_memory": stats.sessions_in_memory,
