@@ -250,15 +250,16 @@ class Housekeeper:
         table = self._table
         stale: list[SessionState] = []
         with table.lock:
-            for state in table:
-                if state.bucket is not None or not (state.fill[0] or state.fill[2]):
-                    continue  # in memory (its own snapshots keep it current), or already empty
-                config = self._tenant_config(state.tenant)
+            for tenant in table.tenants():
+                config = self._tenant_config(tenant)
                 if not config.priority_retention_s or not config.regular_retention_s:
                     continue  # some events never expire
                 horizon_ms = int(max(config.priority_retention_s, config.regular_retention_s) * 1000)
-                if now - state.last_ts > horizon_ms:
-                    stale.append(state)
+                for state in table.tenant(tenant).values():
+                    if state.bucket is not None or not (state.fill[0] or state.fill[2]):
+                        continue  # in memory (its own snapshots keep it current), or already empty
+                    if now - state.last_ts > horizon_ms:
+                        stale.append(state)
         # Biggest first: a backlog (after a restart, or thousands of sessions
         # created at once) must not hold back the snapshots that cost disk.
         stale.sort(key=lambda state: state.fill[1] + state.fill[3], reverse=True)
