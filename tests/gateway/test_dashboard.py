@@ -264,3 +264,13 @@ def test_more_tenants_than_subscriptions_shows_the_most_recent_and_says_so(make_
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     shown = {r["tenant"] for r in page.eval_on_selector_all("#lane-regular li", "rows => rows.map(r => ({tenant: r.dataset.tenant}))")}
     assert len(shown) == 16 and "t17" in shown  # the newest are kept (ties in ms make the exact two uncertain)
+
+
+def test_the_tenant_limit_follows_the_gateways_max_subscriptions(make_server: Callable[..., Server], page: Page) -> None:
+    server = make_server(max_subscriptions=4)
+    for i in range(6):
+        server.engine.submit(f"t{i}", "s", "T", {"i": i})
+    page.goto(f"{server.url}/?token={server.token('*', 'subscribe')}")
+    expect(page.locator("#notice")).to_have_text("Showing 4 of 6 tenants; pin others with ?tenant=a,b", timeout=WAIT_MS)
+    expect(page.locator("#received")).to_have_text("4", timeout=WAIT_MS)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")  # not closed with 4009

@@ -458,6 +458,7 @@ class HttpApp:
             "websocket": {"/ws": f"laneway protocol (subprotocols {protocols})", "/stream": "HookEvent compatibility stream"},
             "http": [f"{method} {pattern.pattern}" for method, pattern, _ in self._routes],
             "dashboard": "/" if self.config.dashboard else None,
+            "max_subscriptions": self.config.max_subscriptions,
             "docs": "docs/protocol.md",
         }
 

@@ -15,7 +15,7 @@ const TENANT_POLL_MS = 3000;
 const PING_MS = 15_000;
 const RATE_WINDOW_S = 5;
 const MAX_GAP_NOTES = 50;
-const MAX_TENANTS = 16; // the gateway's default max_subscriptions
+const DEFAULT_MAX_SUBSCRIPTIONS = 16; // the gateway's default, if /api cannot say
 
 // Close codes after which retrying cannot help (docs/protocol.md, Close codes).
 const FINAL_CLOSES = new Map([
@@ -557,6 +557,17 @@ export class View {
 
 // -- the page -------------------------------------------------------------------
 
+// Subscriptions one connection may hold: asking for more closes it (4009).
+async function subscriptionLimit(base) {
+  try {
+    const response = await fetch(new URL("/api", base));
+    const limit = (await response.json()).max_subscriptions;
+    return Number.isInteger(limit) && limit > 0 ? limit : DEFAULT_MAX_SUBSCRIPTIONS;
+  } catch {
+    return DEFAULT_MAX_SUBSCRIPTIONS;
+  }
+}
+
 async function tenantsVisible(base, token) {
   const response = await fetch(new URL("/api/v2/summaries/bulk", base), { headers: { Authorization: `Bearer ${token}` } });
   if (!response.ok) {
@@ -571,7 +582,7 @@ async function tenantsVisible(base, token) {
   return response.json();
 }
 
-export function main() {
+export async function main() {
   const params = new URLSearchParams(location.search);
   // The token arrives in the URL printed by `laneway serve --demo`; keep it
   // for this tab and take it out of the address bar (and of screenshots).
@@ -600,21 +611,21 @@ export function main() {
     onNotice: (text) => view.notice(text),
   });
   window.laneway = { store, connection, view }; // for the console, and the browser tests
+  const maxTenants = await subscriptionLimit(base);
   const pinned = params.get("tenant");
   if (pinned) {
-    for (const tenant of pinned.split(",").filter(Boolean).slice(0, MAX_TENANTS)) connection.addTenant(tenant);
+    for (const tenant of pinned.split(",").filter(Boolean).slice(0, maxTenants)) connection.addTenant(tenant);
   } else {
     // Subscribe to every tenant the token may read, and to new ones as they appear.
     const poll = async () => {
       try {
         const { tenants, sessions } = await tenantsVisible(base, token);
         store.summary({ sessions });
-        // One subscription per tenant, and the gateway closes a connection
-        // that asks for more than max_subscriptions (16 by default): take
-        // the most recently active tenants and say what is left out.
+        // One subscription per tenant, and no more than the gateway allows:
+        // take the most recently active tenants and say what is left out.
         tenants.sort((a, b) => b.last_ts - a.last_ts);
         for (const t of tenants) {
-          if (connection.tenants.length >= MAX_TENANTS) break;
+          if (connection.tenants.length >= maxTenants) break;
           connection.addTenant(t.tenant);
         }
         const left = tenants.filter((t) => !connection.tenants.includes(t.tenant)).length;
