@@ -1,12 +1,13 @@
 """pykka actors and the state they own: sessions, tenants, the commit applier,
 and recovery of sessions' buckets (snapshot + WAL).
 
-Threads here: one per active session actor, one per tenant actor, plus the
-WAL writer thread on which `CommitApplier` and `write_snapshots` run. See
-docs/architecture.md.
+Threads here: the dispatcher threads every session actor runs on, one per
+tenant actor, plus the WAL writer thread on which `CommitApplier` and
+`write_snapshots` run. See docs/architecture.md.
 """
 
 from ._commit import CommitApplier as CommitApplier, Sink as Sink
+from ._pool import Dispatcher as Dispatcher, Mailbox as Mailbox, PooledActor as PooledActor
 from ._recovery import (
     SessionLoader as SessionLoader,
     snapshot_bytes as snapshot_bytes,
@@ -35,6 +36,9 @@ from ._ticket import Ticket as Ticket
 __all__ = [
     "CommitApplier",
     "Sink",
+    "Dispatcher",
+    "Mailbox",
+    "PooledActor",
     "SessionLoader",
     "snapshot_bytes",
     "write_snapshots",

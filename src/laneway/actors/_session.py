@@ -1,25 +1,27 @@
 """SessionActor: one session's events, strictly in arrival order.
 
-For each submitted item, on the actor's own thread: dedupe check, priority
-classification, seq assignment, then the whole message goes to the WAL writer
-as one `WriteBatch`. The actor does not wait for the commit; the commit
-thread settles the ticket. Because an actor handles one message at a time and
-its inbox is FIFO, seq order is arrival order, and because the writer commits
-batches in queue order, a session's events are committed in seq order.
+For each submitted item, in the actor's turn on a dispatcher thread: dedupe
+check, priority classification, seq assignment, then the whole message goes
+to the WAL writer as one `WriteBatch`. The actor does not wait for the
+commit; the commit thread settles the ticket. Because an actor handles one
+message at a time and its inbox is FIFO, seq order is arrival order, and
+because the writer commits batches in queue order, a session's events are
+committed in seq order.
+
+Session actors are `PooledActor`s: they share the engine's few dispatcher
+threads instead of a thread each (see `_pool.py` for why).
 
 A session actor is bound to one session at a time (`Bind` ... `Unbind`,
 both through its inbox, so they are ordered with the session's messages)
 and is reused for another session after a passivation: `SlotPool` keeps the
-idle ones. Starting and stopping a pykka actor costs ~0.5-1 ms of thread
-set-up and tear-down here, against ~10 us for a message, and a busy engine
-activates and passivates sessions all the time (docs/architecture.md,
-"Virtual actors").
+idle ones, which saves registering a new actor (a uuid, the registry lock)
+on every activation of a busy engine (docs/architecture.md, "Virtual
+actors").
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +31,7 @@ import pykka
 
 from ..core import ENTRY_OVERHEAD, EXPLICIT, STAMP_GROWTH, Event, encode
 from ..persistence import WalWriter, WriteBatch
+from ._pool import Dispatcher, PooledActor
 from ._state import SessionState, StateTable
 from ._ticket import Ticket
 
@@ -83,21 +86,12 @@ class Unbind(msgspec.Struct, gc=False):
     """Ask: everything queued before this is handled; let the session go."""
 
 
-class SessionActor(pykka.ThreadingActor):
-    """Runs on its own thread, for one bound session at a time."""
+class SessionActor(PooledActor):
+    """Runs on the engine's dispatcher threads (`PooledActor`), for one bound
+    session at a time. It never waits on another actor."""
 
-    # Daemon: acknowledged events are already durable, so an interpreter
-    # exit without close() loses nothing, and a forgotten close() must not
-    # hang the process at exit.
-    use_daemon_thread = True
-
-    @staticmethod
-    def _create_actor_inbox() -> Any:
-        # SimpleQueue (C) halves the cost of a tell compared with queue.Queue.
-        return queue.SimpleQueue()
-
-    def __init__(self, table: StateTable, writer: WalWriter) -> None:
-        super().__init__()
+    def __init__(self, table: StateTable, writer: WalWriter, dispatcher: Dispatcher) -> None:
+        super().__init__(dispatcher)
         self.state: SessionState | None = None
         self._table = table
         self._writer = writer

@@ -76,10 +76,12 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     session_idle_timeout_s: passivate a session (snapshot it, stop its
         actor, drop its buckets from memory) after this long without a
         submit or query. 0: never for idleness.
-    max_active_sessions: most session actors (threads) at once; past it the
-        least recently used are passivated. 0: no limit. Each actor is a
-        thread, and a message costs more the more threads are live (see
-        docs/architecture.md, "Virtual actors"), hence a modest default.
+    max_active_sessions: most active sessions (an actor and buckets in
+        memory) at once; past it the least recently used are passivated.
+        0: no limit.
+    session_threads: dispatcher threads shared by all session actors
+        (docs/architecture.md, "Session actors share dispatcher threads").
+        Must be > 0; under the GIL more than 2 adds no speed.
     trim_interval_s: how often WAL retention (the tenants'
         ``wal_*_retention_s``) removes old records. 0: never; the WAL then
         keeps everything.
@@ -102,12 +104,13 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     snapshot_interval_s: float = 60.0
     session_idle_timeout_s: float = 300.0
     max_active_sessions: int = 1_000
+    session_threads: int = 2
     trim_interval_s: float = 60.0
     defaults: TenantConfig = TenantConfig()
     tenants: dict[str, TenantConfig] = {}
 
     def __post_init__(self) -> None:
-        positive = ("max_payload_bytes", "commit_max_events", "commit_max_bytes", "map_size_bytes")
+        positive = ("max_payload_bytes", "commit_max_events", "commit_max_bytes", "map_size_bytes", "session_threads")
         for name in positive:
             value = getattr(self, name)
             if type(value) is not int or value <= 0:

@@ -25,6 +25,7 @@ import pykka
 from ..actors import (
     Activate,
     CommitApplier,
+    Dispatcher,
     Route,
     SessionActor,
     SessionLoader,
@@ -130,11 +131,13 @@ class Engine:
             clock=clock,
         )
         self._table.loader = self._loader = SessionLoader(log_, self._table, self._writer)
+        # Every session actor runs on these few threads (see actors/_pool.py).
+        self._dispatcher = Dispatcher(config.session_threads, name="laneway-sessions")
         # Idle session actors kept for reuse: up to 5% of the cap, so a
-        # steady churn of activations and passivations starts no threads.
-        table, writer = self._table, self._writer
+        # steady churn of activations and passivations registers no actors.
+        table, writer, dispatcher = self._table, self._writer, self._dispatcher
         self._pool = SlotPool(
-            lambda: SessionActor.start(table, writer), max_idle=max(16, config.max_active_sessions // 20)
+            lambda: SessionActor.start(table, writer, dispatcher), max_idle=max(16, config.max_active_sessions // 20)
         )
         # The hub is a sink only while it has subscribers: a sink makes the
         # commit thread decode every event, which costs ~1 us each.
@@ -257,6 +260,7 @@ class Engine:
                 ref.stop(block=True)
             self._tenants.clear()
             self._pool.stop_all()
+            self._dispatcher.stop()
             # A restart then reads one snapshot per session instead of
             # replaying what changed since the last one.
             try:

@@ -1,0 +1,208 @@
+"""Pooled actors: pykka actors that share a few dispatcher threads.
+
+A `pykka.ThreadingActor` is a thread, and every message wakes that thread.
+A batch spread over a hundred sessions then wakes a hundred threads, each
+of which must win the GIL before it can do its ~10 us of work; the loser of
+every hand-off waits up to the interpreter's switch interval (5 ms). With a
+thousand live actors that convoy, not the work, set the engine's speed
+(docs/architecture.md, "Session actors share dispatcher threads").
+
+A `PooledActor` has no thread of its own. Its inbox is a `Mailbox` that,
+when a message arrives for an idle actor, puts the mailbox on its
+`Dispatcher`'s run queue; a worker thread then handles that actor's
+messages one at a time, in arrival order. A mailbox is on the run queue at
+most once, so an actor never runs on two workers at the same time: each
+actor still sees its messages strictly in order, one after another, which
+is all an actor promises. A worker handles at most `batch` messages of one
+actor before moving it to the back of the queue, so a flooded session does
+not starve the others.
+
+pykka supports other actor runtimes through three hooks
+(`_create_actor_inbox`, `_create_future`, `_start_actor_loop`); this module
+implements them, and handles each message the way pykka's own loop does
+(reply, or log and call `on_failure`). The one rule that follows from
+sharing threads: a pooled actor must never block waiting for another
+pooled actor (an ``ask(...).get()`` from inside `on_receive`), because the
+worker it waits on may be the one it occupies.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import sys
+import threading
+from typing import Any
+
+import pykka
+from pykka import ActorRegistry
+
+__all__ = ["Dispatcher", "Mailbox", "PooledActor"]
+
+log = logging.getLogger("laneway.actors")
+
+
+class Dispatcher:
+    """Worker threads that run `PooledActor`s' mailboxes.
+
+    threads: how many workers. Python code runs under one GIL, so more
+        workers add no CPU; a second one keeps actors moving while another
+        waits on a page fault in an LMDB read.
+    batch: most messages of one actor handled before the next actor's turn.
+    """
+
+    def __init__(self, threads: int = 2, *, batch: int = 64, name: str = "laneway-actors") -> None:
+        if threads < 1:
+            raise ValueError(f"a dispatcher needs at least one thread, got {threads}")
+        self.batch = batch
+        self._ready: queue.SimpleQueue[Mailbox | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{index}", daemon=True) for index in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def schedule(self, mailbox: Mailbox) -> None:
+        self._ready.put(mailbox)
+
+    def stop(self) -> None:
+        """End the workers once the queue ahead of them is handled. Stop the
+        actors first: a message sent after this is never handled."""
+        for _ in self._threads:
+            self._ready.put(None)
+        current = threading.current_thread()
+        for thread in self._threads:
+            if thread is not current:
+                thread.join()
+
+    @property
+    def threads(self) -> int:
+        return len(self._threads)
+
+    def _work(self) -> None:
+        get = self._ready.get
+        batch = self.batch
+        while True:
+            mailbox = get()
+            if mailbox is None:
+                return
+            try:
+                mailbox.run(batch)
+            except BaseException:  # never lose a worker: the other actors need it
+                log.exception("a pooled actor's turn raised")
+
+
+class Mailbox:
+    """A pooled actor's inbox (pykka's ``ActorInbox``: put, get, empty).
+
+    `scheduled` is True while the mailbox is on the run queue or running,
+    and from creation until the actor starts, so messages sent before the
+    actor's ``on_start`` wait for it.
+    """
+
+    __slots__ = ("_queue", "_lock", "_scheduled", "_actor", "_dispatcher", "_started")
+
+    def __init__(self) -> None:
+        self._queue: collections.deque[Any] = collections.deque()
+        self._lock = threading.Lock()
+        self._scheduled = True
+        self._actor: PooledActor | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._started = False
+
+    def attach(self, actor: PooledActor, dispatcher: Dispatcher) -> None:
+        """Start the actor: its first turn runs ``on_start``, then its messages."""
+        self._actor = actor
+        self._dispatcher = dispatcher
+        dispatcher.schedule(self)
+
+    def put(self, envelope: Any) -> None:
+        with self._lock:
+            self._queue.append(envelope)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        assert self._dispatcher is not None
+        self._dispatcher.schedule(self)
+
+    def get(self) -> Any:
+        # Only pykka's teardown calls this, after checking `empty()`.
+        with self._lock:
+            return self._queue.popleft()
+
+    def empty(self) -> bool:
+        return not self._queue
+
+    def run(self, limit: int) -> None:
+        """One turn on a worker: up to `limit` messages, in order."""
+        actor = self._actor
+        assert actor is not None and self._dispatcher is not None
+        if not self._started:
+            self._started = True
+            actor._actor_loop_setup()
+        stopped = actor.actor_stopped
+        for _ in range(limit):
+            if stopped.is_set():
+                # Stays "scheduled" for good: nothing runs this actor again,
+                # and what is still queued is answered with ActorDeadError.
+                actor._actor_loop_teardown()
+                return
+            with self._lock:
+                if not self._queue:
+                    self._scheduled = False
+                    return
+                envelope = self._queue.popleft()
+            actor._handle_envelope(envelope)
+        if stopped.is_set():
+            actor._actor_loop_teardown()
+            return
+        self._dispatcher.schedule(self)  # more may be waiting: back of the line
+
+
+class PooledActor(pykka.Actor):
+    """A pykka actor run by a `Dispatcher` instead of a thread of its own.
+
+    Same API as any pykka actor (`start`, refs, `tell`, `ask`, `stop`,
+    `on_start`, `on_receive`, `on_stop`, `on_failure`); pass the dispatcher
+    to ``__init__``. Must not block on another pooled actor (module doc).
+    """
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        super().__init__()
+        self._dispatcher = dispatcher
+
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        return Mailbox()
+
+    @staticmethod
+    def _create_future() -> pykka.Future[Any]:
+        return pykka.ThreadingFuture()
+
+    def _start_actor_loop(self) -> None:
+        mailbox = self.actor_inbox
+        assert isinstance(mailbox, Mailbox)
+        mailbox.attach(self, self._dispatcher)
+
+    def _handle_envelope(self, envelope: Any) -> None:
+        """One message, handled as pykka's own actor loop handles it."""
+        try:
+            response = self._handle_receive(envelope.message)
+            if envelope.reply_to is not None:
+                envelope.reply_to.set(response)
+        except Exception:
+            if envelope.reply_to is not None:
+                log.info("exception returned from %s to its caller", self, exc_info=True)
+                envelope.reply_to.set_exception()
+            else:
+                self._handle_failure(*sys.exc_info())
+                try:
+                    self.on_failure(*sys.exc_info())
+                except Exception:
+                    self._handle_failure(*sys.exc_info())
+        except BaseException:
+            # pykka's rule for KeyboardInterrupt and friends inside an actor.
+            log.debug("%r in %s; stopping all actors", sys.exc_info()[1], self)
+            self._stop()
+            ActorRegistry.stop_all()

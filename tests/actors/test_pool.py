@@ -1,0 +1,157 @@
+"""PooledActor and Dispatcher: pykka's actor contract on shared threads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pykka
+import pytest
+
+from laneway.actors import Dispatcher, PooledActor
+
+
+class Recorder(PooledActor):
+    """Records what it handles; checks it never runs on two threads at once."""
+
+    def __init__(self, dispatcher: Dispatcher, name: str, log: list[Any], gate: threading.Event | None = None) -> None:
+        super().__init__(dispatcher)
+        self.name = name
+        self.log = log
+        self.gate = gate
+        self.started_first = False
+        self.inside = 0
+        self.overlaps = 0
+        self.received: list[Any] = []
+
+    def on_start(self) -> None:
+        self.started_first = not self.received
+
+    def on_receive(self, message: Any) -> Any:
+        self.inside += 1
+        if self.inside != 1:
+            self.overlaps += 1
+        try:
+            if message == "wait" and self.gate is not None:
+                assert self.gate.wait(10)
+            if message == "boom":
+                raise ValueError("boom")
+            if message == "get":
+                return list(self.received)
+            if message == "state":
+                return (self.started_first, self.overlaps)
+            self.received.append(message)
+            self.log.append((self.name, message))
+            # Give up the GIL inside the turn, so a second worker running
+            # this actor at the same time would be caught by `inside`.
+            time.sleep(0)
+            return None
+        finally:
+            self.inside -= 1
+
+
+@pytest.fixture
+def dispatcher() -> Iterator[Dispatcher]:
+    d = Dispatcher(4, name="test-pool")
+    yield d
+    pykka.ActorRegistry.stop_all()
+    d.stop()
+
+
+def test_each_actor_sees_each_senders_messages_in_order_and_never_concurrently(dispatcher: Dispatcher) -> None:
+    log: list[Any] = []
+    refs = [Recorder.start(dispatcher, f"a{i}", log) for i in range(20)]
+    senders = 6
+    per_sender = 300
+    barrier = threading.Barrier(senders)
+
+    def send(sender: int) -> None:
+        barrier.wait()
+        for n in range(per_sender):
+            refs[(sender + n) % len(refs)].tell((sender, n))
+
+    threads = [threading.Thread(target=send, args=(s,)) for s in range(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = 0
+    for ref in refs:
+        received = ref.ask("get", timeout=10)
+        total += len(received)
+        for sender in range(senders):
+            mine = [n for s, n in received if s == sender]
+            assert mine == sorted(mine)
+        started_first, overlaps = ref.ask("state", timeout=10)
+        assert started_first and overlaps == 0
+    assert total == senders * per_sender
+
+
+def test_ask_returns_the_reply_and_raises_the_handlers_error(dispatcher: Dispatcher) -> None:
+    ref = Recorder.start(dispatcher, "a", [])
+    ref.tell("x")
+    assert ref.ask("get", timeout=10) == ["x"]
+    with pytest.raises(ValueError, match="boom"):
+        ref.ask("boom", timeout=10)
+    assert ref.is_alive()  # an ask's error goes to the caller, not the actor
+
+
+def test_a_failing_tell_stops_that_actor_only(dispatcher: Dispatcher, caplog: pytest.LogCaptureFixture) -> None:
+    bad = Recorder.start(dispatcher, "bad", [])
+    good = Recorder.start(dispatcher, "good", [])
+    with caplog.at_level(logging.ERROR, logger="pykka"):
+        bad.tell("boom")
+        good.tell("y")
+        assert good.ask("get", timeout=10) == ["y"]
+        assert bad.actor_stopped.wait(10)
+    assert not bad.is_alive()
+    with pytest.raises(pykka.ActorDeadError):
+        bad.tell("z")
+    assert any("Unhandled exception" in r.getMessage() for r in caplog.records)
+
+
+def test_stop_answers_what_is_queued_behind_it_with_actor_dead(dispatcher: Dispatcher) -> None:
+    gate = threading.Event()
+    ref = Recorder.start(dispatcher, "a", [], gate)
+    ref.tell("wait")  # holds the actor's turn until the gate opens
+    stopping = ref.stop(block=False)
+    late = ref.ask("get", block=False)
+    gate.set()
+    stopping.get(timeout=10)
+    with pytest.raises(pykka.ActorDeadError):
+        late.get(timeout=10)
+
+
+def test_a_flooded_actor_does_not_starve_the_others() -> None:
+    d = Dispatcher(1, batch=4, name="test-fair")
+    try:
+        log: list[Any] = []
+        gate = threading.Event()
+        flooded = Recorder.start(d, "flooded", log, gate)
+        other = Recorder.start(d, "other", log)
+        flooded.tell("wait")  # the only worker is now busy with `flooded`
+        for n in range(100):
+            flooded.tell(n)
+        other.tell("hello")
+        gate.set()
+        assert other.ask("get", timeout=10) == ["hello"]
+        flooded.ask("get", timeout=10)
+        position = log.index(("other", "hello"))
+        # The other actor's turn came after at most a few batches of four.
+        assert position <= 8, log[: position + 1]
+    finally:
+        pykka.ActorRegistry.stop_all()
+        d.stop()
+
+
+def test_dispatcher_threads_end_on_stop_and_zero_threads_is_refused() -> None:
+    d = Dispatcher(3, name="test-stop")
+    names = {t.name for t in threading.enumerate()}
+    assert {"test-stop-0", "test-stop-1", "test-stop-2"} <= names
+    d.stop()
+    assert not any(t.name.startswith("test-stop") for t in threading.enumerate())
+    with pytest.raises(ValueError):
+        Dispatcher(0)
