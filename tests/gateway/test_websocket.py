@@ -426,3 +426,54 @@ async def test_a_resume_into_history_that_retention_removed_gets_a_gap(tmp_path:
     finally:
         server.running.stop()
         engine.close()
+
+
+async def test_a_client_with_too_many_unacked_publishes_is_not_read_until_acks_make_room(
+    make_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from laneway.gateway import _ws
+    from laneway.persistence import WriterTask
+
+    monkeypatch.setattr(_ws, "_MAX_UNACKED", 4)
+    server = make_server()
+    hub = server.hub
+    queued = threading.Event()
+    queue_publish = hub.queue_publish
+
+    def counting(writer: Any, frame: Any) -> Any:
+        pending = queue_publish(writer, frame)
+        if len(hub._publishes) + hub.stats["publishes"] >= 4:
+            queued.set()
+        return pending
+
+    hub.queue_publish = counting
+    gate = threading.Event()
+    server.engine._writer.put_task(WriterTask(lambda log: gate.wait(TIMEOUT)))  # nothing commits until the gate opens
+    try:
+        async with open_websocket_url(f"{server.ws}?token={server.token()}") as ws:
+            for n in range(4):
+                await send(ws, {"type": "publish", "id": f"m{n}", "tenant": "acme", "session": "s", "event_type": "T"})
+            assert await trio.to_thread.run_sync(queued.wait, TIMEOUT)
+            # On the server's loop, after the step that read the fourth:
+            # the connection has left the reactor's set.
+            state: dict[str, Any] = {}
+            done = threading.Event()
+
+            def look() -> None:
+                (client,) = hub.clients
+                state.update(reading=client._reading, in_reactor=client._fd in server.running.gateway.reactor)
+                done.set()
+
+            server.running._token.run_sync_soon(look)
+            assert await trio.to_thread.run_sync(done.wait, TIMEOUT)
+            assert state == {"reading": False, "in_reactor": False}
+            for n in range(4, 10):
+                await send(ws, {"type": "publish", "id": f"m{n}", "tenant": "acme", "session": "s", "event_type": "T"})
+            gate.set()
+            acks = [await recv_until(ws, "ack") for _ in range(10)]
+            assert [a["metadata"]["id"] for a in acks] == [f"m{n}" for n in range(10)]
+            assert [a["payload"]["receipt"]["seq"] for a in acks] == list(range(1, 11))
+    finally:
+        gate.set()

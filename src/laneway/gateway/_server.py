@@ -35,6 +35,7 @@ from ._bridge import GatewayActor, GatewaySink
 from ._config import GatewayConfig
 from ._http import HttpApp
 from ._hub import Hub
+from ._reactor import ReadReactor
 from ._ws import serve_websocket
 
 if TYPE_CHECKING:
@@ -121,6 +122,7 @@ class Gateway:
         self._context = WorkerContext(None)
         self._stopping: trio.Event | None = None
         self.port: int | None = None
+        self.reactor: ReadReactor | None = None  # reads every WebSocket; made by run()
 
     def stop(self) -> None:
         """Begin a graceful shutdown (call on the gateway's trio loop)."""
@@ -143,6 +145,8 @@ class Gateway:
         try:
             async with trio.open_nursery() as handlers:
                 async with trio.open_nursery() as service:
+                    self.reactor = ReadReactor()
+                    await service.start(self.reactor.run)
                     await service.start(self.hub.maintain)
                     await service.start(self.hub.flush)
                     await service.start(self.hub.publisher)
@@ -183,12 +187,14 @@ class Gateway:
             await stream.aclose()
             return
         if _is_websocket(head):
+            assert self.reactor is not None
             peer = stream.socket.getpeername()[0]
             try:
                 await serve_websocket(
                     stream,
                     head,
                     hub=self.hub,
+                    reactor=self.reactor,
                     engine=self.engine,
                     auth=self.auth,
                     anonymous=lambda: self.http.anonymous_allowed(peer),

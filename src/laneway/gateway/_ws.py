@@ -9,10 +9,12 @@ handshake; `laneway.core.FrameReader` reads client frames after it; what
 the server sends is framed once per feed (`ws_frame`) and written with one
 write per wake-up, straight to the socket when the writer is idle.
 
-A connection runs two tasks: a reader (client frames into the
-`ServerConnection` state machine, whose actions it carries out) and a writer
-(control frames and every subscription's cursor, batched into one write;
-heartbeats when idle).
+A connection has one task of its own, the writer (control frames and every
+subscription's cursor, batched into one write; heartbeats when idle). Its
+reading is done by the gateway's `ReadReactor` (one task for every
+connection, see `_reactor.py`), which hands the bytes to `received`: client
+frames go into the `ServerConnection` state machine, whose actions the
+connection carries out.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from ..core import (
 from ._auth import Authenticator, AuthError
 from ._compat import COMPAT
 from ._hub import COMPAT_CODEC, Hub, PendingPublish
+from ._reactor import ReadReactor
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -87,12 +90,14 @@ class WsClient:
         machine: ServerConnection | None,
         *,
         hub: Hub,
+        reactor: ReadReactor,
         engine: Engine,
         auth: Authenticator,
         clock: Callable[[], int],
         on_close: Callable[[WsClient], None],
     ) -> None:
         self.stream = stream
+        self.reactor = reactor
         self.ws = ws
         self.codec = codec
         self.machine = machine
@@ -122,10 +127,11 @@ class WsClient:
         self.bytes_sent = 0
         # Publishes awaiting their commit, in the order they were sent; acks
         # leave in that order (see `answer_publishes`). At most _MAX_UNACKED:
-        # past that the reader stops reading, and TCP pushes back on a client
-        # that publishes faster than we commit.
+        # past that the connection stops reading, and TCP pushes back on a
+        # client that publishes faster than we commit.
         self._unacked: collections.deque[PendingPublish] = collections.deque()
-        self._ack_room = trio.Event()
+        self._reading = False  # in the reactor's set
+        self._done_reading = False  # the client closed, or sent garbage
 
     # -- called by the hub and by actions ------------------------------------
 
@@ -170,12 +176,17 @@ class WsClient:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._reader)
+                if self.pipelined:
+                    data, self.pipelined = self.pipelined, b""
+                    self.received(data)
+                self._read_more()
                 if compat:
                     self.cursors["compat"] = await self.hub.subscribe_compat(self)
                 await self._writer()
                 nursery.cancel_scope.cancel()
         finally:
+            self._done_reading = True
+            self._read_more()  # out of the reactor before the socket closes
             for cursor in self.cursors.values():
                 self.hub.forget_cursor(cursor)
             self.cursors.clear()
@@ -301,40 +312,54 @@ class WsClient:
         readable, _, _ = select.select([self._fd], [], [], 0)
         return bool(readable)
 
-    async def _reader(self) -> None:
-        while True:
-            while len(self._unacked) >= _MAX_UNACKED:
-                self._ack_room = trio.Event()
-                await self._ack_room.wait()
-            if self.pipelined:
-                data, self.pipelined = self.pipelined, b""
-            else:
-                try:
-                    data = await self.stream.receive_some(65536)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    data = b""
-            if not data:
-                self.close_soon(CloseCode.NORMAL, "")
+    def received(self, data: bytes) -> None:
+        """Bytes from the client (the reactor, on the loop); b"": it closed."""
+        if self._done_reading:
+            return
+        if not data:
+            self._stop_reading()
+            self.close_soon(CloseCode.NORMAL, "")
+            return
+        self._last_heard = trio.current_time()
+        try:
+            frames = self._frames.feed(data)
+        except FrameError as exc:
+            if exc.code == CloseCode.TOO_BIG:
+                self.hub.stats["oversized_frames"] += 1
+            self._stop_reading()
+            self.close_soon(exc.code, str(exc))
+            return
+        for frame in frames:
+            if isinstance(frame, WsMessage):
+                self._handle(frame.data)
+            elif isinstance(frame, WsPing):
+                self.send_control(pong_frame(frame.payload))
+            elif isinstance(frame, WsClose):
+                if self._closing is None:
+                    # Echo the client's code, as RFC 6455 asks.
+                    self._closing = (frame.code if frame.code != 1005 else CloseCode.NORMAL, "")
+                self._stop_reading()
+                self.wake()
                 return
-            self._last_heard = trio.current_time()
-            try:
-                frames = self._frames.feed(data)
-            except FrameError as exc:
-                if exc.code == CloseCode.TOO_BIG:
-                    self.hub.stats["oversized_frames"] += 1
-                self.close_soon(exc.code, str(exc))
+            if self._done_reading:  # a frame closed the connection
                 return
-            for frame in frames:
-                if isinstance(frame, WsMessage):
-                    self._handle(frame.data)
-                elif isinstance(frame, WsPing):
-                    self.send_control(pong_frame(frame.payload))
-                elif isinstance(frame, WsClose):
-                    if self._closing is None:
-                        # Echo the client's code, as RFC 6455 asks.
-                        self._closing = (frame.code if frame.code != 1005 else CloseCode.NORMAL, "")
-                    self.wake()
-                    return
+        self._read_more()
+
+    def _stop_reading(self) -> None:
+        self._done_reading = True
+        self._read_more()
+
+    def _read_more(self) -> None:
+        """Be in the reactor's set exactly when this connection should read:
+        not after the end of its input, nor while _MAX_UNACKED publishes
+        await their commit."""
+        want = not self._done_reading and self._closing is None and len(self._unacked) < _MAX_UNACKED
+        if want and not self._reading:
+            self._reading = True
+            self.reactor.add(self._fd, self)
+        elif not want and self._reading:
+            self._reading = False
+            self.reactor.remove(self._fd)
 
     # -- the protocol machine's actions ------------------------------------
 
@@ -403,7 +428,8 @@ class WsClient:
                 self.send_control(ws_frame(codec.error(pending.frame_id, error_name(outcome), str(outcome), now), binary=codec.binary))
             else:
                 self.send_control(ws_frame(codec.ack(pending.frame_id, outcome, now), binary=codec.binary))
-        self._ack_room.set()
+        if not self._reading:
+            self._read_more()
 
 
 def _choose_protocol(offered: list[str], available: Sequence[str]) -> str | None:
@@ -431,6 +457,7 @@ async def serve_websocket(
     initial: bytes,
     *,
     hub: Hub,
+    reactor: ReadReactor,
     engine: Engine,
     auth: Authenticator,
     anonymous: Callable[[], bool],
@@ -499,7 +526,9 @@ async def serve_websocket(
         await stream.send_all(ws.send(AcceptConnection(subprotocol=subprotocol)))
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         return
-    client = WsClient(stream, ws, codec, machine, hub=hub, engine=engine, auth=auth, clock=clock, on_close=clients.discard)
+    client = WsClient(
+        stream, ws, codec, machine, hub=hub, reactor=reactor, engine=engine, auth=auth, clock=clock, on_close=clients.discard
+    )
     clients.add(client)
     if pipelined:
         client.pipelined = pipelined
