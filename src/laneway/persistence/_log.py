@@ -407,22 +407,28 @@ class LmdbLog:
     def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None:
         last, records, seq_index, dedupes = _encode_batches(batches, self.last_lsn)
 
+        # One *multi call per table, not a get and a put per session: py-lmdb
+        # lets go of the GIL around each call, and under a busy event loop
+        # every reacquisition can wait out the 5 ms switch interval
+        # (measured: 100 single gets took up to 20 ms, one getmulti 0.1 ms).
         def write(txn: lmdb.Transaction) -> None:
             txn.cursor(self.events_db).putmulti(records, append=True)
             txn.cursor(self.seq_db).putmulti(seq_index)
-            for tenant, key, receipt in dedupes:
-                txn.put(_dedupe_id(tenant, key), encode(receipt), db=self.dedupe_db)
-            heads: dict[bytes, SessionMeta] = {}
+            if dedupes:
+                txn.cursor(self.dedupe_db).putmulti([(_dedupe_id(t, k), encode(r)) for t, k, r in dedupes])
+            by_session: dict[bytes, list[WriteBatch]] = {}
             for batch in batches:
-                sid = _session_id(batch.tenant, batch.session)
-                meta = heads.get(sid)
-                if meta is None:
-                    raw = txn.get(sid, db=self.sessions_db)
+                by_session.setdefault(_session_id(batch.tenant, batch.session), []).append(batch)
+            with txn.cursor(self.sessions_db) as cursor:
+                stored = dict(cursor.getmulti(list(by_session)))
+                heads: list[tuple[bytes, bytes]] = []
+                for sid, session_batches in by_session.items():
+                    raw = stored.get(sid)
                     meta = decode_session_meta(raw) if raw is not None else None
-                heads[sid] = _advance_meta(meta, batch, now_ms)
-            put = txn.put
-            for sid, meta in heads.items():
-                put(sid, encode(meta), db=self.sessions_db)
+                    for batch in session_batches:
+                        meta = _advance_meta(meta, batch, now_ms)
+                    heads.append((sid, encode(meta)))
+                cursor.putmulti(heads)
 
         self._write_txn(write, "WAL commit")
         self.last_lsn = last
