@@ -22,7 +22,7 @@ from typing import Any
 from _common import data_dir, percentiles
 
 from laneway import Engine, EngineConfig
-from laneway.gateway import GatewayConfig, serve_in_thread
+from laneway.gateway import GatewayConfig, serve_in_thread, tune_gc
 
 HERE = Path(__file__).resolve().parent
 SECRET = "bench-secret-" + "x" * 32
@@ -43,6 +43,7 @@ class _Server:
         }
         settings.update(gateway)
         self.running = serve_in_thread(self.engine, GatewayConfig(**settings))
+        tune_gc()  # as `laneway serve` does once it listens
         self.token = self.running.gateway.auth.mint("bench", ["bench"], ["subscribe", "publish"])
 
     def close(self) -> None:

@@ -113,7 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from ._demo import DemoProducer
     from .engine import Engine, load_config
-    from .gateway import Gateway, load_gateway_config, load_or_create_secret
+    from .gateway import Gateway, load_gateway_config, load_or_create_secret, tune_gc
 
     data = Path(args.data)
     overrides: dict[str, Any] = {"host": args.host, "port": args.port}
@@ -141,6 +141,7 @@ def _serve(args: argparse.Namespace) -> int:
                     nursery.cancel_scope.cancel()  # the signal watcher too
 
                 port = await nursery.start(serve)
+                tune_gc()  # start-up is over: see gateway/_gc.py
                 base = f"http://{gateway_config.host}:{port}"
                 print(f"laneway serving {base} (data in {data.resolve()})", flush=True)
                 print(f"  WebSocket: ws://{gateway_config.host}:{port}/ws   HookEvent stream: ws://{gateway_config.host}:{port}/stream", flush=True)

@@ -17,6 +17,7 @@ from ._config import (
     gateway_option_table as gateway_option_table,
     load_gateway_config as load_gateway_config,
 )
+from ._gc import GC_THRESHOLDS as GC_THRESHOLDS, tune_gc as tune_gc
 from ._server import Gateway as Gateway, RunningGateway as RunningGateway, serve_in_thread as serve_in_thread
 
 __all__ = [
@@ -33,4 +34,6 @@ __all__ = [
     "Gateway",
     "RunningGateway",
     "serve_in_thread",
+    "GC_THRESHOLDS",
+    "tune_gc",
 ]
