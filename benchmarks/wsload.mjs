@@ -34,12 +34,16 @@ function count(buf, needle) {
   return n;
 }
 
+const sockets = [];
+
 function connect(index) {
   return new Promise((resolve, reject) => {
     const sock = net.connect(Number(port), "127.0.0.1");
+    sockets.push(sock);
     const sample = index % SAMPLE === 0;
     const pending = new Map();
     let buf = Buffer.alloc(0), open = false, published = 0;
+    let parts = [], partsLen = 0, need = 0;  // bytes of an incomplete frame, and how many it needs
     sock.setNoDelay(true);
     sock.on("error", reject);
     sock.on("connect", () => {
@@ -76,14 +80,20 @@ function connect(index) {
         if (data.indexOf("\x89\x07laneway", 0, "latin1") !== -1) sock.write(PONG);
         return;
       }
-      buf = buf.length ? Buffer.concat([buf, data]) : data;
+      // A client that falls behind gets ever bigger `bulk` frames: collect
+      // the chunks of one until it is complete instead of concatenating on
+      // every chunk (quadratic in the frame size).
+      parts.push(data); partsLen += data.length;
+      if (partsLen < need) return;
+      buf = parts.length === 1 ? parts[0] : Buffer.concat(parts, partsLen);
+      parts = []; partsLen = 0; need = 0;
       let pos = 0;
       while (buf.length - pos >= 2) {
         const opcode = buf[pos] & 15;
         let n = buf[pos + 1] & 127, off = pos + 2;
         if (n === 126) { if (buf.length - pos < 4) break; n = buf.readUInt16BE(pos + 2); off = pos + 4; }
         else if (n === 127) { if (buf.length - pos < 10) break; n = Number(buf.readBigUInt64BE(pos + 2)); off = pos + 10; }
-        if (buf.length < off + n) break;
+        if (buf.length < off + n) { need = off + n - pos; break; }
         const body = buf.subarray(off, off + n);
         pos = off + n;
         frames++;
@@ -103,7 +113,7 @@ function connect(index) {
           if (measuring) acked++;
         }
       }
-      buf = buf.subarray(pos);
+      if (pos < buf.length) { parts.push(buf.subarray(pos)); partsLen = buf.length - pos; }
     });
   });
 }
@@ -125,5 +135,8 @@ const result = JSON.stringify({
   events: events - events0, frames: frames - frames0, seconds: elapsed, latencies, acks, closed,
   client_cpu_fraction: (cpu.user + cpu.system) / 1e6 / elapsed, client: "node",
 });
+// Stop reading first: a client that fell behind would otherwise spend
+// minutes on the backlog before the result below reaches the pipe.
+for (const sock of sockets) sock.destroy();
 // Writes to a pipe are asynchronous in Node: exit only once it is flushed.
 process.stdout.write(result + "\n", () => process.exit(0));
