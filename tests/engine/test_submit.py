@@ -36,6 +36,7 @@ def test_submit_many_returns_receipts_in_item_order(engine: Engine) -> None:
             ("acme", "a", "T"),
             ["acme", "b", "T", None],
             {"tenant": "other", "session": "a", "type": "T", "priority": 3, "dedupe_key": "d1"},
+            ("acme", "c", "T", {"n": 3}, "d2", "ai", 2, {"k": "v"}),  # the full tuple
         ]
     )
     assert [(r.tenant, r.session, r.seq, r.priority) for r in receipts] == [
@@ -44,8 +45,11 @@ def test_submit_many_returns_receipts_in_item_order(engine: Engine) -> None:
         ("acme", "a", 2, 0),
         ("acme", "b", 2, 0),
         ("other", "a", 1, 3),
+        ("acme", "c", 1, 2),
     ]
     assert engine.events("acme", "b")[0].source == "ai"
+    (full,) = engine.events("acme", "c")
+    assert (full.payload, full.dedupe_key, full.source, full.priority, full.attrs) == ({"n": 3}, "d2", "ai", 2, {"k": "v"})
     assert engine.submit_many([]) == []
     assert engine.submit_many(iter([("acme", "a", "T", 1)]))[0].seq == 3
 

@@ -350,8 +350,10 @@ class Engine:
         """Append a batch; one receipt per item, in order, once all are durable.
 
         Items are ``(tenant, session, type, payload)`` tuples (payload
-        optional) or dicts with those keys plus optional ``dedupe_key``,
-        ``source``, ``priority`` and ``attrs``. Every item is validated
+        optional), dicts with those keys plus optional ``dedupe_key``,
+        ``source``, ``priority`` and ``attrs``, or the full tuple
+        ``(tenant, session, type, payload, dedupe_key, source, priority,
+        attrs)`` (None where unset). Every item is validated
         before anything is written: one bad item raises and nothing of the
         batch is written.
         """
@@ -380,12 +382,13 @@ class Engine:
         """Batch items in the internal 8-field shape, checked for shape only."""
         parsed: list[tuple[Any, ...]] = []
         for index, item in enumerate(items):
-            if type(item) is tuple and len(item) == 4:
+            if type(item) is tuple and len(item) == 8:
+                parsed.append(item)  # the internal shape already (the gateway's publishes)
+            elif type(item) is tuple and len(item) == 4:
                 parsed.append((*item, None, None, None, None))
             elif isinstance(item, Mapping):
-                unknown = set(item) - _ITEM_KEYS
-                if unknown:
-                    raise InvalidEvent(f"batch item {index}: unknown key(s) {sorted(unknown)}")
+                if not item.keys() <= _ITEM_KEYS:
+                    raise InvalidEvent(f"batch item {index}: unknown key(s) {sorted(set(item) - _ITEM_KEYS)}")
                 try:
                     parsed.append(
                         (item["tenant"], item["session"], item["type"], item.get("payload"), item.get("dedupe_key"),
@@ -397,7 +400,8 @@ class Engine:
                 parsed.append((item[0], item[1], item[2], item[3] if len(item) == 4 else None, None, None, None, None))
             else:
                 raise InvalidEvent(
-                    f"batch item {index} must be a (tenant, session, type, payload) tuple or a dict with those keys"
+                    f"batch item {index} must be a (tenant, session, type, payload) tuple, "
+                    "the full 8-field tuple or a dict with those keys"
                 )
         return parsed
 

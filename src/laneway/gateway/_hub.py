@@ -137,8 +137,7 @@ class Hub:
             self._publish_needed = trio.Event()
             batch, self._publishes = self._publishes, []
             items = [
-                {"tenant": f.tenant, "session": f.session, "type": f.event_type, "payload": f.payload,
-                 "dedupe_key": f.dedupe_key, "source": f.source, "priority": f.priority, "attrs": f.attrs}
+                (f.tenant, f.session, f.event_type, f.payload, f.dedupe_key, f.source, f.priority, f.attrs)
                 for _, f, _ in batch
             ]
             try:
