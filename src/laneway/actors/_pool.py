@@ -47,12 +47,12 @@ class Dispatcher:
     """Worker threads that run `PooledActor`s' mailboxes.
 
     threads: how many workers. Python code runs under one GIL, so more
-        workers add no CPU; a second one keeps actors moving while another
-        waits on a page fault in an LMDB read.
+        workers add no CPU, only contention for it; a second one keeps
+        actors moving while another waits on a page fault in an LMDB read.
     batch: most messages of one actor handled before the next actor's turn.
     """
 
-    def __init__(self, threads: int = 2, *, batch: int = 64, name: str = "laneway-actors") -> None:
+    def __init__(self, threads: int = 1, *, batch: int = 64, name: str = "laneway-actors") -> None:
         if threads < 1:
             raise ValueError(f"a dispatcher needs at least one thread, got {threads}")
         self.batch = batch

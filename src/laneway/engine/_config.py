@@ -81,7 +81,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         0: no limit.
     session_threads: dispatcher threads shared by all session actors
         (docs/architecture.md, "Session actors share dispatcher threads").
-        Must be > 0; under the GIL more than 2 adds no speed.
+        Must be > 0. One is fastest under the GIL (fewer threads contend
+        for it); a second lets other sessions go on while one waits on the
+        disk for a dedupe lookup.
     trim_interval_s: how often WAL retention (the tenants'
         ``wal_*_retention_s``) removes old records. 0: never; the WAL then
         keeps everything.
@@ -104,7 +106,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     snapshot_interval_s: float = 60.0
     session_idle_timeout_s: float = 300.0
     max_active_sessions: int = 1_000
-    session_threads: int = 2
+    session_threads: int = 1
     trim_interval_s: float = 60.0
     defaults: TenantConfig = TenantConfig()
     tenants: dict[str, TenantConfig] = {}
