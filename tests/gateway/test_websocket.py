@@ -372,12 +372,35 @@ async def test_server_pings_and_idle_healthy_clients_stay(make_server: Any) -> N
     assert beats >= 3
 
 
-def test_a_dead_connection_is_closed_after_the_heartbeat_timeout(make_server: Any) -> None:
+@pytest.mark.parametrize("high_fd", [False, True], ids=["fd-below-1024", "fd-above-1024"])
+def test_a_dead_connection_is_closed_after_the_heartbeat_timeout(make_server: Any, high_fd: bool) -> None:
+    import os
+    import resource
     import socket
-    import time
 
     server = make_server(heartbeat_interval_s=0.1, heartbeat_timeout_s=0.3)
-    sock = socket.create_connection(("127.0.0.1", server.running.port))
+    filler: list[int] = []
+    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if high_fd:
+        # The server's end of the connection gets a descriptor above 1024,
+        # where select() refuses to go (10,000 connections get there).
+        soft, hard = limits
+        if hard != resource.RLIM_INFINITY and hard < 4096:
+            pytest.skip(f"the machine allows {hard} open files; the case needs more than 1,024")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 4096), hard))
+        while len(filler) < 1100:
+            filler.extend(os.pipe())
+    try:
+        _expect_heartbeat_close(server, socket.create_connection(("127.0.0.1", server.running.port)))
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+
+
+def _expect_heartbeat_close(server: Server, sock: Any) -> None:
+    import time
+
     key = "dGhlIHNhbXBsZSBub25jZQ=="
     token = server.token()
     sock.sendall(

@@ -309,8 +309,11 @@ class WsClient:
         only our loop was too busy to read them (no false timeouts under load)."""
         if self._fd < 0:
             return False
-        readable, _, _ = select.select([self._fd], [], [], 0)
-        return bool(readable)
+        # poll, not select: select() refuses descriptors above 1023, and a
+        # server with thousands of connections has plenty of those.
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        return bool(poller.poll(0))
 
     def received(self, data: bytes) -> None:
         """Bytes from the client (the reactor, on the loop); b"": it closed."""
