@@ -77,5 +77,17 @@ def test_bench_lists_and_runs_a_scenario_in_a_fresh_process(tmp_path: Path) -> N
     report = json.loads((tmp_path / "r.json").read_text())
     result = report["results"]["submit_latency"]
     assert result["events"] == 1000 and result["p99_ms"] > 0
+    assert 0 <= result["cpu_steal_pct"] <= 100  # Linux: read from /proc/stat around the run
     assert "p99_ms" in out.stdout
     assert run("bench", "no_such_scenario").returncode == 2
+
+
+def test_cpu_steal_is_the_hypervisors_share_of_the_interval() -> None:
+    from laneway.cli import _steal_pct
+
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    before = [100, 0, 50, 800, 10, 0, 0, 40, 0, 0]
+    after = [160, 0, 80, 860, 10, 0, 0, 90, 30, 0]  # guest time is already in user
+    assert _steal_pct(before, after) == 25.0  # 50 of 200 ticks
+    assert _steal_pct(before, before) is None
+    assert _steal_pct(None, after) is None

@@ -316,6 +316,26 @@ def _load_scenarios(directory: Path) -> dict[str, Any]:
     return scenarios
 
 
+def _cpu_ticks() -> list[int] | None:
+    """The machine's CPU time counters (Linux /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as stat:
+            return [int(field) for field in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def _steal_pct(before: list[int] | None, after: list[int] | None) -> float | None:
+    """Share of CPU time the hypervisor gave to other guests in between: on
+    a shared virtual machine, figures taken while it is high are not
+    comparable (see docs/benchmarks.md)."""
+    if not before or not after or len(before) < 8 or len(after) < 8:
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is inside user)
+    total = sum(after[:8]) - sum(before[:8])
+    return round(100.0 * (after[7] - before[7]) / total, 1) if total > 0 else None
+
+
 def _bench(args: argparse.Namespace) -> int:
     directory = _bench_dir(args.dir)
     scenarios = _load_scenarios(directory)
@@ -333,9 +353,12 @@ def _bench(args: argparse.Namespace) -> int:
     if args.in_process:
         # Child mode: run one scenario, print its result as the last line.
         (name,) = chosen
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu_ticks()
         result = scenarios[name](quick=args.quick)
         result["seconds"] = round(time.perf_counter() - started, 2)
+        steal = _steal_pct(cpu, _cpu_ticks())
+        if steal is not None:
+            result["cpu_steal_pct"] = steal
         print(json.dumps(result))
         return 0
     results: dict[str, Any] = {}
