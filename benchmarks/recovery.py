@@ -212,7 +212,7 @@ def passivation_soak(quick: bool = False) -> dict[str, Any]:
         "create_s": round(create_s, 1),
         "events_per_s": round(sum(s["events_per_s"] for s in samples) / len(samples)),
         "max_threads": max_threads,
-        "actor_threads_started": pool_started,
+        "session_actors_started": pool_started,
         "rss_mib_start": rss[0],
         "rss_mib_end": rss[-1],
         "rss_growth_mib": rss_growth,
