@@ -1,6 +1,6 @@
 """The WAL writer thread: group commit.
 
-Session actors hand `WriteBatch`es to `WalWriter.put` from their own threads.
+Session actors hand `WriteBatch`es to `WalWriter.put` from the dispatcher threads.
 The writer takes whatever is queued (up to ``max_events`` / ``max_bytes``),
 writes it in one transaction and fsyncs once. Batching is what makes
 durability affordable: a sync commit here costs ~0.3-0.5 ms whether it holds
