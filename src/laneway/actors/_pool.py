@@ -76,10 +76,6 @@ class Dispatcher:
             if thread is not current:
                 thread.join()
 
-    @property
-    def threads(self) -> int:
-        return len(self._threads)
-
     def _work(self) -> None:
         get = self._ready.get
         batch = self.batch
@@ -143,11 +139,8 @@ class Mailbox:
             actor._actor_loop_setup()
         stopped = actor.actor_stopped
         for _ in range(limit):
-            if stopped.is_set():
-                # Stays "scheduled" for good: nothing runs this actor again,
-                # and what is still queued is answered with ActorDeadError.
-                actor._actor_loop_teardown()
-                return
+            if stopped.is_set():  # on_start or the last message stopped it
+                break
             with self._lock:
                 if not self._queue:
                     self._scheduled = False
@@ -155,6 +148,8 @@ class Mailbox:
                 envelope = self._queue.popleft()
             actor._handle_envelope(envelope)
         if stopped.is_set():
+            # Stays "scheduled" for good: nothing runs this actor again, and
+            # what is still queued is answered with ActorDeadError.
             actor._actor_loop_teardown()
             return
         self._dispatcher.schedule(self)  # more may be waiting: back of the line

@@ -43,7 +43,6 @@ class ReadReactor:
     def __init__(self) -> None:
         self._epoll = select.epoll()
         self._readers: dict[int, Readable] = {}
-        self.reads = 0  # os.read calls, for the loop's statistics
 
     def add(self, fd: int, reader: Readable) -> None:
         """Read `fd` from now on; `reader.received` gets what arrives. Once
@@ -62,9 +61,6 @@ class ReadReactor:
     def __contains__(self, fd: int) -> bool:
         return fd in self._readers
 
-    def __len__(self) -> int:
-        return len(self._readers)
-
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Read until cancelled; closes the epoll set on the way out."""
         fileno, poll, readers = self._epoll.fileno(), self._epoll.poll, self._readers
@@ -82,7 +78,6 @@ class ReadReactor:
                         continue
                     except OSError:
                         data = b""  # reset by the peer: same as a close
-                    self.reads += 1
                     if not data:
                         self.remove(fd)
                     reader.received(data)

@@ -344,8 +344,6 @@ class WsClient:
                 self._stop_reading()
                 self.wake()
                 return
-            if self._done_reading:  # a frame closed the connection
-                return
         self._read_more()
 
     def _stop_reading(self) -> None:
