@@ -188,16 +188,19 @@ def publish_acks_1000(quick: bool = False) -> dict[str, Any]:
             commit = server.engine.statistics().commit
         finally:
             server.close()
-    acks = percentiles(result["acks"])
+    samples = result["acks"]
+    acks = percentiles(samples)
+    # p95: the largest of the fastest 95% (percentiles() reports p50/p99/p99.9).
+    p95 = percentiles(sorted(samples)[: int(len(samples) * 0.95) or 1])["max_ms"] if samples else 0
     return {
         "clients": 1000,
-        "acks_per_s": round(len(result["acks"]) / result["seconds"]),
+        "acks_per_s": round(len(samples) / result["seconds"]),
         "ack_p50_ms": acks["p50_ms"],
-        "ack_p95_ms": percentiles(sorted(result["acks"])[: int(len(result["acks"]) * 0.95) or 1])["max_ms"] if result["acks"] else 0,
+        "ack_p95_ms": p95,
         "ack_p99_ms": acks["p99_ms"],
         "mean_group": round(commit.batch_mean, 1) if commit else 0,
         "target_p95_ms": 50,
-        "target_met": bool(result["acks"]) and percentiles(sorted(result["acks"])[: int(len(result["acks"]) * 0.95) or 1])["max_ms"] < 50,
+        "target_met": bool(samples) and p95 < 50,
     }
 
 
