@@ -39,6 +39,8 @@ _EXPORTS = {
     "InvalidEvent": "laneway.core",
     "InvalidPayload": "laneway.core",
     "PayloadTooLarge": "laneway.core",
+    "PayloadTooDeep": "laneway.core",
+    "MAX_PAYLOAD_DEPTH": "laneway.core",
     "InvalidPriority": "laneway.core",
     "ConfigError": "laneway.core",
     "BucketFull": "laneway.core",
@@ -53,6 +55,7 @@ __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:
     from .core import (
+        MAX_PAYLOAD_DEPTH,
         BucketFull,
         ConfigError,
         DataDirLocked,
@@ -65,6 +68,7 @@ if TYPE_CHECKING:
         InvalidPriority,
         LanewayError,
         PayloadPredicate,
+        PayloadTooDeep,
         PayloadTooLarge,
         PriorityMetadata,
         PriorityRule,

@@ -38,6 +38,7 @@ from ._errors import (
     InvalidPayload as InvalidPayload,
     InvalidPriority as InvalidPriority,
     LanewayError as LanewayError,
+    PayloadTooDeep as PayloadTooDeep,
     PayloadTooLarge as PayloadTooLarge,
     StorageError as StorageError,
     SubscriptionOverflow as SubscriptionOverflow,
@@ -75,6 +76,12 @@ from ._keys import (
     validate_source as validate_source,
     validate_tenant as validate_tenant,
     validate_type as validate_type,
+)
+from ._payload import (
+    ENCODE_ERRORS as ENCODE_ERRORS,
+    MAX_PAYLOAD_DEPTH as MAX_PAYLOAD_DEPTH,
+    check_payload as check_payload,
+    wire_safe as wire_safe,
 )
 from ._priority import (
     DEFAULT as DEFAULT,
@@ -161,6 +168,7 @@ from ._wire import (
     V1Metadata as V1Metadata,
     WirePriorityMetadata as WirePriorityMetadata,
     decode_client_frame as decode_client_frame,
+    safe_event as safe_event,
     wire_schema as wire_schema,
     ws_frame as ws_frame,
 )
@@ -187,7 +195,12 @@ __all__ = [
     "InvalidKey",
     "InvalidEvent",
     "InvalidPayload",
+    "PayloadTooDeep",
     "PayloadTooLarge",
+    "MAX_PAYLOAD_DEPTH",
+    "ENCODE_ERRORS",
+    "check_payload",
+    "wire_safe",
     "InvalidPriority",
     "ConfigError",
     "BucketFull",
@@ -294,6 +307,7 @@ __all__ = [
     "V1Metadata",
     "WirePriorityMetadata",
     "decode_client_frame",
+    "safe_event",
     "ws_frame",
     "wire_schema",
 ]

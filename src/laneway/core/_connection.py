@@ -22,8 +22,9 @@ from typing import Any
 
 import msgspec
 
-from ._errors import LanewayError
+from ._errors import InvalidPayload, LanewayError, PayloadTooDeep
 from ._keys import validate_session, validate_tenant
+from ._payload import check_payload
 from ._priority import check_priority
 from ._wire import (
     AuthFrame,
@@ -179,6 +180,13 @@ class ServerConnection:
     def _publish(self, frame: PublishFrame, now: int) -> list[Action]:
         try:
             validate_tenant(frame.tenant)
+            check_payload(frame.payload)
+            if frame.attrs is not None:
+                check_payload(frame.attrs, what="attrs")
+        except PayloadTooDeep as exc:
+            return self._close_with_error(frame.id, "bad_frame", str(exc), CloseCode.INVALID_FRAME, now)
+        except InvalidPayload as exc:
+            return [self._error(frame.id, "invalid_payload", str(exc), now)]
         except LanewayError as exc:
             return [self._error(frame.id, "bad_publish", str(exc), now)]
         if not self._allowed(frame.tenant, "publish"):

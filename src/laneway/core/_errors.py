@@ -15,6 +15,7 @@ __all__ = [
     "InvalidKey",
     "InvalidEvent",
     "InvalidPayload",
+    "PayloadTooDeep",
     "PayloadTooLarge",
     "InvalidPriority",
     "ConfigError",
@@ -42,6 +43,13 @@ class InvalidEvent(LanewayError, ValueError):
 
 class InvalidPayload(LanewayError, TypeError):
     """The payload holds a value laneway cannot encode (msgpack/JSON)."""
+
+
+class PayloadTooDeep(InvalidPayload):
+    """The payload (or attrs) nests deeper than ``MAX_PAYLOAD_DEPTH`` levels.
+
+    A protocol error on the wire: the gateway answers it with close code
+    1007 on a WebSocket and status 400 over HTTP."""
 
 
 class PayloadTooLarge(LanewayError, ValueError):

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import msgspec
 
 from ._errors import LanewayError
+from ._payload import ENCODE_ERRORS, MAX_PAYLOAD_DEPTH, wire_safe
 from ._schema import Event, PriorityMetadata, Receipt
 from ._stats import Statistics
 from ._summaries import SessionSummary, TenantSummary
@@ -52,6 +53,7 @@ __all__ = [
     "V1Metadata",
     "WirePriorityMetadata",
     "decode_client_frame",
+    "safe_event",
     "ws_frame",
     "wire_schema",
 ]
@@ -180,6 +182,10 @@ def decode_client_frame(data: bytes | str, *, binary: bool) -> ClientFrame:
         raise ProtocolError(f"invalid frame: {exc}") from None
     except msgspec.DecodeError as exc:
         raise ProtocolError(f"frame does not parse: {exc}") from None
+    except RecursionError:
+        # msgspec's decoders recurse per nesting level; far below this point
+        # `check_payload` refuses anything over MAX_PAYLOAD_DEPTH anyway.
+        raise ProtocolError(f"frame nests deeper than {MAX_PAYLOAD_DEPTH} levels") from None
 
 
 # -- server envelopes -----------------------------------------------------------
@@ -315,7 +321,17 @@ class Codec:
         return self._encode(Envelope(self.version, type_, seq, ts, metadata if metadata is not None else {}, payload))  # type: ignore[arg-type]
 
     def event(self, event: Event, coalesced: list[int] | None = None) -> bytes:
-        """One event's envelope: encoded once per protocol, shared by all."""
+        """One event's envelope: encoded once per protocol, shared by all.
+
+        An event stored before intake checked payloads may hold what this
+        protocol cannot carry (an msgpack Ext for JSON): it goes out with its
+        payload made `wire_safe` rather than stopping the stream."""
+        try:
+            return self._event(event, coalesced)
+        except ENCODE_ERRORS:
+            return self._event(safe_event(event), coalesced)
+
+    def _event(self, event: Event, coalesced: list[int] | None) -> bytes:
         if self.version == 1:
             meta: Any = V1Metadata(event.tenant, event.session, event.type, event.source)
             kind = "event"
@@ -354,6 +370,12 @@ def _wire_priority(meta: PriorityMetadata) -> WirePriorityMetadata:
             _wire_priorities.clear()
         wire = _wire_priorities[key] = WirePriorityMetadata(meta.reason, meta.rule)
     return wire
+
+
+def safe_event(event: Event) -> Event:
+    """`event` with payload and attrs that every wire format can encode."""
+    attrs = wire_safe(event.attrs) if event.attrs is not None else None
+    return msgspec.structs.replace(event, payload=wire_safe(event.payload), attrs=attrs)
 
 
 def _msgpack_array_header(n: int) -> bytes:

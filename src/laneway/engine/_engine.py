@@ -41,6 +41,8 @@ from ..actors import (
     write_snapshots,
 )
 from ..core import (
+    ENCODE_ERRORS,
+    MAX_PAYLOAD_DEPTH,
     PRIORITY_LEVELS,
     AuditRecord,
     BucketCounters,
@@ -52,6 +54,7 @@ from ..core import (
     InvalidEvent,
     InvalidPayload,
     LanewayError,
+    PayloadTooDeep,
     PayloadTooLarge,
     Receipt,
     Statistics,
@@ -59,6 +62,7 @@ from ..core import (
     Summaries,
     TenantConfig,
     TenantSummary,
+    check_payload,
     check_priority,
     decode_event,
     encode,
@@ -522,19 +526,23 @@ class Engine:
             check_priority(priority)
         try:
             raw = encode(payload)
-        except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+        except RecursionError:
+            raise PayloadTooDeep(f"payload of {type_!r} nests deeper than {MAX_PAYLOAD_DEPTH} levels") from None
+        except ENCODE_ERRORS as exc:
             raise InvalidPayload(
                 f"payload of {type_!r} cannot be encoded: {exc}; use JSON-like values "
                 "(dict, list, str, int, float, bool, None)"
             ) from None
+        check_payload(payload, raw)
         raw_attrs: bytes | None = None
         if attrs is not None:
             if not isinstance(attrs, Mapping) or not all(isinstance(k, str) for k in attrs):
                 raise InvalidEvent(f"attrs of {type_!r} must be a dict with str keys, got {type(attrs).__name__}")
             try:
                 raw_attrs = encode(attrs)
-            except (TypeError, ValueError, OverflowError, msgspec.EncodeError) as exc:
+            except ENCODE_ERRORS as exc:
                 raise InvalidPayload(f"attrs of {type_!r} cannot be encoded: {exc}") from None
+            check_payload(attrs, raw_attrs, what="attrs")
         size = len(raw) + (len(raw_attrs) if raw_attrs is not None else 0)
         if size > self.config.max_payload_bytes:
             raise PayloadTooLarge(

@@ -53,12 +53,25 @@ class GatewayActor(pykka.ThreadingActor):
         codecs = self._hub.codecs_in_use
         if not codecs:
             return None  # nobody is listening: skip the encoding
-        items = [self._prepare(event, codecs) for event in message.events]
+        items = []
+        for event in message.events:
+            # One event that fails here must not kill the actor: every
+            # subscriber of every tenant would stop hearing live events.
+            try:
+                items.append(self._prepare(event, codecs))
+            except Exception:
+                self._hub.stats["bridge_failures"] += 1
+                log.exception("could not prepare event %s/%s seq %d for subscribers", event.tenant, event.session, event.seq)
         try:
             self._token.run_sync_soon(self._hub.dispatch, items)
         except trio.RunFinishedError:
             pass  # the gateway stopped; nothing to deliver to
         return None
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        # Runs on the actor's thread as it dies; the gateway's health check
+        # sees the dead actor (`/healthz` 503, `/metrics`) and says so.
+        log.critical("the gateway's event bridge stopped: live events no longer reach subscribers", exc_info=exception_value)
 
     def _prepare(self, event: Event, codecs: frozenset[str]) -> Outgoing:
         encoded = {name: (COMPAT_CODEC if name == COMPAT else CODECS[name]).event(event) for name in codecs}

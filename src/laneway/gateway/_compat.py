@@ -17,9 +17,18 @@ from typing import Any
 
 import msgspec
 
-from ..core import Event, InvalidEvent, LanewayError, validate_session, validate_tenant
+from ..core import (
+    ENCODE_ERRORS,
+    MAX_PAYLOAD_DEPTH,
+    Event,
+    InvalidEvent,
+    LanewayError,
+    validate_session,
+    validate_tenant,
+    wire_safe,
+)
 
-__all__ = ["COMPAT", "CompatCodec", "hook_event", "from_hook_event"]
+__all__ = ["COMPAT", "CompatCodec", "hook_event", "from_hook_event", "encode_json_safely"]
 
 COMPAT = "compat"
 _REQUIRED = ("source_app", "session_id", "hook_event_type", "payload")
@@ -70,7 +79,16 @@ class CompatCodec:
     binary = False
 
     def event(self, event: Event, coalesced: list[int] | None = None) -> bytes:
-        return _encode({"type": "event", "data": hook_event(event)})
+        return encode_json_safely({"type": "event", "data": hook_event(event)})
 
     def initial(self, events: list[Event]) -> bytes:
-        return _encode({"type": "initial", "data": [hook_event(e) for e in events]})
+        return encode_json_safely({"type": "initial", "data": [hook_event(e) for e in events]})
+
+
+def encode_json_safely(value: Any) -> bytes:
+    """JSON of `value`; if a stored payload in it cannot be JSON (it predates
+    intake's check), the `wire_safe` form of it instead of an error."""
+    try:
+        return _encode(value)
+    except ENCODE_ERRORS:
+        return _encode(wire_safe(value, MAX_PAYLOAD_DEPTH + 8))

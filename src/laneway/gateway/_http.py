@@ -37,6 +37,7 @@ import msgspec
 import trio
 
 from ..core import (
+    MAX_PAYLOAD_DEPTH,
     BucketFull,
     ConfigError,
     DataFormatError,
@@ -46,6 +47,7 @@ from ..core import (
     InvalidPayload,
     InvalidPriority,
     LanewayError,
+    PayloadTooDeep,
     PayloadTooLarge,
     Principal,
     StorageError,
@@ -55,7 +57,7 @@ from ..core import (
 )
 from ..engine import EngineOverloaded
 from ._auth import Authenticator, AuthError
-from ._compat import from_hook_event, hook_event
+from ._compat import encode_json_safely, from_hook_event, hook_event
 from ._config import GatewayConfig
 from ._hub import Hub
 from ._metrics import render_metrics
@@ -82,6 +84,7 @@ class HttpError(Exception):
 
 
 _STATUS = {
+    PayloadTooDeep: 400,  # before InvalidPayload, its base: a protocol error
     InvalidKey: 422,
     InvalidEvent: 422,
     InvalidPayload: 422,
@@ -121,6 +124,8 @@ class Request:
             return _decode.decode(self.body)
         except msgspec.DecodeError as exc:
             raise HttpError(400, "bad_json", f"the request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise HttpError(400, "payload_too_deep", f"the request body nests deeper than {MAX_PAYLOAD_DEPTH} levels") from None
 
     def int_param(self, name: str, default: int, low: int, high: int) -> int:
         raw = self.query.get(name)
@@ -173,6 +178,8 @@ class HttpApp:
         self.auth = auth
         self.hub = hub
         self.requests: Counter[tuple[str, int]] = Counter()
+        # name -> a check that returns what is wrong with that component, or None.
+        self.checks: dict[str, Callable[[], str | None]] = {}
         self._anonymous_networks = [ipaddress.ip_network(n) for n in config.anonymous_networks]
         t = r"(?P<tenant>[^/]+)"
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
@@ -222,7 +229,7 @@ class HttpApp:
                 if isinstance(result, Page):
                     status, body, headers = result.status, result.body, [(b"content-type", result.content_type), *result.headers]
                 else:
-                    status, body, headers = 200, _json.encode(result), [(b"content-type", b"application/json")]
+                    status, body, headers = 200, encode_json_safely(result), [(b"content-type", b"application/json")]
         except HttpError as exc:
             status, headers = exc.status, [(b"content-type", b"application/json"), *exc.headers]
             body = _json.encode({"error": exc.error, "message": exc.message})
@@ -442,13 +449,27 @@ class HttpApp:
     async def schema(self, request: Request) -> Any:
         return wire_schema()
 
-    async def healthz(self, request: Request) -> Any:
+    def health(self) -> dict[str, str]:
+        """Each component's problem, if it has one (empty: all is well).
+        The gateway registers its own components in `self.checks`."""
+        problems = {}
         if self.engine.closed:
-            raise HttpError(503, "closed", "the engine is closed")
+            problems["engine"] = "the engine is closed"
+        for name, check in self.checks.items():
+            problem = check()
+            if problem:
+                problems[name] = problem
+        return problems
+
+    async def healthz(self, request: Request) -> Any:
+        problems = self.health()
+        if problems:
+            body = _json.encode({"status": "degraded", "problems": problems})
+            return Page(body, b"application/json", status=503)
         return {"status": "ok"}
 
     async def metrics(self, request: Request) -> Any:
-        text = await trio.to_thread.run_sync(render_metrics, self.engine, self.hub, self.requests)
+        text = await trio.to_thread.run_sync(render_metrics, self.engine, self.hub, self.requests, self.health())
         return Page(text.encode(), b"text/plain; version=0.0.4; charset=utf-8")
 
     async def index(self, request: Request) -> Any:

@@ -82,6 +82,7 @@ class Writer(Protocol):
     def deliver(self, now: int) -> int: ...
     def close_soon(self, code: int, reason: str, *, force: bool = False) -> None: ...
     def send_control(self, data: bytes) -> None: ...
+    def fail(self, exc: BaseException) -> None: ...
 
 
 class Hub:
@@ -172,7 +173,10 @@ class Hub:
             writer = settled.popleft()
             if writer not in seen:
                 seen.add(writer)
-                writer.answer_publishes()
+                try:
+                    writer.answer_publishes()
+                except Exception as exc:
+                    writer.fail(exc)
 
     def open_connections(self) -> int:
         return len(self.clients)
@@ -269,7 +273,10 @@ class Hub:
             written = 0
             for feed in dirty:
                 for cursor in list(feed.cursors):
-                    written += cursor.owner.deliver(now)
+                    try:
+                        written += cursor.owner.deliver(now)
+                    except Exception as exc:  # that connection's problem only
+                        cursor.owner.fail(exc)
             self.stats["bytes_sent"] += written
             last_end = trio.current_time()
             last_duration = last_end - started

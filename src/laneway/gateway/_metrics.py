@@ -13,7 +13,10 @@ if TYPE_CHECKING:
     from ..engine import Engine
     from ._hub import Hub
 
-__all__ = ["render_metrics"]
+__all__ = ["render_metrics", "COMPONENTS"]
+
+# The gateway's own components that /healthz checks (besides the engine).
+COMPONENTS = ("bridge",)
 
 _HUB_COUNTERS = {
     "events_dispatched": "Committed events handed to the fan-out hub.",
@@ -27,10 +30,12 @@ _HUB_COUNTERS = {
     "malformed_frames": "Connections closed for a malformed frame.",
     "oversized_frames": "Connections closed for an oversized frame.",
     "summary_frames": "Summary frames pushed.",
+    "bridge_failures": "Committed events the bridge could not prepare for subscribers (logged).",
+    "connection_errors": "Connections closed because handling their input raised (logged).",
 }
 
 
-def render_metrics(engine: Engine, hub: Hub, requests: Counter[tuple[str, int]]) -> str:
+def render_metrics(engine: Engine, hub: Hub, requests: Counter[tuple[str, int]], problems: dict[str, str]) -> str:
     stats = engine.statistics()
     lines: list[str] = []
 
@@ -75,6 +80,10 @@ def render_metrics(engine: Engine, hub: Hub, requests: Counter[tuple[str, int]])
             [('{quantile="0.5"}', c.latency_ms_p50), ('{quantile="0.99"}', c.latency_ms_p99), ('{quantile="1"}', c.latency_ms_max)],
         )
         metric("commit_batch_mean", "gauge", "Mean events per group commit (last 4096).", [("", c.batch_mean)])
+    metric(
+        "component_up", "gauge", "1 while a component works, 0 while /healthz reports a problem with it.",
+        [(f'{{component="{name}"}}', 0 if name in problems else 1) for name in ("engine", *COMPONENTS)],
+    )
     metric("websocket_clients", "gauge", "Open WebSocket connections.", [("", hub.open_connections())])
     for key, help_ in _HUB_COUNTERS.items():
         metric(f"{key}_total", "counter", help_, [("", hub.stats.get(key, 0))])

@@ -36,6 +36,9 @@ class Readable(Protocol):
     def received(self, data: bytes) -> None:
         """Bytes read from the socket (empty: the peer closed it)."""
 
+    def fail(self, exc: BaseException) -> None:
+        """`received` raised `exc`: close this reader's connection."""
+
 
 class ReadReactor:
     """The epoll set of the gateway's WebSocket sockets (one per loop)."""
@@ -80,7 +83,13 @@ class ReadReactor:
                         data = b""  # reset by the peer: same as a close
                     if not data:
                         self.remove(fd)
-                    reader.received(data)
+                    try:
+                        reader.received(data)
+                    except Exception as exc:
+                        # Readers handle their own errors; should one still
+                        # escape, it must not end the task that reads for all.
+                        self.remove(fd)
+                        reader.fail(exc)
         finally:
             self._readers.clear()
             self._epoll.close()

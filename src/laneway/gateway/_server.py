@@ -140,6 +140,7 @@ class Gateway:
             raise ConfigError(f"cannot listen on {self.config.host}:{self.config.port}: {exc.strerror}{hint}") from None
         self.port = listeners[0].socket.getsockname()[1]
         actor = GatewayActor.start(self.hub, trio.lowlevel.current_trio_token(), self.config.coalesce_entity_field)
+        self.http.checks["bridge"] = lambda: None if actor.is_alive() else "the event bridge stopped: live events do not reach subscribers (see the log)"
         sink = GatewaySink(actor)
         self.engine.add_sink(sink)
         try:

@@ -316,7 +316,25 @@ class WsClient:
         return bool(poller.poll(0))
 
     def received(self, data: bytes) -> None:
-        """Bytes from the client (the reactor, on the loop); b"": it closed."""
+        """Bytes from the client (the reactor, on the loop); b"": it closed.
+
+        Whatever handling these bytes raises ends this connection only
+        (1011, one log line): it runs inside the reactor, which serves
+        every connection."""
+        try:
+            self._received(data)
+        except Exception as exc:
+            self.fail(exc)
+
+    def fail(self, exc: BaseException) -> None:
+        """Close this connection after an unexpected error in its handling."""
+        self.hub.stats["connection_errors"] += 1
+        log.error("closing a WebSocket connection: handling its input raised %s: %s", type(exc).__name__, exc)
+        log.debug("the failure", exc_info=exc)
+        self._stop_reading()
+        self.close_soon(CloseCode.INTERNAL, "internal error while handling your frame")
+
+    def _received(self, data: bytes) -> None:
         if self._done_reading:
             return
         if not data:

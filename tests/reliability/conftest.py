@@ -1,0 +1,89 @@
+"""Helpers for abusing a real gateway: raw sockets and the websockets library."""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+
+from tests.gateway.conftest import Server, make_server, server  # noqa: F401  (fixtures)
+
+
+def masked_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
+    """A client frame built by hand, for inputs a client library refuses to send."""
+    key = os.urandom(4)
+    n = len(payload)
+    first = (0x80 if fin else 0) | opcode
+    if n < 126:
+        head = bytes((first, 0x80 | n))
+    elif n < 65536:
+        head = bytes((first, 0x80 | 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((first, 0x80 | 127)) + n.to_bytes(8, "big")
+    masked = (int.from_bytes(payload, "little") ^ int.from_bytes((key * (n // 4 + 1))[:n], "little")).to_bytes(n, "little") if n else b""
+    return head + key + masked
+
+
+class RawWs:
+    """A socket past the handshake, with the bytes that followed the 101."""
+
+    def __init__(self, sock: socket.socket, leftover: bytes) -> None:
+        self.sock = sock
+        self.leftover = leftover
+
+    def sendall(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def raw_upgrade(server: Server, path: str = "/ws", *, token: str | None = None, extra: bytes = b"", protocol: str = "laneway.v2.json") -> RawWs:
+    """A TCP socket past the WebSocket handshake (asserted 101)."""
+    sock = socket.create_connection(("127.0.0.1", server.running.port), timeout=10)
+    query = f"?token={token}" if token else ""
+    key = base64.b64encode(os.urandom(16)).decode()
+    head = (
+        f"GET {path}{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {protocol}\r\n\r\n"
+    ).encode()
+    sock.sendall(head + extra)
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = sock.recv(4096)
+        assert chunk, f"closed during the handshake: {response!r}"
+        response += chunk
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return RawWs(sock, response.split(b"\r\n\r\n", 1)[1])
+
+
+def read_frames(ws: RawWs) -> list[tuple[int, bytes]]:
+    """Every server frame until the server closes the socket: (opcode, payload)."""
+    data = ws.leftover
+    while True:
+        try:
+            chunk = ws.sock.recv(65536)
+        except (ConnectionResetError, TimeoutError):
+            break
+        if not chunk:
+            break
+        data += chunk
+    frames = []
+    pos = 0
+    while pos + 2 <= len(data):
+        opcode, n = data[pos] & 0x0F, data[pos + 1] & 0x7F
+        pos += 2
+        if n == 126:
+            n, pos = int.from_bytes(data[pos : pos + 2], "big"), pos + 2
+        elif n == 127:
+            n, pos = int.from_bytes(data[pos : pos + 8], "big"), pos + 8
+        frames.append((opcode, data[pos : pos + n]))
+        pos += n
+    return frames
+
+
+def close_code(frames: list[tuple[int, bytes]]) -> int | None:
+    for opcode, payload in frames:
+        if opcode == 0x8:
+            return int.from_bytes(payload[:2], "big") if payload else 1005
+    return None
