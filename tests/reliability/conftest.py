@@ -6,7 +6,12 @@ import base64
 import os
 import socket
 
-from tests.gateway.conftest import Server, make_server, server  # noqa: F401  (fixtures)
+from tests.gateway import conftest as _gateway
+from tests.gateway.conftest import Server
+
+# The gateway tests' fixtures: a real server on a free loopback port.
+make_server = _gateway.make_server
+server = _gateway.server
 
 
 def masked_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
