@@ -149,3 +149,20 @@ def test_server_frames_are_read_by_an_independent_client() -> None:
     code, reason = frames[2].payload
     assert code == 4001
     assert reason == "é" * 61  # 123 bytes cut back to a whole character
+
+
+def test_endless_empty_fragments_reach_the_size_limit_and_hold_nothing() -> None:
+    reader = FrameReader(4096)
+    reader.feed(masked(0x01, b""))  # a text message, not finished
+    fragment = masked(0x00, b"")
+    with pytest.raises(FrameError) as failed:
+        for _ in range(4096):
+            reader.feed(fragment * 16)
+            assert len(reader._parts) == 0
+    assert failed.value.code == 1009
+
+
+def test_a_fragmented_message_is_joined_whole() -> None:
+    reader = FrameReader(4096)
+    out = reader.feed(masked(0x01, b"he") + masked(0x00, b"") + masked(0x80, b"llo"))
+    assert out == [WsMessage("hello")]

@@ -17,6 +17,10 @@ import msgspec
 
 __all__ = ["FrameReader", "FrameError", "WsMessage", "WsPing", "WsPong", "WsClose", "close_frame", "ping_frame", "pong_frame"]
 
+# What a fragment costs against max_message beyond its payload (about its
+# header's size).
+_FRAGMENT_COST = 8
+
 _CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
@@ -80,15 +84,18 @@ class FrameReader:
     """Feed bytes in, get frames out.
 
     max_message: largest message (after reassembly) accepted; beyond it
-        `FrameError` with code 1009.
+        `FrameError` with code 1009. A fragmented message also counts
+        `_FRAGMENT_COST` bytes for each fragment before its last.
     """
 
     def __init__(self, max_message: int) -> None:
         self.max_message = max_message
         self._buffer = b""
-        self._parts: list[bytes] = []
+        # The message being reassembled, joined as fragments arrive: a list
+        # of parts costs a pointer per fragment, even an empty one.
+        self._parts = bytearray()
         self._opcode = 0  # of the message being reassembled; 0 when none
-        self._size = 0
+        self._size = 0  # its size so far, as counted against max_message
 
     def feed(self, data: bytes) -> list[WsMessage | WsPing | WsPong | WsClose]:
         buf = self._buffer + data if self._buffer else data
@@ -146,13 +153,18 @@ class FrameReader:
             raise FrameError("new message started before the last one finished")
         else:
             self._opcode = opcode
-        self._parts.append(payload)
-        self._size += len(payload)
-        if not fin:
-            return None
-        data = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+        if fin and not self._parts:
+            data = payload  # unfragmented: no copy
+        else:
+            self._parts += payload
+            # Each fragment before the last also counts _FRAGMENT_COST, so
+            # endless empty fragments reach the limit too (and get 1009).
+            self._size += len(payload) + _FRAGMENT_COST
+            if not fin:
+                return None
+            data = bytes(self._parts)
         kind = self._opcode
-        self._parts, self._opcode, self._size = [], 0, 0
+        self._parts, self._opcode, self._size = bytearray(), 0, 0
         if kind == _TEXT:
             try:
                 return WsMessage(data.decode("utf-8"))

@@ -83,6 +83,7 @@ class Writer(Protocol):
     def close_soon(self, code: int, reason: str, *, force: bool = False) -> None: ...
     def send_control(self, data: bytes) -> None: ...
     def fail(self, exc: BaseException) -> None: ...
+    def pending_bytes(self) -> int: ...
 
 
 class Hub:
@@ -456,7 +457,7 @@ class Hub:
                 for cursor in list(feed.cursors):
                     # Only a writer stuck in a send is slow; one that has
                     # simply not run since the last dispatch is not.
-                    if cursor.owner.sending and cursor.lag_bytes() > hard:
+                    if cursor.owner.sending and cursor.owner.pending_bytes() > hard:
                         self.stats["slow_consumer_closes"] += 1
                         cursor.owner.close_soon(
                             CloseCode.SLOW_CONSUMER, "slow consumer: past the hard byte limit; reconnect and resume", force=True

@@ -90,6 +90,7 @@ class ReadReactor:
                         # escape, it must not end the task that reads for all.
                         self.remove(fd)
                         reader.fail(exc)
+                reader = None  # hold no closed connection until the next wake-up
         finally:
             self._readers.clear()
             self._epoll.close()

@@ -109,6 +109,7 @@ class WsClient:
         self.config = hub.config
         self.cursors: dict[str, Cursor] = {}
         self._control: list[bytes] = []
+        self._control_bytes = 0  # in _control: counted against hard_limit_bytes
         self._wakeup = trio.Event()
         self._send_scope = trio.CancelScope()
         self._forced = False
@@ -142,6 +143,8 @@ class WsClient:
     def send_control(self, data: bytes) -> None:
         """Queue a control frame (ack, error, sync...). Written at once when
         the writer is idle with nothing queued before it, like `deliver`."""
+        if self._forced:
+            return  # dropped for being too far behind: nothing more goes out
         if self._idle and not self._control and self._leftover is None and self._closing is None and self._fd >= 0:
             try:
                 written = os.write(self._fd, data)
@@ -158,7 +161,27 @@ class WsClient:
             self.wake()
             return
         self._control.append(data)
+        self._control_bytes += len(data)
+        hard = self.config.hard_limit_bytes
+        if hard and self._control_bytes > hard:
+            # A client that sends pings, publishes or subscribes but never
+            # reads would otherwise grow this queue without bound.
+            self.hub.stats["slow_consumer_closes"] += 1
+            self._drop_queued()
+            self.close_soon(CloseCode.SLOW_CONSUMER, "slow consumer: replies past the hard byte limit; read what you are sent", force=True)
+            return
         self.wake()
+
+    def pending_bytes(self) -> int:
+        """Everything queued for this client: replies, an unfinished write and
+        every subscription's lag: one budget, bounded by hard_limit_bytes."""
+        leftover = len(self._leftover) if self._leftover is not None else 0
+        return self._control_bytes + leftover + sum(cursor.lag_bytes() for cursor in self.cursors.values())
+
+    def _drop_queued(self) -> None:
+        self._control = []
+        self._control_bytes = 0
+        self._leftover = None
 
     def close_soon(self, code: int, reason: str, *, force: bool = False) -> None:
         """Close after what is queued. `force`: also abandon a send that is
@@ -262,6 +285,7 @@ class WsClient:
                 self._leftover = None
             out += self._control
             self._control = []
+            self._control_bytes = 0
             now = self.clock()
             more = False
             for cursor in self.cursors.values():
@@ -299,10 +323,12 @@ class WsClient:
             self.hub.stats["heartbeat_closes"] += 1
             self.close_soon(CloseCode.HEARTBEAT_TIMEOUT, "heartbeat timeout: no traffic from the client")
             return
-        self._control.append(ping_frame(b"laneway"))
+        beats = [ping_frame(b"laneway")]
         if self.codec.name != COMPAT:
             now = self.clock()
-            self._control.append(ws_frame(self.codec.envelope("heartbeat", now, {"server_time": now}), binary=self.codec.binary))
+            beats.append(ws_frame(self.codec.envelope("heartbeat", now, {"server_time": now}), binary=self.codec.binary))
+        self._control += beats
+        self._control_bytes += sum(map(len, beats))
 
     def _input_waiting(self) -> bool:
         """Bytes from the client sit unread in the kernel: it is alive, and
