@@ -149,3 +149,27 @@ def test_a_dead_bridge_shows_in_healthz_and_metrics(server: Server) -> None:
     _, text, _ = server.http("GET", "/metrics")
     assert 'laneway_component_up{component="bridge"} 0' in text
     assert 'laneway_component_up{component="engine"} 1' in text
+
+
+def test_a_request_body_that_never_finishes_gets_a_408_and_the_connection_closes(make_server: Any) -> None:
+    import socket
+
+    server = make_server(request_timeout_s=0.5)
+    socks = []
+    for _ in range(5):
+        sock = socket.create_connection(("127.0.0.1", server.running.port), timeout=10)
+        sock.sendall(b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+        socks.append(sock)
+    for sock in socks:
+        # Trickle: a byte now and then resets no per-read timer; the deadline holds.
+        sock.sendall(b" ")
+        answer = b""
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:100]
+        assert b"request_timeout" in answer
+        sock.close()
+    assert_still_serving(server)

@@ -42,6 +42,10 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     cors_origins: origins allowed to call the HTTP API from a browser; empty
         means no CORS headers; ``"*"`` allows any.
     max_body_bytes: largest HTTP request body (413 beyond).
+    request_timeout_s: the most time a client may take to send an HTTP
+        request's body, however slowly it trickles in (408 beyond, and the
+        connection is closed). The request head has 10 s, as has a
+        WebSocket handshake.
     max_frame_bytes: largest WebSocket message from a client (closed with
         1009 beyond).
     heartbeat_interval_s: server ping and app-level heartbeat interval.
@@ -76,6 +80,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     anonymous_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     cors_origins: tuple[str, ...] = ()
     max_body_bytes: int = 4 * _MiB
+    request_timeout_s: float = 30.0
     max_frame_bytes: int = 1 * _MiB
     heartbeat_interval_s: float = 15.0
     heartbeat_timeout_s: float = 45.0
@@ -100,6 +105,8 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         for name in ("soft_limit_bytes", "hard_limit_bytes", "coalesce_window_ms", "summary_interval_ms"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
+        if not 0 < self.request_timeout_s <= 3600:
+            raise ConfigError(f"request_timeout_s must be > 0 and at most 3600, got {self.request_timeout_s}")
         if self.heartbeat_interval_s <= 0 or self.heartbeat_timeout_s <= self.heartbeat_interval_s:
             raise ConfigError("heartbeat_interval_s must be > 0 and heartbeat_timeout_s greater than it")
         if self.jwt_secret is not None and self.jwt_public_key is not None:

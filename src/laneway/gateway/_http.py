@@ -248,6 +248,18 @@ class HttpApp:
         await send({"type": "http.response.body", "body": body})
 
     async def _read_body(self, receive: Callable[..., Any]) -> bytes:
+        # One deadline for the whole body: a client that trickles a byte at a
+        # time must not hold a connection (and its buffers) for ever.
+        try:
+            with trio.fail_after(self.config.request_timeout_s):
+                return await self._receive_body(receive)
+        except trio.TooSlowError:
+            raise HttpError(
+                408, "request_timeout", f"the request body did not arrive within {self.config.request_timeout_s:g} s",
+                [(b"connection", b"close")],
+            ) from None
+
+    async def _receive_body(self, receive: Callable[..., Any]) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
