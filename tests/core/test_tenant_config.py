@@ -22,9 +22,13 @@ def test_merged_applies_and_validates_a_partial_change() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"regular_max_events": -1}, "regular_max_events must be an integer >= 0"),
+        ({"regular_max_events": -1}, "regular_max_events must be an integer from 0 to 100,000,000"),
+        ({"regular_max_events": 10**30}, "regular_max_events must be an integer from 0 to 100,000,000"),
+        ({"priority_max_bytes": 2**41}, r"priority_max_bytes must be an integer from 0 to 1,099,511,627,776 \(1 TiB\)"),
+        ({"priority_retention_s": float("nan")}, "priority_retention_s must be 0"),
+        ({"wal_regular_retention_s": 1e300}, "wal_regular_retention_s must be 0 .keep forever. or 1 to 315,360,000"),
         ({"priority_max_bytes": "lots"}, "Expected `int`"),
-        ({"regular_retention_s": -5}, "regular_retention_s must be >= 0"),
+        ({"regular_retention_s": -5}, r"regular_retention_s must be 0 \(keep until evicted\) to"),
         ({"overflow": "drop_everything"}, r"Invalid enum value .drop_everything. - at `\$.overflow`"),
         ({"rules": [{"type": "X", "level": 9}]}, "level must be 0-3"),
         ({"rules": [{"type": "X"}]}, "missing required field `level`"),

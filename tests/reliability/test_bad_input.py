@@ -173,3 +173,69 @@ def test_a_request_body_that_never_finishes_gets_a_408_and_the_connection_closes
         assert b"request_timeout" in answer
         sock.close()
     assert_still_serving(server)
+
+
+_HANDSHAKE = "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{extra}\r\n"
+_KEY = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+_V13 = "Sec-WebSocket-Version: 13\r\n"
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status"),
+    [
+        (_HANDSHAKE.format(path="/ws", extra=_V13), 400),  # no key
+        (_HANDSHAKE.format(path="/ws", extra=_KEY), 426),  # no version
+        (_HANDSHAKE.format(path="/ws", extra=_KEY + "Sec-WebSocket-Version: 8\r\n"), 426),
+        (_HANDSHAKE.format(path="/ws", extra="Sec-WebSocket-Key: short\r\n" + _V13), 400),
+        (_HANDSHAKE.format(path="/ws", extra="Sec-WebSocket-Key: dGhl\x00IHNhbXBsZSBub25jZQ==\r\n" + _V13), 400),
+        (_HANDSHAKE.format(path="/ws\x00", extra=_KEY + _V13), 400),
+        (_HANDSHAKE.format(path="/api", extra=_KEY + _V13), 404),
+        (_HANDSHAKE.format(path="/api/v1/events", extra=_KEY + _V13), 404),
+        (_HANDSHAKE.format(path="/stream", extra=_KEY + _V13).replace("HTTP/1.1", "HTTP/1.0"), 400),
+        (_HANDSHAKE.format(path="/ws", extra=_KEY + _V13).replace("Connection: Upgrade", "Connection: keep-alive"), 400),
+        (_HANDSHAKE.format(path="/ws", extra=_KEY + _V13).replace("Host: 127.0.0.1\r\n", ""), 400),
+        (_HANDSHAKE.format(path="/ws", extra=_KEY + _V13).replace("GET", "POST"), 400),
+    ],
+)
+def test_malformed_upgrades_get_an_http_answer(server: Server, request_head: str, status: int, caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", server.running.port), timeout=10)
+    sock.sendall(request_head.encode("latin-1"))
+    answer = b""
+    while chunk := sock.recv(4096):
+        answer += chunk
+    sock.close()
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode()), answer[:200]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert json.loads(body)["message"]
+    if status == 426:
+        assert b"sec-websocket-version: 13" in head.lower()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert_still_serving(server)
+
+
+@pytest.mark.parametrize("seq", [2**63, 2**64, 10**30, -1])
+def test_a_resume_past_the_seq_range_gets_an_error_frame_and_the_connection_stays(server: Server, seq: int) -> None:
+    with websockets.sync.client.connect(f"{server.ws}?token={server.token()}", open_timeout=10) as ws:
+        ws.send(json.dumps({"type": "subscribe", "id": 1, "tenant": "acme", "resume": {"s": seq}}))
+        answer = json.loads(ws.recv(timeout=10))
+        assert answer["type"] == "error" and answer["payload"]["error"] == "bad_subscribe", answer
+        ws.send(json.dumps({"type": "subscribe", "id": 2, "tenant": "acme", "resume": {"s": 0}}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "sync"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"nope": 1}, {"tenant": "x"}, {"actor": "me"}, {"reset": "yes"}, {"regular_max_events": 10**30},
+     {"priority_max_bytes": 2**41}, {"regular_retention_s": 1e300}, {"wal_regular_retention_s": 0.5}],
+    ids=repr,
+)
+def test_bad_config_patches_are_client_errors_naming_the_bound(server: Server, changes: dict[str, Any]) -> None:
+    status, body, _ = server.http("PATCH", "/api/v1/tenants/acme/config", changes)
+    assert status in (400, 422), body
+    assert body["message"]
+    if "regular_max_events" in changes:
+        assert "100,000,000" in body["message"]
+    _, config, _ = server.http("GET", "/api/v1/tenants/acme/config")
+    assert config["regular_max_events"] == 2000

@@ -48,6 +48,8 @@ def test_a_client_that_never_reads_is_closed_once_its_replies_pass_the_limit(
     server = make_server(hard_limit_bytes=HARD)
     ws = raw_upgrade(server, token=server.token())
     ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ws.sendall(masked_frame(0x9, b"hello"))  # a pong back means the connection is set up
+    assert ws.leftover or ws.sock.recv(4096)
     (client,) = server.hub.clients
     ref = weakref.ref(client)
     del client

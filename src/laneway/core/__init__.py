@@ -17,6 +17,7 @@ from ._buckets import (
 )
 from ._connection import (
     MAX_RECENT as MAX_RECENT,
+    MAX_SEQ as MAX_SEQ,
     Action as Action,
     Authenticate as Authenticate,
     Close as Close,
@@ -191,6 +192,7 @@ __all__ = [
     "Action",
     "ServerConnection",
     "MAX_RECENT",
+    "MAX_SEQ",
     "LanewayError",
     "InvalidKey",
     "InvalidEvent",

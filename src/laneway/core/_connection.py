@@ -50,9 +50,13 @@ __all__ = [
     "Action",
     "ServerConnection",
     "MAX_RECENT",
+    "MAX_SEQ",
 ]
 
 MAX_RECENT = 1000
+# Seqs, LSNs and epochs are stored as 8-byte big-endian keys and signed
+# 64-bit integers: nothing a client names may be larger.
+MAX_SEQ = 2**63 - 1
 
 
 class ConnectionState(enum.Enum):
@@ -159,8 +163,12 @@ class ServerConnection:
                 validate_session(name)
             for name, seq in (frame.resume or {}).items():
                 validate_session(name)
-                if seq < 0:
-                    raise ProtocolError(f"resume[{name!r}] must be >= 0")
+                if not 0 <= seq <= MAX_SEQ:
+                    raise ProtocolError(f"resume[{name!r}] must be a seq from 0 to {MAX_SEQ}, got {seq}")
+            for name, epoch in (frame.epochs or {}).items():
+                validate_session(name)
+                if not 0 <= epoch <= MAX_SEQ:
+                    raise ProtocolError(f"epochs[{name!r}] must be from 0 to {MAX_SEQ}, got {epoch}")
             check_priority(frame.min_priority)
             if not 0 <= frame.recent <= MAX_RECENT:
                 raise ProtocolError(f"recent must be 0-{MAX_RECENT}")

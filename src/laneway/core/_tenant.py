@@ -23,6 +23,13 @@ OVERFLOW_STRATEGIES: tuple[str, ...] = ("remove_oldest_regular", "remove_oldest"
 _MiB = 1 << 20
 
 
+# Bounds on tenant settings: far beyond any real use, low enough that a typo
+# (10**30 events) is refused instead of stored.
+MAX_BUCKET_EVENTS = 100_000_000
+MAX_BUCKET_BYTES = 1 << 40
+MAX_RETENTION_S = 10 * 365 * 24 * 3600
+
+
 class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Settings that apply to every session of a tenant.
 
@@ -59,18 +66,27 @@ class TenantConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     rules: tuple[PriorityRule, ...] = DEFAULT_RULES
 
     def __post_init__(self) -> None:
-        for name in ("priority_max_events", "priority_max_bytes", "regular_max_events", "regular_max_bytes"):
+        for name in ("priority_max_events", "regular_max_events"):
             value = getattr(self, name)
-            if type(value) is not int or value < 0:
-                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+            if type(value) is not int or not 0 <= value <= MAX_BUCKET_EVENTS:
+                raise ConfigError(f"{name} must be an integer from 0 to {MAX_BUCKET_EVENTS:,}, got {value!r}")
+        for name in ("priority_max_bytes", "regular_max_bytes"):
+            value = getattr(self, name)
+            if type(value) is not int or not 0 <= value <= MAX_BUCKET_BYTES:
+                raise ConfigError(f"{name} must be an integer from 0 to {MAX_BUCKET_BYTES:,} (1 TiB), got {value!r}")
         for name in ("priority_retention_s", "regular_retention_s"):
             value = getattr(self, name)
-            if value < 0:
-                raise ConfigError(f"{name} must be >= 0 seconds (0 = keep until evicted), got {value!r}")
+            # `not 0 <= value` also refuses NaN, which compares false with everything.
+            if not 0 <= value <= MAX_RETENTION_S:
+                raise ConfigError(
+                    f"{name} must be 0 (keep until evicted) to {MAX_RETENTION_S:,} seconds (10 years), got {value!r}"
+                )
         for name in ("wal_priority_retention_s", "wal_regular_retention_s"):
             value = getattr(self, name)
-            if value < 0 or (0 < value < 1):
-                raise ConfigError(f"{name} must be 0 (keep forever) or >= 1 second, got {value!r}")
+            if not (value == 0 or 1 <= value <= MAX_RETENTION_S):
+                raise ConfigError(
+                    f"{name} must be 0 (keep forever) or 1 to {MAX_RETENTION_S:,} seconds (10 years), got {value!r}"
+                )
 
     def wal_retention(self, priority: int) -> int:
         """Whole seconds the WAL keeps an event of this priority (0: forever)."""

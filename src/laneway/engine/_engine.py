@@ -43,6 +43,7 @@ from ..actors import (
 from ..core import (
     ENCODE_ERRORS,
     MAX_PAYLOAD_DEPTH,
+    MAX_SEQ,
     PRIORITY_LEVELS,
     AuditRecord,
     BucketCounters,
@@ -817,8 +818,8 @@ class Engine:
         evicted): up to `limit` events with seq > `after_seq`, in seq order."""
         validate_tenant(tenant)
         validate_session(session)
-        if type(after_seq) is not int or after_seq < 0:
-            raise InvalidEvent(f"after_seq must be an int >= 0, got {after_seq!r}")
+        if type(after_seq) is not int or not 0 <= after_seq <= MAX_SEQ:
+            raise InvalidEvent(f"after_seq must be an int from 0 to {MAX_SEQ}, got {after_seq!r}")
         _check_limit(limit)
         return [decode_event(data) for data in self._log.read_session(tenant, session, after_seq, limit)]
 

@@ -51,6 +51,7 @@ from ..core import (
     PayloadTooLarge,
     Principal,
     StorageError,
+    TenantConfig,
     validate_session,
     validate_tenant,
     wire_schema,
@@ -82,6 +83,8 @@ class HttpError(Exception):
         self.message = message
         self.headers = headers or []
 
+
+_TENANT_SETTINGS = frozenset(f.name for f in msgspec.structs.fields(TenantConfig))
 
 _STATUS = {
     PayloadTooDeep: 400,  # before InvalidPayload, its base: a protocol error
@@ -422,7 +425,12 @@ class HttpApp:
         changes = request.json()
         if not isinstance(changes, dict) or not changes:
             raise HttpError(422, "bad_request", "send a JSON object of settings to change")
-        reset = bool(changes.pop("reset", False))
+        reset = changes.pop("reset", False)
+        if not isinstance(reset, bool):
+            raise HttpError(400, "bad_request", f"reset must be true or false, got {reset!r}")
+        unknown = sorted(set(changes) - _TENANT_SETTINGS)
+        if unknown:
+            raise HttpError(400, "unknown_setting", f"unknown setting(s) {unknown}; known: {sorted(_TENANT_SETTINGS)}")
         new = await trio.to_thread.run_sync(lambda: self.engine.configure(tenant, actor=principal.subject, reset=reset, **changes))
         return {"tenant": tenant, "config": new}
 

@@ -36,7 +36,8 @@ from ._config import GatewayConfig
 from ._http import HttpApp
 from ._hub import Hub
 from ._reactor import ReadReactor
-from ._ws import serve_websocket
+from ._upgrade import check_upgrade, is_upgrade
+from ._ws import refuse, serve_websocket
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -46,7 +47,6 @@ __all__ = ["Gateway", "RunningGateway", "serve_in_thread"]
 log = logging.getLogger("laneway.gateway")
 
 _MAX_HEAD = 16 * 1024
-_WS_PATHS = ("/ws", "/stream")
 
 
 class _Replay(trio.abc.Stream):
@@ -75,21 +75,6 @@ class _Replay(trio.abc.Stream):
 
     async def aclose(self) -> None:
         await self._stream.aclose()
-
-
-def _is_websocket(head: bytes) -> bool:
-    request_line, _, headers = head.partition(b"\r\n")
-    parts = request_line.split(b" ")
-    if len(parts) != 3 or parts[0] != b"GET":
-        return False
-    path = parts[1].split(b"?", 1)[0].decode(errors="replace")
-    if path not in _WS_PATHS:
-        return False
-    for line in headers.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"upgrade" and value.strip().lower() == b"websocket":
-            return True
-    return False
 
 
 class Gateway:
@@ -187,7 +172,12 @@ class Gateway:
         if head is None:
             await stream.aclose()
             return
-        if _is_websocket(head):
+        if is_upgrade(head):
+            refusal = check_upgrade(head)
+            if refusal is not None:
+                self.hub.stats["handshake_refusals"] += 1
+                await refuse(stream, refusal)
+                return
             assert self.reactor is not None
             peer = stream.socket.getpeername()[0]
             try:

@@ -30,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
+from wsproto.utilities import RemoteProtocolError
 
 from ..core import (
     CODECS,
@@ -59,11 +60,12 @@ from ._auth import Authenticator, AuthError
 from ._compat import COMPAT
 from ._hub import COMPAT_CODEC, Hub, PendingPublish
 from ._reactor import ReadReactor
+from ._upgrade import Refusal, refusal_response
 
 if TYPE_CHECKING:
     from ..engine import Engine
 
-__all__ = ["serve_websocket", "WsClient", "error_name"]
+__all__ = ["serve_websocket", "WsClient", "error_name", "refuse"]
 
 log = logging.getLogger("laneway.gateway")
 
@@ -446,10 +448,17 @@ class WsClient:
     async def _subscribe(self, subscription: str, frame: SubscribeFrame) -> None:
         try:
             cursor = await self.hub.subscribe(self, subscription, frame)
-        except LanewayError as exc:
+        except Exception as exc:
+            # A failed subscribe ends that subscription, not the connection.
             if self.machine is not None:
                 self.machine.subscriptions.discard(subscription)
-            self.send_control(ws_frame(self.codec.error(frame.id, error_name(exc), str(exc), self.clock()), binary=self.codec.binary))
+            if isinstance(exc, LanewayError):
+                name, message = error_name(exc), str(exc)
+            else:
+                self.hub.stats["connection_errors"] += 1
+                log.error("subscribe to %r failed: %s: %s", frame.tenant, type(exc).__name__, exc)
+                name, message = "internal", "the subscription could not be set up (see the server log)"
+            self.send_control(ws_frame(self.codec.error(frame.id, name, message, self.clock()), binary=self.codec.binary))
             return
         if self._closing is not None:
             self.hub.forget_cursor(cursor)
@@ -475,6 +484,16 @@ class WsClient:
                 self.send_control(ws_frame(codec.ack(pending.frame_id, outcome, now), binary=codec.binary))
         if not self._reading:
             self._read_more()
+
+
+async def refuse(stream: trio.abc.Stream, refusal: Refusal) -> None:
+    """Answer a handshake we will not accept, then close."""
+    with trio.CancelScope(shield=True):
+        try:
+            await stream.send_all(refusal_response(refusal))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        await stream.aclose()
 
 
 def _choose_protocol(offered: list[str], available: Sequence[str]) -> str | None:
@@ -520,9 +539,14 @@ async def serve_websocket(
     # behind it, and wsproto's server handshake drops bytes that follow the
     # head. We hand those to the connection once it exists.
     end = initial.index(b"\r\n\r\n") + 4
-    ws.receive_data(initial[:end])
+    try:
+        ws.receive_data(initial[:end])
+        request = next((e for e in ws.events() if isinstance(e, Request)), None)
+    except RemoteProtocolError as exc:
+        # check_upgrade let it through, wsproto did not: still an answer.
+        await refuse(stream, Refusal(400, "bad_request", f"bad WebSocket handshake: {exc}"))
+        return
     pipelined = initial[end:]
-    request = next((e for e in ws.events() if isinstance(e, Request)), None)
     if request is None:
         await stream.aclose()
         return
