@@ -1,3 +1,4 @@
+import msgspec
 import pytest
 
 from laneway.core import (
@@ -136,3 +137,31 @@ def test_check_priority() -> None:
     for bad in (-1, 4, 1.0, "1", True, None):
         with pytest.raises(InvalidPriority, match="0 \\(regular\\) to 3 \\(system\\)"):
             check_priority(bad)
+
+
+_CATASTROPHIC = [r"^(a+)+$", r"^(a|a)*$", r"(a*)*b", r"^(a|aa)+$", r"(x+x+)+y"]
+
+
+@pytest.mark.parametrize("pattern", _CATASTROPHIC)
+def test_patterns_that_backtrack_exponentially_in_re_run_in_linear_time(pattern: str) -> None:
+    """With Python's re, each extra character doubles the time of these on a
+    near-miss (30 characters: minutes). The classifier must finish; the
+    thread join is only a guard against a hang, not a speed assertion."""
+    import threading
+
+    classifier = Classifier((PriorityRule("T", 2, (PayloadPredicate("s", "matches", pattern),)),))
+    results: list[int] = []
+    worker = threading.Thread(target=lambda: results.extend(classifier.classify("T", msgspec.msgpack.encode({"s": "a" * n + "!"}))[0] for n in (30, 5_000, 200_000)))
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive(), "classification hung on a backtracking pattern"
+    assert results == [0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [(r"(a)\1", "RE2 syntax"), (r"(?=a)b", "RE2 syntax"), ("a" * 1001, "at most 1000 characters")],
+)
+def test_patterns_re2_cannot_run_are_refused_when_the_rule_is_set(pattern: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Classifier((PriorityRule("T", 1, (PayloadPredicate("s", "matches", pattern),)),))

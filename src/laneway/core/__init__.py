@@ -87,6 +87,7 @@ from ._payload import (
 from ._priority import (
     DEFAULT as DEFAULT,
     DEFAULT_RULES as DEFAULT_RULES,
+    MAX_PATTERN_LENGTH as MAX_PATTERN_LENGTH,
     EXPLICIT as EXPLICIT,
     Classifier as Classifier,
     PayloadPredicate as PayloadPredicate,
@@ -240,6 +241,7 @@ __all__ = [
     "PayloadPredicate",
     "PriorityRule",
     "DEFAULT_RULES",
+    "MAX_PATTERN_LENGTH",
     "Classifier",
     "check_priority",
     "EXPLICIT",

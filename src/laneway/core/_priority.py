@@ -12,11 +12,11 @@ the payload.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import msgspec
+import re2
 
 from ._errors import ConfigError, InvalidPriority
 from ._schema import PRIORITY_LEVELS, PriorityMetadata, decode_payload
@@ -29,6 +29,7 @@ __all__ = [
     "check_priority",
     "EXPLICIT",
     "DEFAULT",
+    "MAX_PATTERN_LENGTH",
 ]
 
 PredicateOp = Literal["eq", "ne", "in", "not_in", "exists", "missing", "gt", "gte", "lt", "lte", "contains", "matches"]
@@ -43,6 +44,11 @@ class PayloadPredicate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         ``exists``/``missing``, ``gt``/``gte``/``lt``/``lte`` (numbers),
         ``contains`` (substring of a string or member of a list),
         ``matches`` (regular expression, searched anywhere in a string).
+        Patterns run on RE2, whose time is linear in the input: one
+        tenant's rule cannot stall every tenant's events with a pattern
+        like ``^(a+)+$`` (Python's ``re`` backtracks exponentially on it).
+        RE2 has no backreferences or lookaround; at most
+        `MAX_PATTERN_LENGTH` characters.
     """
 
     field: str
@@ -79,6 +85,11 @@ EXPLICIT = PriorityMetadata("explicit")
 DEFAULT = PriorityMetadata("default")
 
 _MISSING = object()
+
+MAX_PATTERN_LENGTH = 1000
+# RE2 bounds the memory of one compiled pattern; 1 MiB fits any sane rule.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.max_mem = 1 << 20
 
 
 def check_priority(priority: object) -> int:
@@ -123,10 +134,15 @@ def _compile_predicate(pred: PayloadPredicate) -> Callable[[Any], bool]:
     if op == "matches":
         if not isinstance(expected, str):
             raise ConfigError(f"predicate {pred.field!r} matches needs a regex string")
+        if len(expected) > MAX_PATTERN_LENGTH:
+            raise ConfigError(f"predicate {pred.field!r}: a regular expression may be at most {MAX_PATTERN_LENGTH} characters")
         try:
-            pattern = re.compile(expected)
-        except re.error as exc:
-            raise ConfigError(f"predicate {pred.field!r}: bad regular expression {expected!r}: {exc}") from None
+            pattern = re2.compile(expected, _RE2_OPTIONS)
+        except re2.error as exc:
+            raise ConfigError(
+                f"predicate {pred.field!r}: bad regular expression {expected!r}: {exc} "
+                "(RE2 syntax: no backreferences or lookaround)"
+            ) from None
 
     def test(payload: Any) -> bool:
         value = _lookup(payload, path)
