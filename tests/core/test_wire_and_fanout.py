@@ -99,8 +99,8 @@ def test_publish_unsubscribe_ping_and_malformed_frames() -> None:
     assert unsub == Unsubscribe("sub-1", 3)
     pong = sends(conn.receive(json.dumps({"type": "ping", "id": 9}), NOW))[0]
     assert pong["type"] == "heartbeat" and pong["metadata"] == {"id": 9}
-    again = sends(conn.receive(json.dumps({"type": "auth", "token": "t"}), NOW))[0]
-    assert again["payload"]["error"] == "already_authenticated"
+    # An auth frame on an open connection is a token refresh (issue 9, item 7).
+    assert conn.receive(json.dumps({"type": "auth", "token": "t"}), NOW) == [Authenticate("t", None)]
     broken = conn.receive("{", NOW)
     assert broken[-1].code == 1007 and conn.state is ConnectionState.CLOSED  # type: ignore[union-attr]
 

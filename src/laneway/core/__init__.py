@@ -87,8 +87,8 @@ from ._payload import (
 from ._priority import (
     DEFAULT as DEFAULT,
     DEFAULT_RULES as DEFAULT_RULES,
-    MAX_PATTERN_LENGTH as MAX_PATTERN_LENGTH,
     EXPLICIT as EXPLICIT,
+    MAX_PATTERN_LENGTH as MAX_PATTERN_LENGTH,
     Classifier as Classifier,
     PayloadPredicate as PayloadPredicate,
     PriorityRule as PriorityRule,

@@ -8,10 +8,16 @@ do lives here:
     AUTHENTICATING --auth frame--> (Authenticate) --authenticated()--> OPEN
     AUTHENTICATING --anything else------------------------------> CLOSED 4001
     OPEN --subscribe/unsubscribe/publish/ping--> actions
+    OPEN --auth frame--> (Authenticate) --authenticated()--> OPEN, new token
+    OPEN --any frame once the token has expired------------------> CLOSED 4001
     any  --frame that does not parse----------------------------> CLOSED 1007
 
 A connection whose token came with the handshake (header or ``?token=``)
-starts OPEN.
+starts OPEN. A token holds for the life of the connection only until its
+``exp``: before then the client may send a fresh one in an ``auth`` frame
+(it must still grant every tenant subscribed to, else 4003); after it,
+every frame is refused with 4001, and the gateway closes an idle
+connection with 4001 at the moment of expiry (`expired`).
 """
 
 from __future__ import annotations
@@ -108,6 +114,7 @@ class ServerConnection:
         self.principal = principal
         self.state = ConnectionState.OPEN if principal is not None else ConnectionState.AUTHENTICATING
         self.subscriptions: set[str] = set()
+        self._tenants: dict[str, str] = {}  # subscription -> its tenant
         self.max_subscriptions = max_subscriptions
         self._ids = itertools.count(1)
 
@@ -123,12 +130,14 @@ class ServerConnection:
             frame = decode_client_frame(data, binary=binary)
         except ProtocolError as exc:
             return self._close_with_error(None, exc.error, str(exc), exc.code, now)
+        if isinstance(frame, AuthFrame):
+            return [Authenticate(frame.token, frame.id)]
         if self.state is ConnectionState.AUTHENTICATING:
-            if isinstance(frame, AuthFrame):
-                return [Authenticate(frame.token, frame.id)]
             return self._close_with_error(
                 frame.id, "unauthorized", "authenticate first: send an auth frame or pass a token", CloseCode.UNAUTHORIZED, now
             )
+        if self.principal is not None and self.principal.expired(now):
+            return self.expired(now, frame.id)
         if isinstance(frame, SubscribeFrame):
             return self._subscribe(frame, now)
         if isinstance(frame, PublishFrame):
@@ -136,20 +145,45 @@ class ServerConnection:
         if isinstance(frame, UnsubscribeFrame):
             if frame.subscription not in self.subscriptions:
                 return [self._error(frame.id, "unknown_subscription", f"no subscription {frame.subscription!r}", now)]
-            self.subscriptions.discard(frame.subscription)
+            self.forget(frame.subscription)
             return [Unsubscribe(frame.subscription, frame.id)]
         if isinstance(frame, PingFrame):
             return [Send(self.codec.envelope("heartbeat", now, {"server_time": now}, {"id": frame.id}))]
-        # An auth frame on an authenticated connection: harmless, say so.
-        return [self._error(frame.id, "already_authenticated", "this connection is already authenticated", now)]
+        raise AssertionError(f"unhandled frame {frame!r}")
 
     def authenticated(self, principal: Principal, frame_id: Any, now: int) -> list[Action]:
+        """The token of an auth frame verified. On an open connection it
+        replaces the old one, and must still grant what is subscribed."""
+        if self.state is ConnectionState.CLOSED:
+            return []
+        for subscription, tenant in self._tenants.items():
+            if not principal.allows(tenant, "subscribe"):
+                return self._close_with_error(
+                    frame_id, "forbidden", f"the new token does not grant 'subscribe' on tenant {tenant!r} ({subscription})",
+                    CloseCode.FORBIDDEN, now,
+                )
+        refreshed = self.state is ConnectionState.OPEN
         self.principal = principal
         self.state = ConnectionState.OPEN
-        return [Send(self.codec.envelope("ack", now, {"authenticated": principal.subject}, {"id": frame_id}))]
+        body: dict[str, Any] = {"authenticated": principal.subject}
+        if refreshed:
+            body.update(refreshed=True, expires_ms=principal.expires_ms)
+        return [Send(self.codec.envelope("ack", now, body, {"id": frame_id}))]
+
+    def expired(self, now: int, frame_id: Any = None) -> list[Action]:
+        """The token's ``exp`` has passed: the connection ends (4001)."""
+        return self._close_with_error(
+            frame_id, "unauthorized", "token expired: reconnect with a fresh token, or send an auth frame before exp",
+            CloseCode.UNAUTHORIZED, now,
+        )
 
     def refused(self, frame_id: Any, message: str, now: int) -> list[Action]:
         return self._close_with_error(frame_id, "unauthorized", message, CloseCode.UNAUTHORIZED, now)
+
+    def forget(self, subscription: str) -> None:
+        """The subscription ended (unsubscribed, or it failed to start)."""
+        self.subscriptions.discard(subscription)
+        self._tenants.pop(subscription, None)
 
     def closed(self) -> None:
         self.state = ConnectionState.CLOSED
@@ -183,6 +217,7 @@ class ServerConnection:
             )
         subscription = f"sub-{next(self._ids)}"
         self.subscriptions.add(subscription)
+        self._tenants[subscription] = frame.tenant
         return [Subscribe(subscription, frame)]
 
     def _publish(self, frame: PublishFrame, now: int) -> list[Action]:

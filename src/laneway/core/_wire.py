@@ -96,11 +96,17 @@ class Principal(msgspec.Struct, frozen=True):
 
     tenants: the tenants it may touch; ``("*",)`` means all.
     scopes: any of ``subscribe``, ``publish``, ``admin``.
+    expires_ms: when the token stops being valid (its ``exp``, in Unix
+        milliseconds); None: never (anonymous access).
     """
 
     subject: str
     tenants: tuple[str, ...]
     scopes: tuple[str, ...]
+    expires_ms: int | None = None
+
+    def expired(self, now_ms: int) -> bool:
+        return self.expires_ms is not None and now_ms >= self.expires_ms
 
     def allows(self, tenant: str, scope: str) -> bool:
         return (scope in self.scopes or "admin" in self.scopes) and ("*" in self.tenants or tenant in self.tenants)

@@ -110,7 +110,9 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     scopes = scope.split() if isinstance(scope, str) else scope
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
         raise AuthError("token has no scopes: add 'scope' (space-separated) or 'scopes' (a list)")
-    return Principal(str(claims.get("sub", "anonymous")), tuple(tenants), tuple(scopes))
+    exp = claims.get("exp")
+    expires_ms = int(exp * 1000) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+    return Principal(str(claims.get("sub", "anonymous")), tuple(tenants), tuple(scopes), expires_ms)
 
 
 def load_or_create_secret(directory: Path) -> str:

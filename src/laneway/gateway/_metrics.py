@@ -31,6 +31,7 @@ _HUB_COUNTERS = {
     "oversized_frames": "Connections closed for an oversized frame.",
     "summary_frames": "Summary frames pushed.",
     "bridge_failures": "Committed events the bridge could not prepare for subscribers (logged).",
+    "token_expiries": "Connections closed (4001) when their token expired.",
     "handshake_refusals": "WebSocket upgrades answered 400/404/426 for a malformed request.",
     "connection_errors": "Connections closed because handling their input raised (logged).",
 }

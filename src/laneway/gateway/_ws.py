@@ -122,6 +122,9 @@ class WsClient:
         socket = getattr(stream, "socket", None)
         self._fd = socket.fileno() if socket is not None else -1
         self._closing: tuple[int, str] | None = None
+        # When the connection's token expires (Unix ms), None: never. The
+        # writer wakes at that moment and closes with 4001.
+        self.expires_ms: int | None = machine.principal.expires_ms if machine is not None and machine.principal else None
         self._last_heard = trio.current_time()
         self.pipelined = b""  # frames that came with the handshake
         # After the handshake, frames are read here rather than by wsproto.
@@ -273,13 +276,18 @@ class WsClient:
         interval = self.config.heartbeat_interval_s
         while True:
             self._idle = True
-            with trio.move_on_after(interval) as timer:
+            wait = interval
+            if self.expires_ms is not None:
+                wait = min(wait, max(0.0, (self.expires_ms - self.clock()) / 1000))
+            with trio.move_on_after(wait) as timer:
                 await self._wakeup.wait()
             self._idle = False
             # A fresh event before taking: a wake during the send below is
             # then seen by the next wait instead of being lost.
             self._wakeup = trio.Event()
-            if timer.cancelled_caught:
+            if self.expires_ms is not None and self.clock() >= self.expires_ms and self._closing is None:
+                self._token_expired()
+            elif timer.cancelled_caught and wait == interval:
                 self._heartbeat()
             out: list[bytes | memoryview] = []
             if self._leftover is not None:
@@ -318,6 +326,14 @@ class WsClient:
                 return
             if more:
                 self.wake()
+
+    def _token_expired(self) -> None:
+        """The token's exp passed and no fresh one came in band: 4001."""
+        self.hub.stats["token_expiries"] += 1
+        if self.machine is not None:
+            self._run(self.machine.expired(self.clock()))
+        else:
+            self.close_soon(CloseCode.UNAUTHORIZED, "token expired: reconnect with a fresh token")
 
     def _heartbeat(self) -> None:
         silent = trio.current_time() - self._last_heard
@@ -432,6 +448,9 @@ class WsClient:
                     self._run(self.machine.refused(action.frame_id, str(exc), self.clock()))
                 else:
                     self._run(self.machine.authenticated(principal, action.frame_id, self.clock()))
+                    if self.machine.principal is principal:
+                        self.expires_ms = principal.expires_ms
+                        self.wake()  # the writer's timer follows the new expiry
             elif isinstance(action, Subscribe):
                 self._nursery.start_soon(self._subscribe, action.subscription, action.frame)
             elif isinstance(action, Unsubscribe):
@@ -451,7 +470,7 @@ class WsClient:
         except Exception as exc:
             # A failed subscribe ends that subscription, not the connection.
             if self.machine is not None:
-                self.machine.subscriptions.discard(subscription)
+                self.machine.forget(subscription)
             if isinstance(exc, LanewayError):
                 name, message = error_name(exc), str(exc)
             else:
@@ -601,6 +620,8 @@ async def serve_websocket(
     clients.add(client)
     if pipelined:
         client.pipelined = pipelined
+    if principal is not None:
+        client.expires_ms = principal.expires_ms
     if refusal is not None:
         hub.stats["auth_refusals"] += 1
         code, message = refusal
