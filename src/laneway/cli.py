@@ -119,8 +119,8 @@ def _serve(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {"host": args.host, "port": args.port}
     if args.demo:
         # The demo is for a person on this machine: hook scripts post
-        # without a token, and a dashboard from another origin may read.
-        overrides.update(anonymous_compat=True, cors_origins=["*"])
+        # without a token, and a local dashboard (a loopback origin) may read.
+        overrides.update(anonymous_compat=True)
     gateway_config = load_gateway_config(args.config, overrides=overrides)
     engine_config = load_config(args.config)
     has_key = gateway_config.jwt_secret or gateway_config.jwt_public_key

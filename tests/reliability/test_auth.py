@@ -198,3 +198,58 @@ def test_tenant_a_never_reaches_tenant_b(server: Server) -> None:
         server.engine.submit("acme", "mine", "T", {"n": 2})
         live = msgspec.msgpack.decode(ws.recv(timeout=10))
         assert live["metadata"]["tenant"] == "acme"
+
+
+HOOK = {"source_app": "app", "session_id": "s", "hook_event_type": "PreToolUse", "payload": {"tool_name": "Bash"}}
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "https://localhost.evil.example", "null", "http://127.0.0.1.nip.io:8080"])
+def test_anonymous_requests_from_web_pages_are_refused(make_server: Any, origin: str) -> None:
+    server = make_server(anonymous_compat=True)
+    for method, path, body in (("POST", "/events", HOOK), ("GET", "/events/recent", None), ("GET", "/events/filter-options", None)):
+        # A text/plain POST is what a page can send cross-origin without a preflight.
+        status, answer, headers = server.http(method, path, body, token=None, headers={"Origin": origin, "Content-Type": "text/plain"})
+        assert status == 403, (origin, path, answer)
+        assert "origin" in answer["message"] and "access-control-allow-origin" not in headers
+    with websockets.sync.client.connect(f"{server.running.ws_url}/stream", origin=origin, open_timeout=10) as ws:  # type: ignore[arg-type]
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4003
+    assert server.engine.statistics().events == 0
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8765", "rebind.attacker.test:80"])
+def test_anonymous_requests_naming_a_domain_in_host_are_refused(make_server: Any, host: str) -> None:
+    server = make_server(anonymous_compat=True)
+    status, answer, _ = server.http("POST", "/events", HOOK, token=None, headers={"Host": host})
+    assert status == 403 and "DNS rebinding" in answer["message"]
+    assert server.engine.statistics().events == 0
+
+
+@pytest.mark.parametrize("origin", [None, "http://localhost:5173", "http://127.0.0.1:3000", "http://[::1]:8080", "http://dash.localhost:5173"])
+def test_loopback_origins_and_scripts_may_use_anonymous_compat(make_server: Any, origin: str | None) -> None:
+    server = make_server(anonymous_compat=True)
+    headers = {"Origin": origin} if origin else {}
+    for host in (f"127.0.0.1:{server.running.port}", f"localhost:{server.running.port}"):
+        status, answer, response = server.http("POST", "/events", HOOK, token=None, headers={**headers, "Host": host})
+        assert status == 200, answer
+        if origin:
+            assert response["access-control-allow-origin"] == origin
+    with websockets.sync.client.connect(f"{server.running.ws_url}/stream", origin=origin, open_timeout=10) as ws:  # type: ignore[arg-type]
+        assert json.loads(ws.recv(timeout=10))["type"] == "initial"
+
+
+def test_anonymous_compat_is_never_paired_with_wildcard_cors() -> None:
+    from laneway.core import ConfigError
+    from laneway.gateway import GatewayConfig
+
+    with pytest.raises(ConfigError, match="cannot be combined with anonymous_compat"):
+        GatewayConfig(anonymous_compat=True, cors_origins=("*",))
+    GatewayConfig(anonymous_compat=True, cors_origins=("http://dash.example",))
+
+
+def test_a_token_still_works_from_any_origin(make_server: Any) -> None:
+    server = make_server(anonymous_compat=True)
+    status, _, _ = server.http("POST", "/events", HOOK, token=server.token(["app"]), headers={"Origin": "http://evil.example"})
+    assert status == 200

@@ -12,18 +12,20 @@ Claims laneway reads:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import jwt
 
 from ..core import LanewayError, Principal, validate_tenant
 from ._config import GatewayConfig
 
-__all__ = ["Authenticator", "AuthError", "SCOPES", "load_or_create_secret"]
+__all__ = ["Authenticator", "AuthError", "SCOPES", "load_or_create_secret", "AnonymousPolicy", "is_loopback_origin"]
 
 SCOPES = ("subscribe", "publish", "admin")
 
@@ -127,3 +129,83 @@ def load_or_create_secret(directory: Path) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(32) + "\n")
     return path.read_text().strip()
+
+
+def _is_loopback_host(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True  # RFC 6761: resolves to loopback, never to a rebinding attacker
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback_origin(origin: str) -> bool:
+    """``http(s)://localhost:PORT``, ``http://127.0.0.1:PORT``, ``http://[::1]``..."""
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.hostname is not None and _is_loopback_host(parts.hostname)
+
+
+def _host_name(host_header: str) -> str:
+    """The name of a Host header without its port (IPv6 in brackets kept whole)."""
+    if host_header.startswith("["):
+        return host_header.split("]", 1)[0] + "]"
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+class AnonymousRefusal(NamedTuple):
+    """forbidden: the request itself is suspect (its Origin or Host): 403 /
+    4003. Otherwise it simply lacks a token: 401 / 4001."""
+
+    forbidden: bool
+    message: str
+
+
+class AnonymousPolicy:
+    """Who may use the HookEvent compatibility routes without a token.
+
+    The peer address is not enough on its own: any web page the user opens
+    runs on this machine too. A page can POST ``text/plain`` cross-origin
+    without a preflight, open a WebSocket to any origin, and, through DNS
+    rebinding, make its own domain resolve to 127.0.0.1. So an anonymous
+    request must also:
+
+    - come with no ``Origin`` (a hook script, curl) or a loopback origin
+      (a local dashboard such as the observability project's Vue client on
+      ``http://localhost:5173``) or one listed in ``cors_origins``;
+    - name in ``Host`` an IP address or ``localhost``: a rebinding page's
+      requests carry its own domain name there.
+    """
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.enabled = config.anonymous_compat
+        self._networks = [ipaddress.ip_network(n) for n in config.anonymous_networks]
+        self._origins = frozenset(o for o in config.cors_origins if o != "*")
+
+    def origin_allowed(self, origin: str) -> bool:
+        return origin in self._origins or is_loopback_origin(origin)
+
+    def refusal(self, peer: str | None, host: str | None, origin: str | None) -> AnonymousRefusal | None:
+        """Why this request may not go without a token, or None if it may."""
+        if not self.enabled:
+            return AnonymousRefusal(False, "anonymous access is off (gateway option anonymous_compat); send a token")
+        try:
+            address = ipaddress.ip_address(peer) if peer is not None else None
+        except ValueError:
+            address = None
+        if address is None or not any(address in network for network in self._networks):
+            return AnonymousRefusal(False, f"anonymous access is allowed only from {', '.join(map(str, self._networks))}; send a token")
+        if origin is not None and (origin == "null" or not self.origin_allowed(origin)):
+            return AnonymousRefusal(
+                True, f"anonymous requests from the web origin {origin!r} are refused (only loopback origins and cors_origins); send a token"
+            )
+        name = _host_name(host or "")
+        try:
+            ipaddress.ip_address(name.strip("[]"))
+        except ValueError:
+            if not _is_loopback_host(name):
+                return AnonymousRefusal(
+                    True, f"anonymous requests must name an IP address or localhost in Host, not {host!r} (DNS rebinding guard); send a token"
+                )
+        return None

@@ -38,9 +38,12 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         compatibility routes (``/events``, ``/events/recent``,
         ``/events/filter-options``, ``/stream``). Off by default.
     anonymous_networks: where anonymous compat requests may come from
-        (CIDRs); loopback only by default.
+        (CIDRs); loopback only by default. Anonymous requests must also
+        carry no Origin, a loopback one or one in `cors_origins`, and an IP
+        address or ``localhost`` as Host (see `AnonymousPolicy`).
     cors_origins: origins allowed to call the HTTP API from a browser; empty
-        means no CORS headers; ``"*"`` allows any.
+        means no CORS headers; ``"*"`` allows any (refused together with
+        `anonymous_compat`, which allows loopback origins by itself).
     max_body_bytes: largest HTTP request body (413 beyond).
     request_timeout_s: the most time a client may take to send an HTTP
         request's body, however slowly it trickles in (408 beyond, and the
@@ -116,6 +119,11 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         for name in self.protocols:
             if name not in PROTOCOLS:
                 raise ConfigError(f"protocols: unknown subprotocol {name!r}; known: {list(PROTOCOLS)}")
+        if self.anonymous_compat and "*" in self.cors_origins:
+            raise ConfigError(
+                "cors_origins = ['*'] cannot be combined with anonymous_compat: any web page could then read every "
+                "tenant; list the origins (loopback origins are always allowed for anonymous use)"
+            )
         for network in self.anonymous_networks:
             try:
                 ipaddress.ip_network(network)

@@ -25,7 +25,6 @@ off the event loop.
 from __future__ import annotations
 
 import importlib.resources
-import ipaddress
 import logging
 import re
 from collections import Counter
@@ -57,7 +56,7 @@ from ..core import (
     wire_schema,
 )
 from ..engine import EngineOverloaded
-from ._auth import Authenticator, AuthError
+from ._auth import AnonymousPolicy, Authenticator, AuthError, is_loopback_origin
 from ._compat import encode_json_safely, from_hook_event, hook_event
 from ._config import GatewayConfig
 from ._hub import Hub
@@ -183,7 +182,7 @@ class HttpApp:
         self.requests: Counter[tuple[str, int]] = Counter()
         # name -> a check that returns what is wrong with that component, or None.
         self.checks: dict[str, Callable[[], str | None]] = {}
-        self._anonymous_networks = [ipaddress.ip_network(n) for n in config.anonymous_networks]
+        self.anonymous = AnonymousPolicy(config)
         t = r"(?P<tenant>[^/]+)"
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             ("POST", re.compile(r"/api/v1/events"), self.post_events),
@@ -293,12 +292,14 @@ class HttpApp:
 
     def _cors(self, scope: dict[str, Any]) -> list[tuple[bytes, bytes]]:
         origins = self.config.cors_origins
-        if not origins:
+        if not origins and not self.anonymous.enabled:
             return []
         origin = next((v.decode() for k, v in scope.get("headers", []) if k == b"origin"), None)
         if origin is None:
             return []
-        if "*" not in origins and origin not in origins:
+        # With anonymous compat on, local dashboards (loopback origins) may
+        # read too; `*` is never paired with it (GatewayConfig refuses that).
+        if "*" not in origins and origin not in origins and not (self.anonymous.enabled and is_loopback_origin(origin)):
             return []
         return [
             (b"access-control-allow-origin", b"*" if "*" in origins else origin.encode()),
@@ -326,23 +327,17 @@ class HttpApp:
         return principal
 
     def compat_principal(self, request: Request) -> Principal | None:
-        """Anonymous on the compat routes when configured and the peer is in
-        an allowed network; otherwise a token is needed."""
-        if self.config.anonymous_compat and self._anonymous_allowed(request.client):
+        """A token's principal on the compat routes, or None for an anonymous
+        request the policy allows (`AnonymousPolicy`: peer network, Origin,
+        Host). A refused anonymous request gets a 401 or 403 saying why."""
+        if "authorization" in request.headers or "token" in request.query:
+            return self.principal(request)
+        refusal = self.anonymous.refusal(request.client, request.headers.get("host"), request.headers.get("origin"))
+        if refusal is None:
             return None
-        return self.principal(request)
-
-    def _anonymous_allowed(self, host: str | None) -> bool:
-        if host is None:
-            return False
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return any(address in network for network in self._anonymous_networks)
-
-    def anonymous_allowed(self, host: str | None) -> bool:
-        return self.config.anonymous_compat and self._anonymous_allowed(host)
+        if refusal.forbidden:
+            raise HttpError(403, "forbidden", refusal.message)
+        raise HttpError(401, "unauthorized", f"no token: send 'Authorization: Bearer <jwt>' or ?token=; {refusal.message}")
 
     # -- handlers -------------------------------------------------------------------
 

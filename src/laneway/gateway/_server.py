@@ -188,7 +188,8 @@ class Gateway:
                     reactor=self.reactor,
                     engine=self.engine,
                     auth=self.auth,
-                    anonymous=lambda: self.http.anonymous_allowed(peer),
+                    anonymous=self.http.anonymous,
+                    peer=peer,
                     clients=self.hub.clients,
                     clock=self.clock,
                 )

@@ -56,7 +56,7 @@ from ..core import (
     pong_frame,
     ws_frame,
 )
-from ._auth import Authenticator, AuthError
+from ._auth import AnonymousPolicy, Authenticator, AuthError
 from ._compat import COMPAT
 from ._hub import COMPAT_CODEC, Hub, PendingPublish
 from ._reactor import ReadReactor
@@ -543,15 +543,16 @@ async def serve_websocket(
     reactor: ReadReactor,
     engine: Engine,
     auth: Authenticator,
-    anonymous: Callable[[], bool],
+    anonymous: AnonymousPolicy,
+    peer: str,
     clients: set[WsClient],
     clock: Callable[[], int],
 ) -> None:
     """Handshake, then run the connection until either side closes it.
 
     `initial`: the bytes already read from the socket (the request head and
-    anything after it). `anonymous()`: whether this peer may use the compat
-    stream without a token.
+    anything after it). `anonymous` decides whether this request (from
+    `peer`) may use the compat stream without a token.
     """
     ws = WSConnection(ConnectionType.SERVER)
     # Feed wsproto the request head only: a client may pipeline frames right
@@ -595,10 +596,14 @@ async def serve_websocket(
         codec: Any = COMPAT_CODEC
         subprotocol = None
         if principal is None and refusal is None:
-            if anonymous():
+            origin = next((v.decode("latin-1") for k, v in request.extra_headers if k.lower() == b"origin"), None)
+            why = anonymous.refusal(peer, request.host, origin)
+            if why is None:
                 principal = Principal("anonymous", ("*",), ("subscribe",))
+            elif why.forbidden:
+                refusal = (CloseCode.FORBIDDEN, why.message)
             else:
-                refusal = (CloseCode.UNAUTHORIZED, "the compat stream needs a token (or anonymous_compat on)")
+                refusal = (CloseCode.UNAUTHORIZED, f"the compat stream needs a token: {why.message}")
         elif principal is not None and not ("*" in principal.tenants and principal.allows("*", "subscribe")):
             refusal = (CloseCode.FORBIDDEN, "the compat stream spans tenants: it needs a token for tenant '*'")
         machine = None
