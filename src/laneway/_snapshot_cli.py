@@ -2,8 +2,9 @@
 
 The work is done by `laneway.persistence` tools; this module parses
 arguments and presents results (tables, JSON, progress bars on stderr).
-Exit codes: 0 fine, 1 `verify` found problems, 2 refused (bad input, a
-conflict, data in use), which `laneway.cli.main` maps from `LanewayError`.
+Exit codes: 0 fine, 1 `verify` found damage (a damaged or cut-short data
+file included), 2 could not run (bad input, a conflict, data in use), which
+`laneway.cli.main` maps from `LanewayError`.
 """
 
 from __future__ import annotations
@@ -172,16 +173,27 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    import lmdb
     import msgspec
 
-    from .persistence import open_wal, verify
+    from .core import StorageError
+    from .persistence import Problem, ToolError, open_wal, verify
 
-    log = open_wal(Path(args.data))
     try:
-        with _progress("verifying sessions") as progress:
-            checked, problems = verify(log, progress)
-    finally:
-        log.close()
+        log = open_wal(Path(args.data))
+    except StorageError as exc:
+        # The data file itself is damaged (cut short, not LMDB): that is
+        # what verify looks for, so it is a finding (1), not a refusal (2).
+        problems = [Problem("data file", str(exc))]
+        checked = 0
+    else:
+        try:
+            with _progress("verifying sessions") as progress:
+                checked, problems = verify(log, progress)
+        except lmdb.Error as exc:
+            raise ToolError(f"verify could not read {args.data}: {exc}") from None
+        finally:
+            log.close()
     if args.json:
         print(json.dumps({"sessions": checked, "problems": msgspec.to_builtins(problems)}, indent=2))
     else:

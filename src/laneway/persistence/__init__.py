@@ -20,6 +20,7 @@ from ._log import (
     now_ms as now_ms,
 )
 from ._tools import (
+    BACKUP_MARKER as BACKUP_MARKER,
     EXPORT_VERSION as EXPORT_VERSION,
     ExportedSession as ExportedSession,
     ExportFormat as ExportFormat,
@@ -60,6 +61,7 @@ __all__ = [
     "Problem",
     "SessionRow",
     "ToolError",
+    "BACKUP_MARKER",
     "backup",
     "detect_format",
     "export_sessions",

@@ -34,6 +34,7 @@ upgrades it in place; a newer format is refused.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import struct
 import threading
@@ -62,6 +63,7 @@ from ..core import (
     stamp_lsn,
     verify_snapshot,
 )
+from ._datafile import check_data_file
 
 __all__ = [
     "AUDIT_KEEP",
@@ -306,6 +308,7 @@ class LmdbLog:
             directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.readonly = readonly
+        check_data_file(directory)  # a cut-short file would SIGBUS once mapped
         try:
             self.env = lmdb.open(
                 str(directory),
@@ -341,9 +344,29 @@ class LmdbLog:
         except BaseException:
             self.env.close()
             raise
-        with self.env.begin(db=self.events_db) as txn:
+        with self.read_txn(db=self.events_db) as txn:
             cursor = txn.cursor()
             self.last_lsn = _unpack(cursor.key())[0] if cursor.last() else 0
+
+    @contextlib.contextmanager
+    def read_txn(self, **kwargs: Any) -> Iterator[lmdb.Transaction]:
+        """A read transaction, safe against a map resize: ours (the gate
+        holds readers back while it runs) and another process's. When
+        another process (the engine beside a read-only tool) has grown the
+        map, LMDB refuses new transactions with MapResizedError until this
+        process adopts the new size; do that and begin again."""
+        for attempt in range(2):
+            with self._gate:
+                try:
+                    txn = self.env.begin(**kwargs)
+                except lmdb.MapResizedError:
+                    if attempt:
+                        raise
+                else:
+                    with txn:
+                        yield txn
+                    return
+            self._gate.resize(self.env, 0)  # 0: adopt the size the file has now
 
     def _open_db(self, name: bytes) -> Any:
         if not self.readonly:
@@ -356,7 +379,7 @@ class LmdbLog:
     def _check_format(self) -> None:
         """Refuse a newer format; back up an older one before it is upgraded
         (before anything of the new format is created in it)."""
-        with self.env.begin(db=self.meta_db) as txn:
+        with self.read_txn(db=self.meta_db) as txn:
             stored = txn.get(b"format")
         if stored is None and self.readonly:
             raise DataFormatError(f"{self.directory} records no data format: not laneway data")
@@ -436,14 +459,14 @@ class LmdbLog:
     # -- reading (any thread) -----------------------------------------------
 
     def get_receipt(self, tenant: str, dedupe_key: str) -> Receipt | None:
-        with self._gate, self.env.begin(db=self.dedupe_db) as txn:
+        with self.read_txn(db=self.dedupe_db) as txn:
             raw = txn.get(_dedupe_id(tenant, dedupe_key))
         return decode_receipt(raw) if raw is not None else None
 
     def read_session(self, tenant: str, session: str, after_seq: int, limit: int) -> list[bytes]:
         prefix = _session_prefix(tenant, session)
         out: list[bytes] = []
-        with self._gate, self.env.begin() as txn:
+        with self.read_txn() as txn:
             cursor = txn.cursor(self.seq_db)
             if not cursor.set_range(prefix + _pack(after_seq + 1)):
                 return out
@@ -470,7 +493,7 @@ class LmdbLog:
         wanted = [regular_count, priority_count]
         if total == 0 or (priority_count <= 0 and regular_count <= 0):
             return out
-        with self._gate, self.env.begin() as txn:
+        with self.read_txn() as txn:
             cursor = txn.cursor(self.seq_db)
             positioned = cursor.set_range(prefix + _MAX_U64)
             if not positioned and not cursor.last():
@@ -495,12 +518,12 @@ class LmdbLog:
         return out
 
     def session_meta(self, tenant: str, session: str) -> SessionMeta | None:
-        with self._gate, self.env.begin(db=self.sessions_db) as txn:
+        with self.read_txn(db=self.sessions_db) as txn:
             raw = txn.get(_session_id(tenant, session))
         return decode_session_meta(raw) if raw is not None else None
 
     def iter_sessions(self) -> Iterator[tuple[str, str, SessionMeta]]:
-        with self._gate, self.env.begin(db=self.sessions_db) as txn:
+        with self.read_txn(db=self.sessions_db) as txn:
             rows = list(txn.cursor())
         for sid, raw in rows:
             tenant, session = bytes(sid).decode().split("\x00")
@@ -533,13 +556,13 @@ class LmdbLog:
         self._write_txn(write, "writing snapshots")
 
     def get_snapshot(self, tenant: str, session: str) -> bytes | None:
-        with self._gate, self.env.begin(db=self.snapshots_db) as txn:
+        with self.read_txn(db=self.snapshots_db) as txn:
             return txn.get(_session_id(tenant, session))
 
     def snapshot_infos(self) -> list[SnapshotInfo]:
         """Every stored snapshot's head, decoded in place (no event is copied)."""
         out: list[SnapshotInfo] = []
-        with self._gate, self.env.begin(db=self.snapshots_db, buffers=True) as txn:
+        with self.read_txn(db=self.snapshots_db, buffers=True) as txn:
             for sid, value in txn.cursor():
                 tenant, session = bytes(sid).decode().split("\x00")
                 try:
@@ -682,7 +705,7 @@ class LmdbLog:
                 cursor.delete()
 
     def read_control(self, db: str) -> list[tuple[bytes, bytes]]:
-        with self._gate, self.env.begin(db=self.control_dbs[db]) as txn:
+        with self.read_txn(db=self.control_dbs[db]) as txn:
             return [(bytes(k), bytes(v)) for k, v in txn.cursor()]
 
     def map_size(self) -> int:

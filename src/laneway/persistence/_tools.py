@@ -18,6 +18,7 @@ JSON (readable, and exact for the JSON-like payloads laneway accepts).
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import struct
 import threading
@@ -47,10 +48,12 @@ from ..core import (
     encode_snapshot,
     restamp_lsn,
 )
+from ._datafile import check_data_file
 from ._lock import DataDirLock
 from ._log import _SEQ_VALUE, FORMAT_VERSION, LmdbLog, _dedupe_id, _pack, _session_id, _session_prefix, _unpack
 
 __all__ = [
+    "BACKUP_MARKER",
     "ToolError",
     "ExportedSession",
     "detect_format",
@@ -130,7 +133,7 @@ def _index(log: LmdbLog, tenant: str, session: str) -> list[tuple[int, int, int,
     """A session's seq index: (seq, lsn, ts, priority) in seq order."""
     prefix = _session_prefix(tenant, session)
     out = []
-    with log.env.begin(db=log.seq_db) as txn:
+    with log.read_txn(db=log.seq_db) as txn:
         cursor = txn.cursor()
         found = cursor.set_range(prefix)
         while found:
@@ -218,7 +221,7 @@ def verify(log: LmdbLog, progress: Progress = _no_progress) -> tuple[int, list[P
         problems += _check_records(log, where, tenant, session, meta, index)
         problems += _check_snapshot(log, where, tenant, session, meta, index)
         progress(done, len(sessions))
-    with log.env.begin() as txn:
+    with log.read_txn() as txn:
         records = txn.stat(log.events_db)["entries"]
         for key, raw in txn.cursor(log.dedupe_db):
             receipt = decode_receipt(raw)
@@ -249,7 +252,7 @@ def _check_records(
             problems.append(Problem(where, f"{len(missing)} events missing from the WAL that retention did not remove (seq {shown})"))
         if extra:
             problems.append(Problem(where, f"records beyond the session head (seq {extra[0]} > {meta.last_seq})"))
-    with log.env.begin(db=log.events_db) as txn:
+    with log.read_txn(db=log.events_db) as txn:
         for seq, lsn, _, _ in index:
             raw = txn.get(_pack(lsn))
             if raw is None:
@@ -402,7 +405,7 @@ def export_sessions(
                     write(_Session(t, s, meta, bytes(raw) if raw is not None else None))
                 else:
                     write(_JsonSession(t, s, meta, _json_snapshot(raw)))
-                with log.env.begin(db=log.events_db) as txn:
+                with log.read_txn(db=log.events_db) as txn:
                     for _, lsn, _, _ in _index(log, t, s):
                         record = bytes(txn.get(_pack(lsn)))
                         write(_Event(record) if fmt == "msgpack" else _JsonEvent(decode_event(record).to_dict()))
@@ -514,13 +517,20 @@ def read_export(path: Path, progress: Progress = _no_progress) -> tuple[str, lis
                 continue
             if isinstance(record, _Header):
                 raise ToolError(f"record {n}: a second header")
-            if isinstance(record, (_Session, _JsonSession)):
-                sessions.append(_exported_session(record, n))
-            elif not sessions:
+            if not sessions and not isinstance(record, (_Session, _JsonSession)):
                 raise ToolError(f"record {n}: an event before any session")
-            else:
-                data = record.record if isinstance(record, _Event) else _event_from_dict(record.event)
-                sessions[-1].records.append(data)
+            try:
+                if isinstance(record, (_Session, _JsonSession)):
+                    sessions.append(_exported_session(record, n))
+                else:
+                    sessions[-1].records.append(record.record if isinstance(record, _Event) else _event_from_dict(record.event))
+            except ToolError:
+                raise
+            except Exception as exc:
+                # A record that decodes but does not make sense (a flipped
+                # bit in a field name): the checksum at the end would say
+                # so too, but this is where it shows first.
+                raise ToolError(f"record {n} of {path} is damaged ({type(exc).__name__}: {exc}); the file was damaged or edited") from None
     if header is None:
         raise ToolError(f"{path} is empty")
     if end is None:
@@ -697,21 +707,54 @@ def _import(log: LmdbLog, txn: lmdb.Transaction, sessions: list[ExportedSession]
 # -- backup ----------------------------------------------------------------------
 
 
+BACKUP_MARKER = "BACKUP_COMPLETE"
+
+
 def backup(data: Path, dest: Path, progress: Progress = _no_progress) -> int:
     """A consistent copy of the data dir's LMDB environment (and its JWT
     secret), taken inside one read transaction, so it is safe while an
-    engine writes. `dest` must not exist or be empty. Returns bytes copied."""
+    engine writes. `dest` must not exist or be empty. Returns bytes copied.
+
+    The copy is written under a temporary name beside `dest`
+    (``.NAME.partial-PID``), synced, marked complete (`BACKUP_MARKER`) and
+    only then renamed to `dest`: a backup killed half way leaves no `dest`
+    at all, never a truncated one that looks usable."""
     source = data / "wal"
     if not (source / "data.mdb").is_file():
         raise ToolError(f"no laneway data at {data}")
-    if dest.exists() and any(dest.iterdir()):
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise ToolError(f"backup destination {dest} is not empty")
+    check_data_file(source)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_partials(dest)
+    partial = dest.parent / f".{dest.name}.partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    target = partial / "wal"
+    target.mkdir(parents=True)
+    try:
+        size = _copy_environment(source, target, progress)
+        secret = data / "jwt.secret"
+        if secret.exists():
+            shutil.copy2(secret, partial / "jwt.secret")
+        marker = msgspec.json.encode({"complete": True, "data_bytes": size, "source": str(data.resolve())})
+        (partial / BACKUP_MARKER).write_bytes(marker)
+        for path in (target / "data.mdb", partial / BACKUP_MARKER, target, partial):
+            _fsync(path)
+        if dest.exists():
+            dest.rmdir()  # empty, checked above
+        os.rename(partial, dest)
+        _fsync(dest.parent)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return size
+
+
+def _copy_environment(source: Path, target: Path, progress: Progress) -> int:
     env = lmdb.open(str(source), readonly=True, max_dbs=16, subdir=True)
     try:
         info, stat = env.info(), env.stat()
         total = (info["last_pgno"] + 1) * stat["psize"]
-        target = dest / "wal"
-        target.mkdir(parents=True, exist_ok=True)
         failure: list[BaseException] = []
 
         def copy() -> None:
@@ -730,9 +773,21 @@ def backup(data: Path, dest: Path, progress: Progress = _no_progress) -> int:
             raise ToolError(f"backup failed: {failure[0]}")
     finally:
         env.close()
-    secret = data / "jwt.secret"
-    if secret.exists():
-        shutil.copy2(secret, dest / "jwt.secret")
-    size = copied.stat().st_size
     progress(total, total)
-    return size
+    return copied.stat().st_size
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_partials(dest: Path) -> None:
+    """Temporary copies left by backups that were killed (their pid is gone)."""
+    for stale in dest.parent.glob(f".{dest.name}.partial-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
