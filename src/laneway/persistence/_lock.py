@@ -6,6 +6,12 @@ would hand out the same seq twice. `flock` conflicts between any two open
 file descriptions, so this also refuses a second open in the same process;
 the kernel drops the lock when the process dies, so a crash never leaves a
 stale lock behind.
+
+The lock is held on the data directory itself, not only on ``DIR/LOCK``: a
+user who deletes the LOCK file (it looks like litter) would otherwise let a
+second engine create a new one, lock that, and write beside the first.
+Deleting the directory deletes the data, so that lock cannot be lost by
+accident. ``LOCK`` stays, for the holder's pid in the error message.
 """
 
 from __future__ import annotations
@@ -20,30 +26,40 @@ __all__ = ["DataDirLock"]
 
 
 class DataDirLock:
-    """Hold ``DIR/LOCK``; the file records the holder's pid for the error message."""
+    """Hold a flock on ``DIR``; ``DIR/LOCK`` records the holder's pid for the error message."""
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / "LOCK"
         self._fd: int | None = None
+        self._dir_fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        directory = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(directory, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            here = " (this process)" if holder == str(os.getpid()) else ""
+            os.close(directory)
             raise DataDirLocked(
-                f"data directory {self.path.parent} is already open by process {holder}{here}; "
+                f"data directory {self.path.parent} is already open by process {self._holder()}; "
                 "close that engine first or use another directory"
             ) from None
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
+        self._fd, self._dir_fd = fd, directory
+
+    def _holder(self) -> str:
+        try:
+            holder = self.path.read_text().strip() or "unknown"
+        except OSError:
+            return "unknown (its LOCK file was deleted)"
+        return f"{holder} (this process)" if holder == str(os.getpid()) else holder
 
     def release(self) -> None:
         if self._fd is not None:
-            # Closing the descriptor releases the flock.
             os.close(self._fd)
             self._fd = None
+        if self._dir_fd is not None:
+            # Closing the descriptor releases the flock.
+            os.close(self._dir_fd)
+            self._dir_fd = None

@@ -229,6 +229,20 @@ def _encode_batches(
     return lsn, records, seq_index, dedupes
 
 
+_LAST_LSN = b"last_lsn"
+
+
+def _put_new(cursor: lmdb.Cursor, items: list[tuple[bytes, bytes]], what: str, *, append: bool = False) -> None:
+    """Insert every item as a new key, or fail the whole transaction."""
+    _, added = cursor.putmulti(items, overwrite=False, append=append)
+    if added != len(items):
+        existing = next((key for key, _ in items if cursor.get(key) is not None), None)
+        raise StorageError(
+            f"commit refused: {len(items) - added} {what} entr{'y' if len(items) - added == 1 else 'ies'} already exist "
+            f"({existing!r}); is another engine writing to this data dir? Nothing of this batch was acknowledged"
+        )
+
+
 def _advance_meta(meta: SessionMeta | None, batch: WriteBatch, now_ms: int) -> SessionMeta:
     if meta is None:
         meta = SessionMeta(epoch=batch.events[0].epoch, created_ts=now_ms)
@@ -344,9 +358,22 @@ class LmdbLog:
         except BaseException:
             self.env.close()
             raise
-        with self.read_txn(db=self.events_db) as txn:
-            cursor = txn.cursor()
-            self.last_lsn = _unpack(cursor.key())[0] if cursor.last() else 0
+        with self.read_txn() as txn:
+            self.last_lsn = self.lsn_high_water(txn)
+
+    def lsn_high_water(self, txn: lmdb.Transaction) -> int:
+        """The highest LSN ever written. Not just the last record's: WAL
+        retention may have removed every record, and a restart that started
+        again from 1 would hand out LSNs that buffers, snapshots, clients
+        and the trim cursors still hold (two events with one LSN). So each
+        commit also stores the mark in ``meta/last_lsn``."""
+        cursor = txn.cursor(self.events_db)
+        last = _unpack(cursor.key())[0] if cursor.last() else 0
+        stored = txn.get(_LAST_LSN, db=self.meta_db)
+        return max(last, _unpack(stored)[0] if stored is not None else 0)
+
+    def set_lsn_high_water(self, txn: lmdb.Transaction, lsn: int) -> None:
+        txn.put(_LAST_LSN, _pack(lsn), db=self.meta_db)
 
     @contextlib.contextmanager
     def read_txn(self, **kwargs: Any) -> Iterator[lmdb.Transaction]:
@@ -435,10 +462,15 @@ class LmdbLog:
         # every reacquisition can wait out the 5 ms switch interval
         # (measured: 100 single gets took up to 20 ms, one getmulti 0.1 ms).
         def write(txn: lmdb.Transaction) -> None:
-            txn.cursor(self.events_db).putmulti(records, append=True)
-            txn.cursor(self.seq_db).putmulti(seq_index)
+            # Nothing here may overwrite: an existing key means a second
+            # writer (or a bug) got there first, and acknowledging this
+            # batch would acknowledge records that are not the ones stored.
+            # putmulti does not raise for a refused key; it counts it.
+            _put_new(txn.cursor(self.events_db), records, "LSN", append=True)
+            _put_new(txn.cursor(self.seq_db), seq_index, "seq")
             if dedupes:
-                txn.cursor(self.dedupe_db).putmulti([(_dedupe_id(t, k), encode(r)) for t, k, r in dedupes])
+                _put_new(txn.cursor(self.dedupe_db), [(_dedupe_id(t, k), encode(r)) for t, k, r in dedupes], "dedupe key")
+            self.set_lsn_high_water(txn, last)
             by_session: dict[bytes, list[WriteBatch]] = {}
             for batch in batches:
                 by_session.setdefault(_session_id(batch.tenant, batch.session), []).append(batch)

@@ -656,8 +656,7 @@ def _import(log: LmdbLog, txn: lmdb.Transaction, sessions: list[ExportedSession]
     is renumbered in its original LSN order, so commit order is kept."""
     for s in sessions:
         _drop_session(log, txn, s.tenant, s.session)
-    cursor = txn.cursor(log.events_db)
-    last_lsn = _unpack(cursor.key())[0] if cursor.last() else 0
+    last_lsn = log.lsn_high_water(txn)
     # Original LSN -> (session index, record); snapshot records that the WAL
     # no longer has (retention) are renumbered too, but not written back.
     originals: dict[tuple[int, int], bytes] = {}
@@ -701,6 +700,8 @@ def _import(log: LmdbLog, txn: lmdb.Transaction, sessions: list[ExportedSession]
             covered = max((lsn for seq, lsn in lsns.items() if seq <= s.snapshot.last_seq), default=0)
             head = msgspec.structs.replace(s.snapshot, lsn=covered)
             txn.put(_session_id(s.tenant, s.session), encode_snapshot(head, priority, regular), db=log.snapshots_db)
+    if renumbered:
+        log.set_lsn_high_water(txn, max(last_lsn, *renumbered.values()))
     return written
 
 
