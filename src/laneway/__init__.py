@@ -48,6 +48,7 @@ _EXPORTS = {
     "DataDirLocked": "laneway.core",
     "DataFormatError": "laneway.core",
     "StorageError": "laneway.core",
+    "CorruptRecord": "laneway.core",
     "SubscriptionOverflow": "laneway.core",
 }
 
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
         MAX_PAYLOAD_DEPTH,
         BucketFull,
         ConfigError,
+        CorruptRecord,
         DataDirLocked,
         DataFormatError,
         EngineClosed,

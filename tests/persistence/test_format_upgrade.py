@@ -18,6 +18,7 @@ from laneway.core import DataFormatError
 from laneway.persistence import FORMAT_VERSION
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "format1"
+FIXTURE2 = Path(__file__).parents[1] / "fixtures" / "format2"
 
 
 def stored_format(wal: Path) -> int:
@@ -38,7 +39,7 @@ def old_data(tmp_path: Path) -> Path:
 
 def test_the_fixture_is_format_1() -> None:
     assert stored_format(FIXTURE / "wal") == 1
-    assert FORMAT_VERSION == 2
+    assert FORMAT_VERSION == 3
 
 
 def test_opening_format_1_backs_up_then_upgrades_keeping_everything(
@@ -49,7 +50,7 @@ def test_opening_format_1_backs_up_then_upgrades_keeping_everything(
     with caplog.at_level(logging.WARNING, logger="laneway.wal"):
         engine = Engine.open(old_data, EngineConfig(sweep_interval_s=0), clock=lambda: clock_ms)
     try:
-        assert "holds data format 1; upgrading it to format 2" in caplog.text
+        assert "holds data format 1; upgrading it to format 3" in caplog.text
         backups = list((old_data / "backups").iterdir())
         assert len(backups) == 1 and backups[0].name.startswith("format-1-")
         assert stored_format(backups[0]) == 1  # the copy is of the data before the upgrade
@@ -72,7 +73,7 @@ def test_opening_format_1_backs_up_then_upgrades_keeping_everything(
         assert len(upgrade) == 1 and upgrade[0].changes["from_format"] == 1
     finally:
         engine.close()
-    assert stored_format(old_data / "wal") == 2
+    assert stored_format(old_data / "wal") == 3
     # A second open has nothing to upgrade.
     with Engine.open(old_data, EngineConfig(sweep_interval_s=0)) as engine:
         assert len(list((old_data / "backups").iterdir())) == 1
@@ -82,12 +83,41 @@ def test_opening_format_1_backs_up_then_upgrades_keeping_everything(
 def test_a_newer_format_is_refused_and_left_untouched(old_data: Path) -> None:
     env = lmdb.open(str(old_data / "wal"), max_dbs=16)
     with env.begin(write=True, db=env.open_db(b"meta")) as txn:
-        txn.put(b"format", b"3")
+        txn.put(b"format", b"4")
     env.close()
     before = (old_data / "wal" / "data.mdb").read_bytes()
-    with pytest.raises(DataFormatError, match="format 3, but this laneway reads up to format 2"):
+    with pytest.raises(DataFormatError, match="format 4, but this laneway reads up to format 3"):
         Engine.open(old_data, EngineConfig(sweep_interval_s=0))
     assert (old_data / "wal" / "data.mdb").read_bytes() == before
     assert not (old_data / "backups").exists()
     with pytest.raises(DataFormatError):  # and the data dir lock was released
         Engine.open(old_data, EngineConfig(sweep_interval_s=0))
+
+
+def test_opening_format_2_upgrades_and_reads_its_unchecked_entries(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Format 2's seq entries carry no CRC: they are read as they are, and
+    everything written after the upgrade is checked."""
+    assert stored_format(FIXTURE2 / "wal") == 2
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURE2 / "wal", data / "wal")
+    expected = json.loads((FIXTURE2 / "expected.json").read_text())
+    with caplog.at_level(logging.WARNING, logger="laneway.wal"):
+        engine = Engine.open(data, EngineConfig(sweep_interval_s=0), clock=lambda: expected["clock_ms"])
+    try:
+        assert "holds data format 2; upgrading it to format 3" in caplog.text
+        for key, events in expected["sessions"].items():
+            tenant, session = key.split(":")
+            got = [
+                {"seq": e.seq, "epoch": e.epoch, "lsn": e.lsn, "type": e.type, "priority": e.priority,
+                 "payload": e.payload, "dedupe_key": e.dedupe_key, "ts": e.ts}
+                for e in engine.events(tenant, session)
+            ]
+            assert got == events, key
+        # The format-2 snapshot of acme:s2 restores its buckets.
+        assert [e.seq for e in engine.recent("acme", "s2", limit=3)] == [4, 11, 12]
+        assert engine.submit("acme", "s1", "T", None, dedupe_key="k3").duplicate
+        new = engine.submit("acme", "s1", "T", {"after": "upgrade"})
+        assert new.seq == 31 and new.lsn == 44
+    finally:
+        engine.close()
+    assert stored_format(data / "wal") == 3

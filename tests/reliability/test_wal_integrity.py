@@ -82,3 +82,56 @@ def test_deleting_the_lock_file_does_not_let_a_second_engine_in(tmp_path: Path) 
         engine.submit("acme", "s", "T")
     with Engine.open(tmp_path / "d", config) as engine:  # released on close
         assert engine.statistics("acme").events == 1
+
+
+def _damage(data: Path, lsn: int, *, delete: bool = False) -> None:
+    """What a flipped bit on disk (or a lost record) looks like to LMDB."""
+    import lmdb
+
+    env = lmdb.open(str(data / "wal"), max_dbs=16)
+    events = env.open_db(b"events")
+    with env.begin(write=True, db=events) as txn:
+        key = lsn.to_bytes(8, "big")
+        if delete:
+            txn.delete(key)
+        else:
+            value = bytearray(txn.get(key))
+            value[-3] ^= 0x04  # inside the payload: still decodes, wrongly
+            txn.put(key, bytes(value))
+    env.close()
+
+
+@pytest.mark.parametrize("delete", [False, True], ids=["bit-flip", "missing"])
+def test_a_damaged_or_missing_record_is_an_error_naming_its_lsn_everywhere(tmp_path: Path, delete: bool) -> None:
+    import subprocess
+    import sys
+
+    from laneway.core import CorruptRecord
+    from laneway.gateway import GatewayConfig, serve_in_thread
+
+    config = EngineConfig(sweep_interval_s=0)
+    data = tmp_path / "d"
+    with Engine.open(data, config) as engine:
+        for n in range(5):
+            engine.submit("acme", "s", "T", {"text": "hello world", "n": n})
+    _damage(data, 3, delete=delete)
+    verify = subprocess.run([sys.executable, "-m", "laneway.cli", "snapshot", "verify", "--data", str(data)], capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 1 and "LSN 3" in verify.stdout, verify.stdout
+    with Engine.open(data, config) as engine:
+        with pytest.raises(CorruptRecord, match="LSN 3"):
+            engine.events("acme", "s")
+        assert [e.seq for e in engine.events("acme", "s", after_seq=3)] == [4, 5]  # the rest reads fine
+        running = serve_in_thread(engine, GatewayConfig(port=0, jwt_secret="s" * 40))
+        try:
+            import json
+            import urllib.error
+            import urllib.request
+
+            token = running.gateway.auth.mint("t", ["acme"], ["subscribe"])
+            request = urllib.request.Request(f"{running.url}/api/v1/tenants/acme/sessions/s/events?token={token}")
+            with pytest.raises(urllib.error.HTTPError) as failed:
+                urllib.request.urlopen(request, timeout=10)
+            body = json.loads(failed.value.read())
+            assert failed.value.code == 500 and body["error"] == "corrupt_record" and "LSN 3" in body["message"]
+        finally:
+            running.stop()

@@ -31,6 +31,7 @@ from ._connection import (
 from ._errors import (
     BucketFull as BucketFull,
     ConfigError as ConfigError,
+    CorruptRecord as CorruptRecord,
     DataDirLocked as DataDirLocked,
     DataFormatError as DataFormatError,
     EngineClosed as EngineClosed,
@@ -211,6 +212,7 @@ __all__ = [
     "DataDirLocked",
     "DataFormatError",
     "StorageError",
+    "CorruptRecord",
     "SubscriptionOverflow",
     "Filter",
     "Outgoing",

@@ -24,6 +24,7 @@ __all__ = [
     "DataDirLocked",
     "DataFormatError",
     "StorageError",
+    "CorruptRecord",
     "SubscriptionOverflow",
 ]
 
@@ -97,6 +98,12 @@ class StorageError(LanewayError):
     Events that raised this were not acknowledged. The engine stops accepting
     work after a storage failure: reopen it to resume from what is durable.
     """
+
+
+class CorruptRecord(LanewayError):
+    """A stored record is damaged or missing: it fails its checksum, or an
+    index names a record that is not there. Nothing is served in its place;
+    the message names the LSN, and ``laneway snapshot verify`` lists all."""
 
 
 class SubscriptionOverflow(LanewayError):

@@ -39,6 +39,7 @@ from ..core import (
     MAX_PAYLOAD_DEPTH,
     BucketFull,
     ConfigError,
+    CorruptRecord,
     DataFormatError,
     EngineClosed,
     InvalidEvent,
@@ -98,6 +99,7 @@ _STATUS = {
     EngineClosed: 503,
     StorageError: 503,
     DataFormatError: 500,
+    CorruptRecord: 500,  # named, with its LSN: not an anonymous internal error
 }
 
 

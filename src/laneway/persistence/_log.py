@@ -5,15 +5,21 @@ LMDB layout (one environment under ``DATA/wal``, named databases):
 - ``events``:   8-byte big-endian LSN -> the encoded `Event` (its msgpack
   array, which is also what the in-memory buckets keep).
 - ``seq``:      ``tenant NUL session NUL`` + 8-byte big-endian seq ->
-  LSN, ts and priority (17 bytes). Session names cannot contain NUL, so a
-  prefix scan is one session; ts and priority let a restart pick the events
-  that belong in the buckets without reading a single record it won't keep.
+  LSN, ts, priority and the record's CRC-32 (21 bytes; 17, without the
+  CRC, in entries written before format 3). Session names cannot contain
+  NUL, so a prefix scan is one session; ts and priority let a restart pick
+  the events that belong in the buckets without reading a single record it
+  won't keep; the CRC is checked on every read through the index and by
+  ``verify``, so a flipped bit is an error naming the LSN, never a wrong
+  event served.
 - ``dedupe``:   ``tenant NUL dedupe_key`` -> the original `Receipt`.
 - ``sessions``: ``tenant NUL session`` -> `SessionMeta` (seq, epoch, counts).
 - ``snapshots``: ``tenant NUL session`` -> the session's newest snapshot
   (`laneway.core.encode_snapshot`: versioned, checksummed).
 - ``meta``:     ``format`` -> the data format version; ``trim:<seconds>``
-  -> how far WAL retention has scanned for that retention period.
+  -> how far WAL retention has scanned for that retention period;
+  ``last_lsn`` -> the highest LSN ever written (retention may remove every
+  record; LSNs must still never be reused).
 - ``config``:   tenant -> its runtime configuration overrides (JSON).
 - ``audit``:    8-byte big-endian sequence -> an audit record (JSON) of an
   administrative change; the newest `AUDIT_KEEP` are kept.
@@ -27,7 +33,9 @@ calls `commit`; reads may come from any thread.
 touches a disk, the full history is kept in memory until close.
 
 Data format versions: 1 (first release); 2 adds ``snapshots``, the
-``trim:`` cursors and `SessionMeta.trimmed_seq`. Opening an older format
+``trim:`` cursors and `SessionMeta.trimmed_seq`; 3 adds the record CRC to
+seq entries (older entries stay as they were, read unchecked) and
+``meta/last_lsn``. Opening an older format
 copies the environment to ``DATA/backups/format-N-<time>`` first, then
 upgrades it in place; a newer format is refused.
 """
@@ -39,6 +47,7 @@ import logging
 import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -47,6 +56,7 @@ import lmdb
 import msgspec
 
 from ..core import (
+    CorruptRecord,
     DataFormatError,
     Event,
     EventHead,
@@ -82,14 +92,32 @@ __all__ = [
 
 log = logging.getLogger("laneway.wal")
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 _U64 = struct.Struct(">Q")
 _pack = _U64.pack
 _unpack = _U64.unpack
 _MAX_U64 = _pack(2**64 - 1)
-# Value of a seq-index entry: LSN, ts (ms), priority.
+# Value of a seq-index entry: LSN, ts (ms), priority, then (format 3) the
+# record's CRC-32. Read with unpack_from, which takes either length.
 _SEQ_VALUE = struct.Struct(">QQB")
+_SEQ_CHECKED = struct.Struct(">QQBI")
+
+
+def seq_value(lsn: int, ts: int, priority: int, record: bytes) -> bytes:
+    return _SEQ_CHECKED.pack(lsn, ts, priority, zlib.crc32(record))
+
+
+def checked_record(value: bytes, record: bytes | None) -> bytes:
+    """The record a seq entry points to, once it is there and matches the
+    entry's CRC; else `CorruptRecord` naming its LSN."""
+    if record is None:
+        lsn = _SEQ_VALUE.unpack_from(value)[0]
+        raise CorruptRecord(f"the WAL has no record for LSN {lsn}, which the seq index names; run laneway snapshot verify")
+    if len(value) == _SEQ_CHECKED.size and zlib.crc32(record) != _SEQ_CHECKED.unpack(value)[3]:
+        lsn = _SEQ_VALUE.unpack_from(value)[0]
+        raise CorruptRecord(f"WAL record LSN {lsn} fails its checksum (damaged on disk); run laneway snapshot verify")
+    return record
 
 
 class WriteBatch:
@@ -222,7 +250,7 @@ def _encode_batches(
             key = _pack(lsn)
             stamped.append(data)
             records.append((key, data))
-            seq_index.append((prefix + _pack(event.seq), _SEQ_VALUE.pack(lsn, event.ts, event.priority)))
+            seq_index.append((prefix + _pack(event.seq), seq_value(lsn, event.ts, event.priority, data)))
             if event.dedupe_key is not None:
                 receipt = Receipt(batch.tenant, batch.session, event.seq, event.priority, lsn)
                 dedupes.append((batch.tenant, event.dedupe_key, receipt))
@@ -506,7 +534,7 @@ class LmdbLog:
             for key, value in cursor:
                 if not key.startswith(prefix) or len(out) >= limit:
                     break
-                out.append(get(value[:8], db=self.events_db))
+                out.append(checked_record(value, get(value[:8], db=self.events_db)))
         return out
 
     def tail(self, tenant: str, session: str, count: int) -> list[bytes]:
@@ -533,7 +561,7 @@ class LmdbLog:
             if positioned and not cursor.prev():
                 return out
             get = txn.get
-            unpack = _SEQ_VALUE.unpack
+            unpack = _SEQ_VALUE.unpack_from
             for key, value in cursor.iterprev():
                 if not key.startswith(prefix):
                     break
@@ -543,7 +571,7 @@ class LmdbLog:
                 kind = 1 if priority else 0
                 if wanted[kind] > 0:
                     wanted[kind] -= 1
-                    out.append(get(value[:8], db=self.events_db))
+                    out.append(checked_record(value, get(value[:8], db=self.events_db)))
                     if len(out) == total or (wanted[0] <= 0 and wanted[1] <= 0):
                         break
         out.reverse()

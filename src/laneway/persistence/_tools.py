@@ -32,6 +32,7 @@ import msgspec
 
 from ..core import (
     BufferedEvent,
+    CorruptRecord,
     DataFormatError,
     Event,
     LanewayError,
@@ -50,7 +51,18 @@ from ..core import (
 )
 from ._datafile import check_data_file
 from ._lock import DataDirLock
-from ._log import _SEQ_VALUE, FORMAT_VERSION, LmdbLog, _dedupe_id, _pack, _session_id, _session_prefix, _unpack
+from ._log import (
+    _SEQ_VALUE,
+    FORMAT_VERSION,
+    LmdbLog,
+    _dedupe_id,
+    _pack,
+    _session_id,
+    _session_prefix,
+    _unpack,
+    checked_record,
+    seq_value,
+)
 
 __all__ = [
     "BACKUP_MARKER",
@@ -140,7 +152,7 @@ def _index(log: LmdbLog, tenant: str, session: str) -> list[tuple[int, int, int,
             key = cursor.key()
             if not key.startswith(prefix):
                 break
-            lsn, ts, priority = _SEQ_VALUE.unpack(cursor.value())
+            lsn, ts, priority = _SEQ_VALUE.unpack_from(cursor.value())
             out.append((_unpack(key[len(prefix) :])[0], lsn, ts, priority))
             found = cursor.next()
     return out
@@ -252,11 +264,14 @@ def _check_records(
             problems.append(Problem(where, f"{len(missing)} events missing from the WAL that retention did not remove (seq {shown})"))
         if extra:
             problems.append(Problem(where, f"records beyond the session head (seq {extra[0]} > {meta.last_seq})"))
+    prefix = _session_prefix(tenant, session)
     with log.read_txn(db=log.events_db) as txn:
         for seq, lsn, _, _ in index:
             raw = txn.get(_pack(lsn))
-            if raw is None:
-                problems.append(Problem(where, f"seq {seq}: record LSN {lsn} is missing"))
+            try:
+                checked_record(txn.get(prefix + _pack(seq), db=log.seq_db), raw)
+            except CorruptRecord as exc:
+                problems.append(Problem(where, f"seq {seq}: {exc}"))
                 continue
             try:
                 head = decode_event_head(raw)
@@ -405,11 +420,12 @@ def export_sessions(
                     write(_Session(t, s, meta, bytes(raw) if raw is not None else None))
                 else:
                     write(_JsonSession(t, s, meta, _json_snapshot(raw)))
-                with log.read_txn(db=log.events_db) as txn:
-                    for _, lsn, _, _ in _index(log, t, s):
-                        record = bytes(txn.get(_pack(lsn)))
-                        write(_Event(record) if fmt == "msgpack" else _JsonEvent(decode_event(record).to_dict()))
-                        total_events += 1
+                after = 0
+                while page := log.read_session(t, s, after, 10_000):  # checksums checked on the way
+                    for record in page:
+                        write(_Event(bytes(record)) if fmt == "msgpack" else _JsonEvent(decode_event(record).to_dict()))
+                    total_events += len(page)
+                    after = decode_event_head(page[-1]).seq
                 progress(done, len(chosen))
             end = _End(len(chosen), total_events, digest.hexdigest())
             f.write(_frame(end, fmt))
@@ -678,7 +694,7 @@ def _import(log: LmdbLog, txn: lmdb.Transaction, sessions: list[ExportedSession]
             new = restamp(i, data)
             head = decode_event_head(new)
             txn.put(_pack(head.lsn), new, db=log.events_db)
-            txn.put(prefix + _pack(head.seq), _SEQ_VALUE.pack(head.lsn, head.ts, head.priority), db=log.seq_db)
+            txn.put(prefix + _pack(head.seq), seq_value(head.lsn, head.ts, head.priority, new), db=log.seq_db)
             dedupe_key = decode_event(new).dedupe_key
             if dedupe_key is not None:
                 receipt = Receipt(s.tenant, s.session, head.seq, head.priority, head.lsn)
