@@ -111,7 +111,7 @@ def test_a_storage_failure_fails_the_write_and_stops_new_work(tmp_path: Path, co
     monkeypatch.setattr(eng._log, "commit", broken)
     with pytest.raises(StorageError, match="No space left"):
         eng.submit("acme", "s", "T", "lost")
-    with pytest.raises(StorageError, match="reopen the engine"):
+    with pytest.raises(StorageError, match=r"storage is failing \(storage error\): .*retries by itself"):
         eng.submit("acme", "s", "T", "refused")
     assert [e.payload for e in eng.recent("acme", "s")] == ["before"]
     eng.close()

@@ -183,8 +183,9 @@ def test_lmdb_error_during_commit_becomes_storage_error(tmp_path: Path, monkeypa
             raise lmdb.DiskError("No space left on device")
 
     monkeypatch.setattr(log, "env", FullDisk())
-    with pytest.raises(StorageError, match="WAL commit failed: No space left"):
+    with pytest.raises(StorageError, match=r"WAL commit failed: disk full \(No space left") as failed:
         log.commit([batch("t", "a", 1, 1)], 0)
+    assert failed.value.cause == "disk full"
     assert log.last_lsn == 0
     monkeypatch.setattr(log, "env", env)
     log.close()

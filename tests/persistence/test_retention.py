@@ -164,6 +164,6 @@ def test_lmdb_errors_surface_as_storage_errors(log: LmdbLog, monkeypatch: pytest
 
     env = log.env
     monkeypatch.setattr(log, "env", Broken())
-    with pytest.raises(StorageError, match="trimming the WAL failed: disk gone"):
+    with pytest.raises(StorageError, match=r"trimming the WAL failed: storage error \(disk gone\)"):
         log.trim([DAY], keep(DAY, DAY), now_ms=0, budget=10)
     monkeypatch.setattr(log, "env", env)

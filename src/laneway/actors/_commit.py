@@ -51,6 +51,7 @@ class CommitApplier:
         self._sinks_lock = threading.Lock()
         self._snapshot_every = snapshot_every
         self._on_snapshot_due = on_snapshot_due
+        self._rewinds: list[SessionState] = []  # sessions with a rewind_seq (writer thread)
 
     def add_sink(self, sink: Sink) -> None:
         with self._sinks_lock:
@@ -123,7 +124,18 @@ class CommitApplier:
             self._on_snapshot_due(due)
 
     def fail(self, group: list[WriteBatch], exc: BaseException) -> None:
-        """Writer thread: the group was not written; nothing of it is visible."""
+        """Writer thread: the group was not written; nothing of it is visible.
+
+        Its seqs were handed out all the same: each session remembers the
+        first one it lost (`rewind_seq`), for `rewind` once storage works
+        again, so that the next event of the session takes that seq and
+        the history stays gapless."""
+        for batch in group:
+            state = batch.token.state
+            first = batch.events[0].seq
+            if state.rewind_seq is None or first < state.rewind_seq:
+                state.rewind_seq = first
+                self._rewinds.append(state)
         with self._table.lock:
             for batch in group:
                 token: BatchToken = batch.token
@@ -136,3 +148,16 @@ class CommitApplier:
                 if event.dedupe_key is not None:
                     token.state.ctx.gate.abandon(event.dedupe_key, lambda ticket, _index: ticket.fail(exc))
             token.ticket.fail(exc)
+
+    def rewind(self) -> int:
+        """Writer thread, after storage recovered and while no submit is in
+        flight (so no session actor is using its next_seq): give every
+        session that lost a batch back the seqs it lost. Returns how many."""
+        rewound = 0
+        for state in self._rewinds:
+            if state.rewind_seq is not None:
+                state.next_seq = state.rewind_seq
+                state.rewind_seq = None
+                rewound += 1
+        self._rewinds = []
+        return rewound

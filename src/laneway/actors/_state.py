@@ -158,6 +158,7 @@ class SessionState:
         "trimmed_seq",
         "history_losses",
         "snapshot_failures",
+        "rewind_seq",
     )
 
     def __init__(
@@ -179,6 +180,9 @@ class SessionState:
         self.ctx = ctx
         self.epoch = epoch
         self.next_seq = last_seq + 1
+        # The first seq of a batch a failed commit did not write (writer
+        # thread); next_seq goes back to it when storage recovers.
+        self.rewind_seq: int | None = None
         self.last_ts = last_ts
         self.dedupe_hits = 0
         self.bucket = bucket

@@ -95,9 +95,17 @@ class DataFormatError(LanewayError):
 class StorageError(LanewayError):
     """The write-ahead log could not commit (disk full, I/O error...).
 
-    Events that raised this were not acknowledged. The engine stops accepting
-    work after a storage failure: reopen it to resume from what is durable.
+    Events that raised this were not acknowledged. After a failed commit the
+    engine refuses new work with this error, `cause` naming what went wrong
+    (``"disk full"``, ``"I/O error ..."``, ``"map full ..."``), and retries
+    a small synced write every few seconds; once one succeeds it takes work
+    again, the lost seqs handed out anew, so nothing is acknowledged that
+    was not written and no history has a gap.
     """
+
+    def __init__(self, message: str, *, cause: str = "storage error") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class CorruptRecord(LanewayError):

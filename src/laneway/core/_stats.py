@@ -40,6 +40,9 @@ class CommitStatistics(msgspec.Struct, frozen=True):
     latency_ms_p50: float
     latency_ms_p99: float
     latency_ms_max: float
+    storage_failures: int = 0  # failed commits that stopped the writer (each cleared by a recovery)
+    storage_recoveries: int = 0
+    storage_failing: bool = False
 
 
 class Statistics(msgspec.Struct, frozen=True):

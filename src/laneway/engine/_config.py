@@ -62,6 +62,9 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     commit_delay_ms: how long the writer waits for more events when a group
         is small. 0 (default) commits as soon as the writer is free, which
         already batches everything that arrived during the previous fsync.
+    storage_retry_s: after a failed commit (disk full, I/O error) the
+        engine refuses new events and tries a small synced write this often;
+        the first that succeeds puts it back to work, no restart needed.
     fsync: sync every commit to disk. Turning it off makes acknowledged
         events losable on power failure; for throwaway data only.
     map_size_bytes: initial LMDB map size; it doubles on demand.
@@ -99,6 +102,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     commit_max_events: int = 10_000
     commit_max_bytes: int = 64 * _MiB
     commit_delay_ms: float = 0.0
+    storage_retry_s: float = 2.0
     fsync: bool = True
     map_size_bytes: int = 64 * _MiB
     sweep_interval_s: float = 5.0
@@ -121,6 +125,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             value = getattr(self, name)
             if type(value) is not int or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0 (0 = unlimited), got {value!r}")
+        if not 0 < self.storage_retry_s <= 3600:
+            raise ConfigError(f"storage_retry_s must be > 0 and at most 3600, got {self.storage_retry_s!r}")
         for name in ("commit_delay_ms", "sweep_interval_s", "snapshot_interval_s", "session_idle_timeout_s", "trim_interval_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")

@@ -13,6 +13,7 @@ import atexit
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future
@@ -75,7 +76,7 @@ from ..core import (
     validate_tenant,
     validate_type,
 )
-from ..persistence import Clock, DataDirLock, LmdbLog, Log, MemoryLog, WalWriter, WriterTask, now_ms
+from ..persistence import CONFLICTING_WRITER, Clock, DataDirLock, LmdbLog, Log, MemoryLog, WalWriter, WriterTask, now_ms
 from ._config import EngineConfig, load_config
 from ._housekeeper import Housekeeper, HousekeepingReport
 from ._subscription import Subscription, SubscriptionHub
@@ -134,6 +135,8 @@ class Engine:
             max_bytes=config.commit_max_bytes,
             delay_s=config.commit_delay_ms / 1000.0,
             clock=clock,
+            recover=self._recover_storage,
+            retry_s=config.storage_retry_s,
         )
         self._table.loader = self._loader = SessionLoader(log_, self._table, self._writer)
         # Every session actor runs on these few threads (see actors/_pool.py).
@@ -601,7 +604,36 @@ class Engine:
             raise EngineClosed("the engine is closed; open it again to submit")
         failure = self._writer.failure
         if failure is not None:
-            raise StorageError(f"the WAL failed earlier ({failure}); reopen the engine to resume")
+            raise StorageError(f"storage is failing ({failure.cause}): {self.storage_problem}", cause=failure.cause)
+
+    @property
+    def storage_problem(self) -> str | None:
+        """What is wrong with storage, while a failed commit has the engine
+        refusing work (None when it writes). The writer retries by itself."""
+        failure = self._writer.failure
+        if failure is None:
+            return None
+        since = time.time() - (self._writer.failed_since or time.time())
+        permanent = failure.cause in ("internal error", CONFLICTING_WRITER)
+        then = "reopen the engine" if permanent else "it retries by itself; free space or fix the disk"
+        return f"{failure.cause} for {since:.0f} s: {failure}; {then}"
+
+    def wait_for_storage(self, timeout: float | None = None) -> bool:
+        """Wait until storage takes writes (at once if it does); False if
+        `timeout` passed first. After a storage failure the engine retries
+        by itself every ``storage_retry_s``."""
+        return self._writer.healthy.wait(timeout)
+
+    def _recover_storage(self) -> bool:
+        """Writer thread, after a probe write succeeded: take work again once
+        no submit is in flight (none is then using a session's next_seq),
+        giving back the seqs the failed batches had taken."""
+        with self._admission:
+            if self._inflight:
+                return False
+            rewound = self._applier.rewind()
+        log.info("storage recovered; %d session(s) continue from their last durable seq", rewound)
+        return True
 
     def _dispatch(self, tenant: str, session: str, items: list[Submission], ticket: Ticket) -> None:
         message = SubmitMessage(items, ticket)

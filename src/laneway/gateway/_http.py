@@ -472,6 +472,8 @@ class HttpApp:
         problems = {}
         if self.engine.closed:
             problems["engine"] = "the engine is closed"
+        elif (storage := self.engine.storage_problem) is not None:
+            problems["storage"] = storage
         for name, check in self.checks.items():
             problem = check()
             if problem:

@@ -77,6 +77,9 @@ def render_metrics(engine: Engine, hub: Hub, requests: Counter[tuple[str, int]],
         c = stats.commit
         metric("commits_total", "counter", "WAL group commits.", [("", c.commits)])
         metric("committed_events_total", "counter", "Events written by group commits.", [("", c.events)])
+        metric("storage_failures_total", "counter", "Failed commits that had the engine refuse work (disk full, I/O error...).", [("", c.storage_failures)])
+        metric("storage_recoveries_total", "counter", "Times the engine took work again after a storage failure.", [("", c.storage_recoveries)])
+        metric("storage_failing", "gauge", "1 while a storage failure has the engine refuse work.", [("", int(c.storage_failing))])
         metric(
             "commit_latency_ms", "gauge", "Group commit latency over the last 4096 commits.",
             [('{quantile="0.5"}', c.latency_ms_p50), ('{quantile="0.99"}', c.latency_ms_p99), ('{quantile="1"}', c.latency_ms_max)],
@@ -84,7 +87,7 @@ def render_metrics(engine: Engine, hub: Hub, requests: Counter[tuple[str, int]],
         metric("commit_batch_mean", "gauge", "Mean events per group commit (last 4096).", [("", c.batch_mean)])
     metric(
         "component_up", "gauge", "1 while a component works, 0 while /healthz reports a problem with it.",
-        [(f'{{component="{name}"}}', 0 if name in problems else 1) for name in ("engine", *COMPONENTS)],
+        [(f'{{component="{name}"}}', 0 if name in problems else 1) for name in ("engine", "storage", *COMPONENTS)],
     )
     metric("websocket_clients", "gauge", "Open WebSocket connections.", [("", hub.open_connections())])
     for key, help_ in _HUB_COUNTERS.items():

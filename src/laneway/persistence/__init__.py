@@ -7,6 +7,7 @@ carry an opaque token that the layer above uses to find its waiters.
 from ._lock import DataDirLock as DataDirLock
 from ._log import (
     AUDIT_KEEP as AUDIT_KEEP,
+    CONFLICTING_WRITER as CONFLICTING_WRITER,
     CONTROL_DBS as CONTROL_DBS,
     FORMAT_VERSION as FORMAT_VERSION,
     Clock as Clock,
@@ -40,6 +41,7 @@ from ._tools import (
 from ._writer import WalWriter as WalWriter, WriterTask as WriterTask
 
 __all__ = [
+    "CONFLICTING_WRITER",
     "AUDIT_KEEP",
     "CONTROL_DBS",
     "Clock",

@@ -43,7 +43,9 @@ upgrades it in place; a newer format is refused.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
 import struct
 import threading
 import time
@@ -198,6 +200,7 @@ class Log(Protocol):
     last_lsn: int
 
     def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None: ...
+    def probe(self) -> None: ...
     def write_control(self, puts: Sequence[tuple[str, bytes | None, bytes | None]]) -> None: ...
     def read_control(self, db: str) -> list[tuple[bytes, bytes]]: ...
     def get_receipt(self, tenant: str, dedupe_key: str) -> Receipt | None: ...
@@ -266,9 +269,49 @@ def _put_new(cursor: lmdb.Cursor, items: list[tuple[bytes, bytes]], what: str, *
     if added != len(items):
         existing = next((key for key, _ in items if cursor.get(key) is not None), None)
         raise StorageError(
-            f"commit refused: {len(items) - added} {what} entr{'y' if len(items) - added == 1 else 'ies'} already exist "
+            cause=CONFLICTING_WRITER,
+            message=f"commit refused: {len(items) - added} {what} entr{'y' if len(items) - added == 1 else 'ies'} already exist "
             f"({existing!r}); is another engine writing to this data dir? Nothing of this batch was acknowledged"
         )
+
+
+# The one storage failure a retry must not clear: another engine wrote into
+# this data dir, so in-memory seqs are no longer the truth.
+CONFLICTING_WRITER = "another writer in this data dir"
+
+
+# Free space below which a failed write is put down to a full disk: 1 MiB,
+# or 0.5% of a large disk.
+_NEARLY_FULL = 1 << 20
+
+
+def storage_cause(exc: BaseException, directory: Path | None = None) -> str:
+    """What a failed write ran into, in words an operator acts on.
+
+    LMDB reports a write the disk cut short as EIO, not ENOSPC (that is
+    what a full disk mostly looks like), so an I/O error on a disk with
+    next to no space left is called what it most likely is."""
+    text = str(exc)
+    error = getattr(exc, "errno", None)
+    if error == errno.ENOSPC or "No space left" in text:
+        return "disk full"
+    if (error == errno.EIO or "Input/output error" in text) and directory is not None:
+        try:
+            stat = os.statvfs(directory)
+        except OSError:
+            pass
+        else:
+            if stat.f_bavail * stat.f_frsize < max(_NEARLY_FULL, stat.f_blocks * stat.f_frsize // 200):
+                return "disk full"
+    if error == errno.EDQUOT or "quota exceeded" in text.lower():
+        return "disk quota exceeded"
+    if isinstance(exc, lmdb.MapFullError) or "MDB_MAP_FULL" in text:
+        return "map full (the LMDB map could not grow)"
+    if error == errno.EIO or "Input/output error" in text:
+        return "I/O error (the disk or its filesystem failed a write)"
+    if error == errno.EROFS or "Read-only file system" in text:
+        return "read-only file system"
+    return "storage error"
 
 
 def _advance_meta(meta: SessionMeta | None, batch: WriteBatch, now_ms: int) -> SessionMeta:
@@ -478,9 +521,19 @@ class LmdbLog:
                 self._gate.resize(self.env, self.env.info()["map_size"] * 2)
                 self.resizes += 1
             except lmdb.Error as exc:
-                raise StorageError(f"{what} failed: {exc}") from exc
+                cause = storage_cause(exc, self.directory)
+                raise StorageError(f"{what} failed: {cause} ({exc})", cause=cause) from exc
 
     # -- writing (writer thread only) ---------------------------------------
+
+    def probe(self) -> None:
+        """A synced write that changes nothing laneway reads: whether the
+        disk takes writes again after a failure (`StorageError` if not)."""
+
+        def write(txn: lmdb.Transaction) -> None:
+            txn.put(b"probe", _pack(time.time_ns()), db=self.meta_db)
+
+        self._write_txn(write, "storage probe")
 
     def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None:
         last, records, seq_index, dedupes = _encode_batches(batches, self.last_lsn)
@@ -791,6 +844,9 @@ class MemoryLog:
         self._snapshots: dict[tuple[str, str], bytes] = {}
         # Reads come from other threads while the writer commits.
         self._lock = threading.Lock()
+
+    def probe(self) -> None:
+        """Memory always takes writes."""
 
     def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None:
         last, records, _, dedupes = _encode_batches(batches, self.last_lsn)

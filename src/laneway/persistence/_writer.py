@@ -25,13 +25,16 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..core import CommitStatistics, EngineClosed, StorageError, percentile
-from ._log import Clock, Log, WriteBatch, now_ms
+from ._log import CONFLICTING_WRITER, Clock, Log, WriteBatch, now_ms
 
 __all__ = ["WalWriter", "WriterTask"]
 
 log = logging.getLogger("laneway.wal")
 
 _STOP = object()
+# Failures a successful probe does not undo: another engine wrote into the
+# data dir, or a bug in the commit path; the engine must be reopened.
+_PERMANENT = frozenset({CONFLICTING_WRITER, "internal error"})
 
 
 class WriterTask:
@@ -62,6 +65,12 @@ class WalWriter:
     on_failure(group, exc): called instead when a commit fails. After a
         failure the writer fails every later batch too: a session's next seq
         was already handed out in memory, so carrying on would leave a gap.
+    recover(): called on the writer thread once a probe write succeeds
+        after a failure; returns False while the engine cannot take work
+        back yet (submits still in flight), True once it has given the lost
+        seqs back (`CommitApplier.rewind`). Then the failure is cleared.
+        Without it, a failure lasts until the engine is reopened.
+    retry_s: how often a failed log is probed.
     """
 
     def __init__(
@@ -74,6 +83,8 @@ class WalWriter:
         max_bytes: int = 64 << 20,
         delay_s: float = 0.0,
         clock: Clock = now_ms,
+        recover: Callable[[], bool] | None = None,
+        retry_s: float = 2.0,
     ) -> None:
         self._log = log_
         self._clock = clock
@@ -84,7 +95,15 @@ class WalWriter:
         self._delay_s = delay_s
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="laneway-wal-writer", daemon=True)
-        self.failure: BaseException | None = None
+        self.failure: StorageError | None = None
+        self.healthy = threading.Event()  # set while no failure stands
+        self.healthy.set()
+        self.failed_since: float | None = None  # time.time() of the failure
+        self.failures = 0  # storage failures seen (each cleared by a recovery)
+        self.recoveries = 0
+        self._recover = recover
+        self._retry_s = retry_s
+        self._next_probe = 0.0
         self.commits = 0
         self.events = 0
         self._window: deque[tuple[int, float]] = deque(maxlen=4096)
@@ -133,6 +152,9 @@ class WalWriter:
             latency_ms_p50=float(percentile(latencies, 0.50)),
             latency_ms_p99=float(percentile(latencies, 0.99)),
             latency_ms_max=latencies[-1] if latencies else 0.0,
+            storage_failures=self.failures,
+            storage_recoveries=self.recoveries,
+            storage_failing=self.failure is not None,
         )
 
     # -- writer thread ------------------------------------------------------
@@ -141,8 +163,16 @@ class WalWriter:
         get = self._queue.get
         carried: object = None  # an item _gather took but could not group
         while True:
-            first = carried if carried is not None else get()
-            carried = None
+            if carried is not None:
+                first, carried = carried, None
+            elif self.failure is not None and self._recover is not None:
+                self._maybe_recover()
+                try:
+                    first = get(timeout=self._retry_s)
+                except queue.Empty:
+                    continue
+            else:
+                first = get()
             if first is _STOP:
                 break
             if isinstance(first, WriterTask):
@@ -216,7 +246,7 @@ class WalWriter:
             return False
         except Exception as exc:  # a bug, but never strand the producers
             log.exception("WAL commit raised unexpectedly")
-            self._set_failure(StorageError(f"WAL commit failed: {exc!r}"))
+            self._set_failure(StorageError(f"WAL commit failed: {exc!r}", cause="internal error"))
             self._fail(group, self.failure or exc)
             return False
         self._window.append((count, time.perf_counter() - started))
@@ -232,8 +262,34 @@ class WalWriter:
 
     def _set_failure(self, exc: StorageError) -> None:
         if self.failure is None:
-            log.error("%s; the engine stops accepting events", exc)
+            retrying = self._recover is not None and exc.cause not in _PERMANENT
+            then = f"retrying every {self._retry_s:g} s" if retrying else "reopen the engine to resume"
+            log.error("%s; the engine refuses new events until storage works again (%s)", exc, then)
             self.failure = exc
+            self.healthy.clear()
+            self.failed_since = time.time()
+            self.failures += 1
+            self._next_probe = time.monotonic() + self._retry_s
+
+    def _maybe_recover(self) -> None:
+        """Probe a failed log; once it writes and the engine is quiet, clear."""
+        failure = self.failure
+        assert failure is not None and self._recover is not None
+        if failure.cause in _PERMANENT or time.monotonic() < self._next_probe:
+            return
+        self._next_probe = time.monotonic() + self._retry_s
+        try:
+            self._log.probe()
+        except StorageError as exc:
+            log.debug("storage still failing: %s", exc)
+            return
+        if not self._recover():
+            return  # submits still in flight; they fail first, then we clear
+        log.warning("storage works again after %.1f s (%s); accepting events", time.time() - (self.failed_since or 0), failure.cause)
+        self.failure = None
+        self.failed_since = None
+        self.recoveries += 1
+        self.healthy.set()
 
     def _fail(self, group: list[WriteBatch], exc: BaseException) -> None:
         try:
