@@ -20,6 +20,8 @@ __all__ = [
     "validate_session",
     "validate_type",
     "validate_dedupe_key",
+    "RESERVED_KEY_PREFIX",
+    "DerivedKey",
     "validate_source",
     "session_key",
     "parse_session_key",
@@ -85,14 +87,29 @@ def validate_source(source: object) -> str | None:
     )
 
 
+# Dedupe keys the gateway derives from an HTTP Idempotency-Key start with
+# this; a producer's own keys may not, so the two can never collide.
+RESERVED_KEY_PREFIX = "\x1e"
+
+
+class DerivedKey(str):
+    """A dedupe key laneway made itself (from an ``Idempotency-Key``): the
+    one kind allowed to start with `RESERVED_KEY_PREFIX`."""
+
+    __slots__ = ()
+
+
 def validate_dedupe_key(key: object) -> str | None:
-    """Dedupe keys: any non-empty str without NUL, at most 256 bytes as UTF-8."""
+    """Dedupe keys: any non-empty str without NUL, at most 256 bytes as UTF-8,
+    not starting with `RESERVED_KEY_PREFIX` (U+001E)."""
     if key is None:
         return None
     if not isinstance(key, str):
         raise InvalidEvent(f"dedupe_key must be a str or None, got {type(key).__name__}")
     if not key or "\x00" in key:
         raise InvalidEvent("dedupe_key must be non-empty and must not contain NUL")
+    if key.startswith(RESERVED_KEY_PREFIX) and type(key) is not DerivedKey:
+        raise InvalidEvent("dedupe_key must not start with U+001E: that prefix is reserved for keys derived from Idempotency-Key")
     if len(key) > MAX_DEDUPE_KEY_BYTES or len(key.encode()) > MAX_DEDUPE_KEY_BYTES:
         raise InvalidEvent(f"dedupe_key is longer than {MAX_DEDUPE_KEY_BYTES} bytes (UTF-8); hash it first")
     return key

@@ -524,6 +524,8 @@ class Engine:
         self._check_label(type_, validate_type)
         if dedupe_key is not None:
             validate_dedupe_key(dedupe_key)
+            if type(dedupe_key) is not str:
+                dedupe_key = str(dedupe_key)  # a DerivedKey: msgspec stores plain str only
         if source is not None:
             self._check_label(source, validate_source)
         if priority is not None:
@@ -854,6 +856,12 @@ class Engine:
             raise InvalidEvent(f"after_seq must be an int from 0 to {MAX_SEQ}, got {after_seq!r}")
         _check_limit(limit)
         return [decode_event(data) for data in self._log.read_session(tenant, session, after_seq, limit)]
+
+    def find_dedupe_key(self, tenant: str, prefix: str) -> str | None:
+        """A durable dedupe key of `tenant` starting with `prefix`, if any
+        (the gateway checks Idempotency-Key reuse with it)."""
+        validate_tenant(tenant)
+        return self._log.dedupe_key_with_prefix(tenant, prefix)
 
     def sessions(self, tenant: str) -> list[str]:
         """Names of the tenant's known sessions (those with at least one event)."""

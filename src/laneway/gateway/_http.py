@@ -24,6 +24,8 @@ off the event loop.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.resources
 import logging
 import re
@@ -37,10 +39,12 @@ import trio
 
 from ..core import (
     MAX_PAYLOAD_DEPTH,
+    RESERVED_KEY_PREFIX,
     BucketFull,
     ConfigError,
     CorruptRecord,
     DataFormatError,
+    DerivedKey,
     EngineClosed,
     InvalidEvent,
     InvalidKey,
@@ -107,6 +111,46 @@ def http_error(exc: LanewayError) -> HttpError:
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
     headers = [(b"retry-after", b"1")] if status in (429, 503) else None
     return HttpError(status, error_name(exc), str(exc), headers)
+
+
+def idempotency_base(key: str) -> str:
+    """The prefix of every dedupe key derived from one Idempotency-Key."""
+    if not key or len(key.encode()) > MAX_IDEMPOTENCY_KEY_BYTES:
+        raise HttpError(400, "bad_request", f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY_BYTES} bytes")
+    return f"{RESERVED_KEY_PREFIX}idem{RESERVED_KEY_PREFIX}{key}{RESERVED_KEY_PREFIX}"
+
+
+def request_fingerprint(body: Any) -> str:
+    """What a request with an Idempotency-Key said (one event or an array):
+    the same key with other content is a conflict, not a retry. Key order
+    and whitespace do not count."""
+    canonical = msgspec.json.encode(body, order="sorted")
+    return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+# Room for the prefix, fingerprint and item index within a dedupe key.
+MAX_IDEMPOTENCY_KEY_BYTES = 200
+
+
+class _KeyHolds:
+    """One request at a time per Idempotency-Key (on the trio loop)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[trio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> Any:
+        lock, users = self._locks.get(key, (trio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
 
 class Request:
@@ -185,6 +229,7 @@ class HttpApp:
         # name -> a check that returns what is wrong with that component, or None.
         self.checks: dict[str, Callable[[], str | None]] = {}
         self.anonymous = AnonymousPolicy(config)
+        self._idempotency = _KeyHolds()
         t = r"(?P<tenant>[^/]+)"
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             ("POST", re.compile(r"/api/v1/events"), self.post_events),
@@ -351,6 +396,15 @@ class HttpApp:
             raise HttpError(422, "bad_request", "send one event object or a non-empty JSON array of them")
         key = request.headers.get("idempotency-key")
         principal = self.principal(request)
+        if key is not None:
+            async with self._idempotency.hold(key):
+                return await self._post_events(body, items, single, principal, key)
+        return await self._post_events(body, items, single, principal, None)
+
+    async def _post_events(self, body: Any, items: list[Any], single: bool, principal: Principal, key: str | None) -> Any:
+        derived_base = fingerprint = None
+        if key is not None:
+            derived_base, fingerprint = idempotency_base(key), request_fingerprint(body)
         prepared = []
         for index, item in enumerate(items):
             where = "" if single else f"item {index}: "
@@ -370,12 +424,22 @@ class HttpApp:
             if not principal.allows(tenant, "publish"):
                 raise HttpError(403, "forbidden", f"the token does not grant 'publish' on tenant {tenant!r}")
             dedupe = item.get("dedupe_key")
-            if key is not None:
-                derived = key if single else f"{key}:{index}"
-                if dedupe is not None and dedupe != derived:
-                    raise HttpError(422, "bad_request", f"{where}dedupe_key and Idempotency-Key disagree")
-                dedupe = derived
+            if derived_base is not None:
+                if dedupe is not None:
+                    raise HttpError(422, "bad_request", f"{where}send a dedupe_key or an Idempotency-Key, not both")
+                dedupe = DerivedKey(f"{derived_base}{fingerprint}\x1e{index}")
             prepared.append({**item, "dedupe_key": dedupe})
+        if derived_base is not None:
+            # A reused key must come with the same request: look before
+            # writing anything (the per-key hold keeps two requests with one
+            # key from both looking first).
+            for tenant in sorted({item["tenant"] for item in prepared}):
+                found = await trio.to_thread.run_sync(self.engine.find_dedupe_key, tenant, derived_base)
+                if found is not None and not found.startswith(f"{derived_base}{fingerprint}\x1e"):
+                    raise HttpError(
+                        409, "idempotency_key_reused",
+                        f"Idempotency-Key {key!r} was already used with a different request; use a new key for a new request",
+                    )
         receipts = await self.engine.asubmit_many(prepared)
         if single:
             return {"receipt": receipts[0]}

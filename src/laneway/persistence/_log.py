@@ -204,6 +204,7 @@ class Log(Protocol):
     def write_control(self, puts: Sequence[tuple[str, bytes | None, bytes | None]]) -> None: ...
     def read_control(self, db: str) -> list[tuple[bytes, bytes]]: ...
     def get_receipt(self, tenant: str, dedupe_key: str) -> Receipt | None: ...
+    def dedupe_key_with_prefix(self, tenant: str, prefix: str) -> str | None: ...
     def read_session(self, tenant: str, session: str, after_seq: int, limit: int) -> list[bytes]: ...
     def tail(self, tenant: str, session: str, count: int) -> list[bytes]: ...
     def bucket_tail(
@@ -576,6 +577,15 @@ class LmdbLog:
             raw = txn.get(_dedupe_id(tenant, dedupe_key))
         return decode_receipt(raw) if raw is not None else None
 
+    def dedupe_key_with_prefix(self, tenant: str, prefix: str) -> str | None:
+        """The first stored dedupe key of `tenant` that starts with `prefix`."""
+        start = _dedupe_id(tenant, prefix)
+        with self.read_txn(db=self.dedupe_db) as txn:
+            cursor = txn.cursor()
+            if cursor.set_range(start) and cursor.key().startswith(start):
+                return bytes(cursor.key()).decode()[len(tenant) + 1 :]
+        return None
+
     def read_session(self, tenant: str, session: str, after_seq: int, limit: int) -> list[bytes]:
         prefix = _session_prefix(tenant, session)
         out: list[bytes] = []
@@ -887,6 +897,10 @@ class MemoryLog:
 
     def get_receipt(self, tenant: str, dedupe_key: str) -> Receipt | None:
         return self._dedupe.get((tenant, dedupe_key))
+
+    def dedupe_key_with_prefix(self, tenant: str, prefix: str) -> str | None:
+        with self._lock:
+            return min((k for t, k in self._dedupe if t == tenant and k.startswith(prefix)), default=None)
 
     def read_session(self, tenant: str, session: str, after_seq: int, limit: int) -> list[bytes]:
         with self._lock:
