@@ -25,6 +25,7 @@ _EXPORTS = {
     "Engine": "laneway.engine",
     "EngineConfig": "laneway.engine",
     "EngineOverloaded": "laneway.engine",
+    "EngineForked": "laneway.engine",
     "Subscription": "laneway.engine",
     "load_config": "laneway.engine",
     "Event": "laneway.core",
@@ -80,7 +81,7 @@ if TYPE_CHECKING:
         SubscriptionOverflow,
         TenantConfig,
     )
-    from .engine import Engine, EngineConfig, EngineOverloaded, Subscription, load_config
+    from .engine import Engine, EngineConfig, EngineForked, EngineOverloaded, Subscription, load_config
 
 
 def __getattr__(name: str) -> Any:

@@ -7,7 +7,7 @@ from ._config import (
     load_config as load_config,
     option_table as option_table,
 )
-from ._engine import Engine as Engine, EngineOverloaded as EngineOverloaded
+from ._engine import Engine as Engine, EngineForked as EngineForked, EngineOverloaded as EngineOverloaded
 from ._subscription import Subscription as Subscription
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "option_table",
     "Engine",
     "EngineOverloaded",
+    "EngineForked",
     "Subscription",
 ]

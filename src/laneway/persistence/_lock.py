@@ -34,7 +34,7 @@ class DataDirLock:
         self._dir_fd: int | None = None
 
     def acquire(self) -> None:
-        directory = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        directory = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             fcntl.flock(directory, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -43,7 +43,7 @@ class DataDirLock:
                 f"data directory {self.path.parent} is already open by process {self._holder()}; "
                 "close that engine first or use another directory"
             ) from None
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd, self._dir_fd = fd, directory
@@ -54,6 +54,15 @@ class DataDirLock:
         except OSError:
             return "unknown (its LOCK file was deleted)"
         return f"{holder} (this process)" if holder == str(os.getpid()) else holder
+
+    def abandon(self) -> None:
+        """In a forked child: drop this process's copies of the descriptors
+        without unlocking (the flock belongs to the open file, which the
+        parent still holds; unlocking here would release it)."""
+        for fd in (self._fd, self._dir_fd):
+            if fd is not None:
+                os.close(fd)
+        self._fd = self._dir_fd = None
 
     def release(self) -> None:
         if self._fd is not None:
