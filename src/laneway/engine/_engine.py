@@ -78,6 +78,7 @@ from ..core import (
     validate_type,
 )
 from ..persistence import CONFLICTING_WRITER, Clock, DataDirLock, LmdbLog, Log, MemoryLog, WalWriter, WriterTask, now_ms
+from ._admission import Admission, EngineOverloaded
 from ._config import EngineConfig, load_config
 from ._housekeeper import Housekeeper, HousekeepingReport
 from ._subscription import Subscription, SubscriptionHub
@@ -91,11 +92,6 @@ log = logging.getLogger("laneway.engine")
 _MAX_ACTIVATIONS = 100
 
 _ITEM_KEYS = frozenset({"tenant", "session", "type", "payload", "dedupe_key", "source", "priority", "attrs"})
-
-
-class EngineOverloaded(LanewayError):
-    """More work is in flight than ``max_inflight_events``/``_bytes`` allow,
-    and the call was one that never waits (`Engine.send`)."""
 
 
 _open_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -199,13 +195,11 @@ class Engine:
         # and producers reuse the same few sessions and types. Bounded.
         self._valid_keys: set[tuple[str, str]] = set()
         self._valid_labels: set[str] = set()
-        # Admission: in-flight accounting and the closing flag share one
-        # condition, so close() can wait for in-flight work to reach zero
-        # knowing no new work slips in after it looked.
-        self._admission = threading.Condition()
-        self._inflight = 0
-        self._inflight_bytes = 0
+        # Admission: in-flight accounting, the FIFO of waiting callers and
+        # the closing flag share one condition, so close() can wait for
+        # in-flight work to reach zero knowing no new work slips in after.
         self._closing = False
+        self._admission = Admission(config.max_inflight_events, config.max_inflight_bytes, self._check_open)
         self._closed = threading.Event()
         self._housekeeper = Housekeeper(
             config,
@@ -289,15 +283,16 @@ class Engine:
         """
         if self._forked_from is not None:
             return  # the parent's engine: its threads are not in this process
-        with self._admission:
+        admission = self._admission
+        with admission.cond:
             if self._closing:
                 first = False
             else:
                 first = True
                 self._closing = True
-                self._admission.notify_all()
-            while first and self._inflight:
-                self._admission.wait()
+                admission.cond.notify_all()  # waiters see the closing flag and leave
+            while first and admission.inflight:
+                admission.cond.wait()
         if not first:
             self._closed.wait()
             return
@@ -415,15 +410,18 @@ class Engine:
         return await self._asend(self._parse_items(items), single=False)  # type: ignore[no-any-return]
 
     async def _asend(self, items: list[tuple[Any, ...]], *, single: bool) -> Any:
-        from ._trio import await_future, wait_for_capacity
+        import trio
 
-        while True:
-            try:
-                future = self._send(items, single=single, block=False)
-                break
-            except EngineOverloaded:
-                await wait_for_capacity(self)
-        return await await_future(future)
+        from ._trio import await_future, wait_admitted
+
+        grouped, nbytes, _, _ = self._validate(items, partial=False)
+        count = len(items)
+        producer = trio.lowlevel.current_task()  # a trio task is a producer of its own
+        if count:
+            # In line with every other waiting caller, first come first
+            # served; a cancelled task gives its place (or its room) back.
+            await wait_admitted(self._admission, self._admission.enqueue(producer, count, nbytes))
+        return await await_future(self._dispatch_all(grouped, producer, count, nbytes, single=single))
 
     def _parse_items(self, items: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[tuple[Any, ...]]:
         """Batch items in the internal 8-field shape, checked for shape only."""
@@ -482,9 +480,11 @@ class Engine:
                 outcome[original] = receipts[slot]
             result.set_result(outcome)
 
-        self._admit(count, nbytes, block=False)
+        producer = threading.get_ident()
+        self._admit(producer, count, nbytes, block=False)
         inner.add_done_callback(merge)
-        ticket = Ticket(count, inner, single=False, on_done=lambda: self._release(count, nbytes))
+        release = self._admission.release
+        ticket = Ticket(count, inner, single=False, on_done=lambda: release(producer, count, nbytes))
         for (tenant, session), submissions in grouped.items():
             self._dispatch(tenant, session, submissions, ticket)
         return result
@@ -521,13 +521,22 @@ class Engine:
         """Validate every item, then admit and dispatch them all: the one
         path behind submit, send, asubmit and their batch forms."""
         grouped, nbytes, _, _ = self._validate(items, partial=False)
-        future: Future[Any] = Future()
         count = len(items)
+        producer = threading.get_ident()  # fair shares are per calling thread
+        if count:
+            self._admit(producer, count, nbytes, block=block)
+        return self._dispatch_all(grouped, producer, count, nbytes, single=single)
+
+    def _dispatch_all(
+        self, grouped: dict[tuple[str, str], list[Submission]], producer: object, count: int, nbytes: int, *, single: bool
+    ) -> Future[Any]:
+        """Hand admitted work to its sessions; the future settles with it."""
+        future: Future[Any] = Future()
         if not count:
             future.set_result([])
             return future
-        self._admit(count, nbytes, block=block)
-        ticket = Ticket(count, future, single=single, on_done=lambda: self._release(count, nbytes))
+        release = self._admission.release
+        ticket = Ticket(count, future, single=single, on_done=lambda: release(producer, count, nbytes))
         for (tenant, session), submissions in grouped.items():
             self._dispatch(tenant, session, submissions, ticket)
         return future
@@ -596,49 +605,17 @@ class Engine:
             )
         return Submission(type_, raw, priority, dedupe_key, source, index, raw_attrs)
 
-    def _admit(self, count: int, nbytes: int, *, block: bool) -> None:
-        max_events = self.config.max_inflight_events
-        max_bytes = self.config.max_inflight_bytes
-        with self._admission:
-            while True:
-                self._check_open()
-                # An oversized batch is let through when nothing else is in
-                # flight; otherwise it could never be admitted.
-                over = self._inflight > 0 and (
-                    (max_events and self._inflight + count > max_events)
-                    or (max_bytes and self._inflight_bytes + nbytes > max_bytes)
-                )
-                if not over:
-                    break
-                if not block:
-                    raise EngineOverloaded(
-                        f"{self._inflight} events ({self._inflight_bytes} bytes) are in flight; "
-                        "retry later, use submit() to wait, or raise max_inflight_events/_bytes"
-                    )
-                self._admission.wait()
-            self._inflight += count
-            self._inflight_bytes += nbytes
-
-    def _release(self, count: int, nbytes: int) -> None:
-        with self._admission:
-            self._inflight -= count
-            self._inflight_bytes -= nbytes
-            self._admission.notify_all()
+    def _admit(self, producer: object, count: int, nbytes: int, *, block: bool) -> None:
+        if block:
+            self._admission.admit(producer, count, nbytes)
+        else:
+            self._admission.admit_nowait(producer, count, nbytes)
 
     def wait_for_capacity(self, timeout: float | None = None) -> bool:
         """Block until a `send` of one event would be admitted (or closing)."""
-        max_events = self.config.max_inflight_events
-        max_bytes = self.config.max_inflight_bytes
-        with self._admission:
-            return self._admission.wait_for(
-                lambda: self._closing
-                or not self._inflight
-                or (
-                    (not max_events or self._inflight < max_events)
-                    and (not max_bytes or self._inflight_bytes < max_bytes)
-                ),
-                timeout,
-            )
+        admission = self._admission
+        with admission.cond:
+            return admission.cond.wait_for(lambda: self._closing or admission.has_room_locked(), timeout)
 
     def _refuse_forked(self) -> None:
         raise EngineForked(
@@ -677,8 +654,8 @@ class Engine:
         """Writer thread, after a probe write succeeded: take work again once
         no submit is in flight (none is then using a session's next_seq),
         giving back the seqs the failed batches had taken."""
-        with self._admission:
-            if self._inflight:
+        with self._admission.cond:
+            if self._admission.inflight:
                 return False
             rewound = self._applier.rewind()
         log.info("storage recovered; %d session(s) continue from their last durable seq", rewound)
@@ -805,11 +782,12 @@ class Engine:
     def _write_control(self, puts: list[tuple[str, bytes | None, bytes | None]]) -> None:
         """Commit a control write through the WAL writer and wait for it.
         Admitted like an event, so close() waits for it."""
-        self._admit(1, 0, block=True)
+        producer = threading.get_ident()
+        self._admit(producer, 1, 0, block=True)
         try:
             self._writer.run_task(lambda log_: log_.write_control(puts))
         finally:
-            self._release(1, 0)
+            self._admission.release(producer, 1, 0)
 
     def _restore_runtime_config(self) -> None:
         for key, value in self._log.read_control("config"):

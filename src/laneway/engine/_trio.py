@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 if TYPE_CHECKING:
+    from ._admission import Admission, Waiter
     from ._engine import Engine
 
 T = TypeVar("T")
 
-__all__ = ["await_future", "wait_for_capacity"]
+__all__ = ["await_future", "wait_for_capacity", "wait_admitted"]
 
 
 async def await_future(future: Future[T]) -> T:
@@ -44,3 +45,16 @@ async def wait_for_capacity(engine: Engine) -> None:
     for the wait is acceptable; the loop is never blocked.
     """
     await trio.to_thread.run_sync(engine.wait_for_capacity, 1.0, abandon_on_cancel=True)
+
+
+async def wait_admitted(admission: Admission, waiter: Waiter) -> None:
+    """Wait, off the loop, until `waiter` is admitted. Cancelled, the task
+    leaves the queue (or hands back the room it was just given), so nothing
+    is submitted for a caller that has gone."""
+    if waiter.admitted:
+        return
+    try:
+        await trio.to_thread.run_sync(admission.wait, waiter, abandon_on_cancel=True)
+    except BaseException:
+        admission.abandon(waiter)
+        raise
