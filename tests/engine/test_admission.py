@@ -3,8 +3,11 @@ cancelled waiter leaves it, and closing empties it (issue 9, item 17)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -103,17 +106,27 @@ def _catch(errors: list[BaseException], call) -> None:  # type: ignore[no-untype
         errors.append(exc)
 
 
+@contextlib.contextmanager
+def commits_held(engine: Engine) -> Iterator[threading.Event]:
+    """Commits wait at the disk until the event is set: work stays in flight."""
+    gate = threading.Event()
+    original = engine._log.commit  # type: ignore[attr-defined]
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        gate.wait(30)
+        return original(*args, **kwargs)
+
+    engine._log.commit = held  # type: ignore[attr-defined]
+    try:
+        yield gate
+    finally:
+        gate.set()
+        engine._log.commit = original  # type: ignore[attr-defined]
+
+
 def test_in_the_engine_a_send_loop_cannot_starve_waiting_batches(tmp_path: Path) -> None:
     config = EngineConfig(sweep_interval_s=0, max_inflight_events=600)
-    with Engine.open(tmp_path / "d", config) as engine:
-        gate = threading.Event()
-        original = engine._log.commit  # type: ignore[attr-defined]
-
-        def held(*args, **kwargs):  # type: ignore[no-untyped-def]
-            gate.wait(30)
-            return original(*args, **kwargs)
-
-        engine._log.commit = held  # type: ignore[attr-defined]
+    with Engine.open(tmp_path / "d", config) as engine, commits_held(engine) as gate:
         first = engine.send_many([("acme", "a", "T")] * 400)  # in flight, held at the disk
         done: list[int] = []
         batch = threading.Thread(target=lambda: done.append(len(engine.submit_many([("acme", "b", "T")] * 500))))
@@ -131,26 +144,17 @@ def test_in_the_engine_a_send_loop_cannot_starve_waiting_batches(tmp_path: Path)
         first.result(30)
         batch.join(30)
         assert done == [500]
-        engine._log.commit = original  # type: ignore[attr-defined]
 
 
 async def test_a_cancelled_asubmit_leaves_the_queue_and_writes_nothing(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
     config = EngineConfig(sweep_interval_s=0, max_inflight_events=10)
     with Engine.open(tmp_path / "d", config) as engine:
-        gate = threading.Event()
-        original = engine._log.commit  # type: ignore[attr-defined]
-
-        def held(*args, **kwargs):  # type: ignore[no-untyped-def]
-            gate.wait(30)
-            return original(*args, **kwargs)
-
-        engine._log.commit = held  # type: ignore[attr-defined]
-        first = engine.send_many([("acme", "a", "T")] * 10)
-        with trio.move_on_after(5):  # virtual time: fires once the task is blocked in line
-            await engine.asubmit_many([("acme", "cancelled", "T")] * 5)
-        assert not engine._admission._queue
-        gate.set()
-        await trio.to_thread.run_sync(first.result, 30)
-        engine._log.commit = original  # type: ignore[attr-defined]
+        with commits_held(engine) as gate:
+            first = engine.send_many([("acme", "a", "T")] * 10)
+            with trio.move_on_after(5):  # virtual time: fires once the task is blocked in line
+                await engine.asubmit_many([("acme", "cancelled", "T")] * 5)
+            assert not engine._admission._queue
+            gate.set()
+            await trio.to_thread.run_sync(first.result, 30)
         assert engine.statistics("acme", "cancelled").events == 0
         assert len(await engine.asubmit_many([("acme", "after", "T")] * 5)) == 5

@@ -21,6 +21,15 @@ FIXTURE = Path(__file__).parents[1] / "fixtures" / "format1"
 FIXTURE2 = Path(__file__).parents[1] / "fixtures" / "format2"
 
 
+def history(engine: Engine, tenant: str, session: str) -> list[dict[str, object]]:
+    """A session's events in the shape expected.json records them."""
+    return [
+        {"seq": e.seq, "epoch": e.epoch, "lsn": e.lsn, "type": e.type, "priority": e.priority,
+         "payload": e.payload, "dedupe_key": e.dedupe_key, "ts": e.ts}
+        for e in engine.events(tenant, session)
+    ]
+
+
 def stored_format(wal: Path) -> int:
     env = lmdb.open(str(wal), max_dbs=16, readonly=True, lock=False)
     try:
@@ -57,12 +66,7 @@ def test_opening_format_1_backs_up_then_upgrades_keeping_everything(
         # Every event, exactly as format 1 stored it.
         for key, events in expected["sessions"].items():
             tenant, session = key.split(":")
-            got = [
-                {"seq": e.seq, "epoch": e.epoch, "lsn": e.lsn, "type": e.type, "priority": e.priority,
-                 "payload": e.payload, "dedupe_key": e.dedupe_key, "ts": e.ts}
-                for e in engine.events(tenant, session)
-            ]
-            assert got == events, key
+            assert history(engine, tenant, session) == events, key
         # Dedupe keys still dedupe; seqs continue; runtime settings survive.
         again = engine.submit("acme", "s1", "ai.token", {"i": 0}, dedupe_key="k0")
         assert again.duplicate and again.seq == 1
@@ -107,12 +111,7 @@ def test_opening_format_2_upgrades_and_reads_its_unchecked_entries(tmp_path: Pat
         assert "holds data format 2; upgrading it to format 3" in caplog.text
         for key, events in expected["sessions"].items():
             tenant, session = key.split(":")
-            got = [
-                {"seq": e.seq, "epoch": e.epoch, "lsn": e.lsn, "type": e.type, "priority": e.priority,
-                 "payload": e.payload, "dedupe_key": e.dedupe_key, "ts": e.ts}
-                for e in engine.events(tenant, session)
-            ]
-            assert got == events, key
+            assert history(engine, tenant, session) == events, key
         # The format-2 snapshot of acme:s2 restores its buckets.
         assert [e.seq for e in engine.recent("acme", "s2", limit=3)] == [4, 11, 12]
         assert engine.submit("acme", "s1", "T", None, dedupe_key="k3").duplicate

@@ -6,6 +6,7 @@ import base64
 import os
 import socket
 
+from tests.core.test_frames import masked
 from tests.gateway import conftest as _gateway
 from tests.gateway.conftest import Server
 
@@ -16,17 +17,7 @@ server = _gateway.server
 
 def masked_frame(opcode: int, payload: bytes, *, fin: bool = True) -> bytes:
     """A client frame built by hand, for inputs a client library refuses to send."""
-    key = os.urandom(4)
-    n = len(payload)
-    first = (0x80 if fin else 0) | opcode
-    if n < 126:
-        head = bytes((first, 0x80 | n))
-    elif n < 65536:
-        head = bytes((first, 0x80 | 126)) + n.to_bytes(2, "big")
-    else:
-        head = bytes((first, 0x80 | 127)) + n.to_bytes(8, "big")
-    masked = (int.from_bytes(payload, "little") ^ int.from_bytes((key * (n // 4 + 1))[:n], "little")).to_bytes(n, "little") if n else b""
-    return head + key + masked
+    return masked((0x80 if fin else 0) | opcode, payload, os.urandom(4))
 
 
 class RawWs:
