@@ -58,6 +58,8 @@ def test_a_deeply_nested_http_body_is_a_400(server: Server, depth: int) -> None:
     body = '{"tenant":"acme","session":"s","type":"T","payload":' + "[" * depth + "]" * depth + "}"
     status, answer, _ = server.http("POST", "/api/v1/events", raw=body.encode())
     assert status == 400, answer
+    status, answer, _ = server.http("POST", "/api/v1/events", raw=body.encode(), headers={"Idempotency-Key": "deep"})
+    assert status == 400, answer
     assert answer["error"] in ("payload_too_deep", "bad_json")
     assert "deeper than" in answer["message"]
     status, answer, _ = server.http("POST", "/events", raw=body.replace('"tenant"', '"source_app"').encode(), token=None)

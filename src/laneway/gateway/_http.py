@@ -124,7 +124,10 @@ def request_fingerprint(body: Any) -> str:
     """What a request with an Idempotency-Key said (one event or an array):
     the same key with other content is a conflict, not a retry. Key order
     and whitespace do not count."""
-    canonical = msgspec.json.encode(body, order="sorted")
+    try:
+        canonical = msgspec.json.encode(body, order="sorted")
+    except RecursionError:
+        raise HttpError(400, "payload_too_deep", f"the request body nests deeper than {MAX_PAYLOAD_DEPTH} levels") from None
     return hashlib.sha256(canonical).hexdigest()[:16]
 
 
