@@ -79,12 +79,20 @@ def test_the_childs_copy_refuses_every_use_and_exits_at_once(tmp_path: Path) -> 
 def test_a_child_that_never_touched_the_engine_does_not_keep_the_lock(tmp_path: Path) -> None:
     engine = Engine.open(tmp_path / "d", CONFIG)
     read, write = os.pipe()
+    started_read, started_write = os.pipe()
     pid = os.fork()
     if pid == 0:
+        # The fork hook has run by now (it runs before fork() returns here);
+        # until then the child holds a copy of every descriptor, the lock's
+        # included: that window is the kernel's, and ends here.
         os.close(write)
+        os.write(started_write, b"s")
         os.read(read, 1)  # wait until the parent has closed and reopened
         os._exit(0)
     os.close(read)
+    os.close(started_write)
+    assert os.read(started_read, 1) == b"s"
+    os.close(started_read)
     try:
         engine.close()
         # The child is still alive here; the data dir must be free all the same.
