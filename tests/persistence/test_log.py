@@ -189,3 +189,30 @@ def test_lmdb_error_during_commit_becomes_storage_error(tmp_path: Path, monkeypa
     assert log.last_lsn == 0
     monkeypatch.setattr(log, "env", env)
     log.close()
+
+
+def test_both_logs_implement_every_method_of_the_log_interface() -> None:
+    """The contract both twins share: a method the engine calls on one must
+    exist on the other (MemoryLog once lacked reset_trim_cursors, which a
+    memory engine's configure() called on its writer thread)."""
+    import inspect
+
+    from laneway.persistence import Log
+
+    wanted = {name for name, _ in inspect.getmembers(Log, inspect.isfunction) if not name.startswith("_")}
+    assert "reset_trim_cursors" in wanted and "commit" in wanted
+    for cls in (LmdbLog, MemoryLog):
+        for name in wanted:
+            ours = inspect.signature(getattr(Log, name))
+            theirs = inspect.signature(getattr(cls, name))
+            assert list(ours.parameters) == list(theirs.parameters)[: len(ours.parameters)], (cls.__name__, name)
+
+
+def test_a_memory_engine_takes_a_retention_change(caplog: pytest.LogCaptureFixture) -> None:
+    from laneway import Engine, EngineConfig
+
+    with Engine.open(None, EngineConfig(sweep_interval_s=0)) as engine:
+        engine.submit("a", "s", "T")
+        engine.configure("a", wal_regular_retention_s=100)
+        engine.checkpoint()  # a writer task after it: the reset has run
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text

@@ -217,6 +217,7 @@ class Log(Protocol):
     def snapshot_infos(self) -> list[SnapshotInfo]: ...
     def set_epoch(self, tenant: str, session: str, epoch: int) -> None: ...
     def trim(self, periods: Sequence[int], retention: Retention, now_ms: int, budget: int) -> TrimReport: ...
+    def reset_trim_cursors(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -854,6 +855,9 @@ class MemoryLog:
         self._snapshots: dict[tuple[str, str], bytes] = {}
         # Reads come from other threads while the writer commits.
         self._lock = threading.Lock()
+
+    def reset_trim_cursors(self) -> None:
+        """Nothing to reset: a memory log never trims (see `trim`)."""
 
     def probe(self) -> None:
         """Memory always takes writes."""
