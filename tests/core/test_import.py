@@ -48,3 +48,26 @@ def test_top_level_names_are_the_same_objects_as_their_home() -> None:
     assert laneway.Event is laneway.core.Event
     assert laneway.BucketFull is laneway.core.BucketFull
     assert "Engine" in dir(laneway)
+
+
+def test_the_client_loads_none_of_the_engine() -> None:
+    # A remote client must not pull in LMDB, pykka or the engine.
+    code = (
+        "import sys, laneway.client; "
+        "bad = [m for m in ('pykka', 'lmdb', 'laneway.engine', 'laneway.actors', 'laneway.persistence', 'laneway.gateway') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_package_exposes_exactly_its_all() -> None:
+    import types
+
+    import laneway.client
+    import laneway.gateway
+
+    for module in (laneway.core, laneway.persistence, laneway.actors, laneway.engine, laneway.gateway, laneway.client):
+        public = {n for n in dir(module) if not n.startswith("_") and not isinstance(getattr(module, n), types.ModuleType)}
+        assert public == set(module.__all__), f"{module.__name__}: {sorted(public ^ set(module.__all__))}"
+        assert len(module.__all__) == len(set(module.__all__)), f"{module.__name__} exports a name twice"
