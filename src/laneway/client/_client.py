@@ -39,6 +39,7 @@ from ..core import (
     CloseCode,
     DualBucket,
     Event,
+    LanewayError,
     MemoryBudget,
     PriorityMetadata,
     Receipt,
@@ -95,7 +96,9 @@ class ClientStatistics(msgspec.Struct, frozen=True):
     sessions: int
 
 
-class PublishError(Exception):
+class PublishError(LanewayError):
+    """The server answered a publish with an error frame (`error` is its code)."""
+
     def __init__(self, error: str, message: str) -> None:
         super().__init__(f"{error}: {message}")
         self.error = error

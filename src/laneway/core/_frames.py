@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import msgspec
 
+from ._errors import LanewayError
+
 __all__ = ["FrameReader", "FrameError", "WsMessage", "WsPing", "WsPong", "WsClose", "close_frame", "ping_frame", "pong_frame"]
 
 # What a fragment costs against max_message beyond its payload (about its
@@ -24,7 +26,7 @@ _FRAGMENT_COST = 8
 _CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
-class FrameError(Exception):
+class FrameError(LanewayError):
     """The peer broke RFC 6455; close with `code`."""
 
     def __init__(self, message: str, code: int = 1002) -> None:

@@ -40,33 +40,22 @@ import trio
 from ..core import (
     MAX_PAYLOAD_DEPTH,
     RESERVED_KEY_PREFIX,
-    BucketFull,
-    ConfigError,
-    CorruptRecord,
-    DataFormatError,
     DerivedKey,
-    EngineClosed,
     InvalidEvent,
     InvalidKey,
-    InvalidPayload,
-    InvalidPriority,
     LanewayError,
-    PayloadTooDeep,
-    PayloadTooLarge,
     Principal,
-    StorageError,
     TenantConfig,
     validate_session,
     validate_tenant,
     wire_schema,
 )
-from ..engine import EngineOverloaded
 from ._auth import AnonymousPolicy, Authenticator, AuthError, is_loopback_origin
 from ._compat import encode_json_safely, from_hook_event, hook_event
 from ._config import GatewayConfig
+from ._errors import wire_error
 from ._hub import Hub
 from ._metrics import render_metrics
-from ._ws import error_name
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -79,7 +68,7 @@ _json = msgspec.json.Encoder()
 _decode = msgspec.json.Decoder()
 
 
-class HttpError(Exception):
+class HttpError(LanewayError):
     def __init__(self, status: int, error: str, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
         super().__init__(message)
         self.status = status
@@ -90,27 +79,12 @@ class HttpError(Exception):
 
 _TENANT_SETTINGS = frozenset(f.name for f in msgspec.structs.fields(TenantConfig))
 
-_STATUS = {
-    PayloadTooDeep: 400,  # before InvalidPayload, its base: a protocol error
-    InvalidKey: 422,
-    InvalidEvent: 422,
-    InvalidPayload: 422,
-    InvalidPriority: 422,
-    ConfigError: 422,
-    PayloadTooLarge: 413,
-    BucketFull: 429,
-    EngineOverloaded: 503,
-    EngineClosed: 503,
-    StorageError: 503,
-    DataFormatError: 500,
-    CorruptRecord: 500,  # named, with its LSN: not an anonymous internal error
-}
 
 
 def http_error(exc: LanewayError) -> HttpError:
-    status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 400)
+    code, status = wire_error(exc)
     headers = [(b"retry-after", b"1")] if status in (429, 503) else None
-    return HttpError(status, error_name(exc), str(exc), headers)
+    return HttpError(status, code, str(exc), headers)
 
 
 def idempotency_base(key: str) -> str:

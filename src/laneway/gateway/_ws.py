@@ -58,6 +58,7 @@ from ..core import (
 )
 from ._auth import AnonymousPolicy, Authenticator, AuthError
 from ._compat import COMPAT
+from ._errors import wire_error
 from ._hub import COMPAT_CODEC, Hub, PendingPublish
 from ._reactor import ReadReactor
 from ._upgrade import Refusal, refusal_response
@@ -65,7 +66,7 @@ from ._upgrade import Refusal, refusal_response
 if TYPE_CHECKING:
     from ..engine import Engine
 
-__all__ = ["serve_websocket", "WsClient", "error_name", "refuse"]
+__all__ = ["serve_websocket", "WsClient", "refuse"]
 
 log = logging.getLogger("laneway.gateway")
 
@@ -73,12 +74,6 @@ log = logging.getLogger("laneway.gateway")
 # Publishes one connection may have awaiting their commit before the server
 # stops reading from it.
 _MAX_UNACKED = 1000
-
-
-def error_name(exc: BaseException) -> str:
-    """snake_case of an exception class: ``BucketFull`` -> ``bucket_full``."""
-    name = type(exc).__name__
-    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
 
 
 class WsClient:
@@ -472,7 +467,7 @@ class WsClient:
             if self.machine is not None:
                 self.machine.forget(subscription)
             if isinstance(exc, LanewayError):
-                name, message = error_name(exc), str(exc)
+                name, message = wire_error(exc).code, str(exc)
             else:
                 self.hub.stats["connection_errors"] += 1
                 log.error("subscribe to %r failed: %s: %s", frame.tenant, type(exc).__name__, exc)
@@ -498,7 +493,7 @@ class WsClient:
             pending = unacked.popleft()
             outcome = pending.outcome
             if isinstance(outcome, BaseException):
-                self.send_control(ws_frame(codec.error(pending.frame_id, error_name(outcome), str(outcome), now), binary=codec.binary))
+                self.send_control(ws_frame(codec.error(pending.frame_id, wire_error(outcome).code, str(outcome), now), binary=codec.binary))
             else:
                 self.send_control(ws_frame(codec.ack(pending.frame_id, outcome, now), binary=codec.binary))
         if not self._reading:
