@@ -10,14 +10,15 @@ import laneway.engine
 import laneway.persistence
 
 
-def test_core_imports_none_of_the_engine_dependencies() -> None:
-    code = (
-        "import sys, laneway.core; "
-        "bad = [m for m in ('trio', 'pykka', 'lmdb', 'hypercorn', 'laneway.engine', 'laneway.persistence') if m in sys.modules]; "
-        "print(bad); sys.exit(1 if bad else 0)"
-    )
+def assert_loads_none(module: str, forbidden: tuple[str, ...]) -> None:
+    """Importing `module` in a fresh interpreter loads none of `forbidden`."""
+    code = f"import sys, {module}; bad = [m for m in {forbidden!r} if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_core_imports_none_of_the_engine_dependencies() -> None:
+    assert_loads_none("laneway.core", ("trio", "pykka", "lmdb", "hypercorn", "laneway.engine", "laneway.persistence"))
 
 
 def test_layers_import_only_downwards() -> None:
@@ -52,13 +53,7 @@ def test_top_level_names_are_the_same_objects_as_their_home() -> None:
 
 def test_the_client_loads_none_of_the_engine() -> None:
     # A remote client must not pull in LMDB, pykka or the engine.
-    code = (
-        "import sys, laneway.client; "
-        "bad = [m for m in ('pykka', 'lmdb', 'laneway.engine', 'laneway.actors', 'laneway.persistence', 'laneway.gateway') if m in sys.modules]; "
-        "print(bad); sys.exit(1 if bad else 0)"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_loads_none("laneway.client", ("pykka", "lmdb", "laneway.engine", "laneway.actors", "laneway.persistence", "laneway.gateway"))
 
 
 def test_every_package_exposes_exactly_its_all() -> None:
