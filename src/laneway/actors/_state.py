@@ -27,8 +27,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..core import BucketCounters, Classifier, DualBucket, MemoryBudget, Receipt, TenantConfig
-from ..persistence import Clock, Log, now_ms
+from ..core import BucketCounters, Classifier, Clock, DualBucket, MemoryBudget, Receipt, TenantConfig, now_ms
+from ..persistence import Log
 
 __all__ = ["SessionState", "TenantContext", "StateTable", "DedupeGate", "TenantTotals", "new_epoch"]
 

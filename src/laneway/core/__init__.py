@@ -15,6 +15,7 @@ from ._buckets import (
     MemoryBudget as MemoryBudget,
     merge_recent as merge_recent,
 )
+from ._clock import Clock as Clock, now_ms as now_ms
 from ._connection import (
     MAX_RECENT as MAX_RECENT,
     MAX_SEQ as MAX_SEQ,
@@ -186,6 +187,8 @@ __all__ = [
     "MemoryBudget",
     "EvictReason",
     "merge_recent",
+    "Clock",
+    "now_ms",
     "ConnectionState",
     "Send",
     "Authenticate",

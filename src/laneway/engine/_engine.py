@@ -51,6 +51,7 @@ from ..core import (
     BucketCounters,
     BucketFull,
     BucketStatistics,
+    Clock,
     ConfigError,
     EngineClosed,
     Event,
@@ -70,6 +71,7 @@ from ..core import (
     decode_event,
     encode,
     merge_recent,
+    now_ms,
     summarize_session,
     validate_dedupe_key,
     validate_session,
@@ -77,7 +79,7 @@ from ..core import (
     validate_tenant,
     validate_type,
 )
-from ..persistence import CONFLICTING_WRITER, Clock, DataDirLock, LmdbLog, Log, MemoryLog, WalWriter, WriterTask, now_ms
+from ..persistence import CONFLICTING_WRITER, DataDirLock, LmdbLog, Log, MemoryLog, WalWriter, WriterTask
 from ._admission import Admission, EngineOverloaded
 from ._config import EngineConfig, load_config
 from ._housekeeper import Housekeeper, HousekeepingReport

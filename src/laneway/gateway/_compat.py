@@ -13,7 +13,7 @@ own name. The HookEvent ``id`` is the event's LSN.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -28,7 +28,10 @@ from ..core import (
     wire_safe,
 )
 
-__all__ = ["COMPAT", "CompatCodec", "hook_event", "from_hook_event", "encode_json_safely"]
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+__all__ = ["COMPAT", "CompatCodec", "hook_event", "from_hook_event", "encode_json_safely", "recent_across_tenants"]
 
 COMPAT = "compat"
 _REQUIRED = ("source_app", "session_id", "hook_event_type", "payload")
@@ -52,6 +55,20 @@ def from_hook_event(data: Any) -> tuple[str, str, str, Any, dict[str, Any]]:
         raise InvalidEvent(f"source_app/session_id: {exc}") from None
     attrs = {k: v for k, v in data.items() if k not in _REQUIRED and k != "id"}
     return tenant, session, data["hook_event_type"], data["payload"], attrs
+
+
+def recent_across_tenants(engine: Engine, limit: int) -> tuple[list[Event], dict[tuple[str, str], tuple[int, int]]]:
+    """The `limit` newest events of all tenants together (the HookEvent
+    view spans tenants), and every session's (epoch, last seq). Blocking:
+    call it off the event loop."""
+    events: list[Event] = []
+    heads: dict[tuple[str, str], tuple[int, int]] = {}
+    for tenant in engine.tenants():
+        got, tenant_heads = engine.snapshot(tenant, limit=limit)
+        events.extend(got)
+        heads.update({(tenant, s): h for s, h in tenant_heads.items()})
+    events.sort(key=lambda e: e.lsn)
+    return events[-limit:], heads
 
 
 def hook_event(event: Event) -> dict[str, Any]:

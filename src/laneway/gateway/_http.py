@@ -51,7 +51,7 @@ from ..core import (
     wire_schema,
 )
 from ._auth import AnonymousPolicy, Authenticator, AuthError, is_loopback_origin
-from ._compat import encode_json_safely, from_hook_event, hook_event
+from ._compat import encode_json_safely, from_hook_event, hook_event, recent_across_tenants
 from ._config import GatewayConfig
 from ._errors import wire_error
 from ._hub import Hub
@@ -582,7 +582,7 @@ class HttpApp:
     async def compat_recent(self, request: Request) -> Any:
         principal = self.compat_principal(request)
         limit = request.int_param("limit", 100, 1, 10_000)
-        events, _ = await trio.to_thread.run_sync(self.hub._recent_all_tenants, limit)
+        events, _ = await trio.to_thread.run_sync(recent_across_tenants, self.engine, limit)
         return [hook_event(e) for e in events if principal is None or principal.allows(e.tenant, "subscribe")]
 
     async def compat_filter_options(self, request: Request) -> Any:

@@ -29,7 +29,6 @@ from ..core import (
     BucketHints,
     CloseCode,
     Cursor,
-    Event,
     Feed,
     Filter,
     GapPayload,
@@ -43,7 +42,7 @@ from ..core import (
     SyncPayload,
     ws_frame,
 )
-from ._compat import COMPAT, CompatCodec
+from ._compat import COMPAT, CompatCodec, recent_across_tenants
 from ._config import GatewayConfig
 
 if TYPE_CHECKING:
@@ -337,21 +336,11 @@ class Hub:
         same session name in two tenants shares a floor. Harmless: a floor
         only drops events already in the initial frame's snapshot window.
         """
-        events, heads = self._recent_all_tenants(50)
+        events, heads = recent_across_tenants(self.engine, 50)
         floors: dict[str, int] = {}
         for (_tenant, session), (_, seq) in heads.items():
             floors[session] = max(floors.get(session, 0), seq)
         return COMPAT_CODEC.initial(events), floors
-
-    def _recent_all_tenants(self, limit: int) -> tuple[list[Event], dict[tuple[str, str], tuple[int, int]]]:
-        events: list[Event] = []
-        heads: dict[tuple[str, str], tuple[int, int]] = {}
-        for tenant in self.engine.tenants():
-            got, tenant_heads = self.engine.snapshot(tenant, limit=limit)
-            events.extend(got)
-            heads.update({(tenant, s): h for s, h in tenant_heads.items()})
-        events.sort(key=lambda e: e.lsn)
-        return events[-limit:], heads
 
     def _first_frames(self, frame: SubscribeFrame, subscription: str, codec_name: str) -> tuple[list[bytes], dict[str, int]]:
         """Worker thread: the sync frame, then any replay and gaps; and floors."""

@@ -28,8 +28,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import wrap_app
 
-from ..core import CloseCode, ConfigError, LanewayError
-from ..persistence import now_ms
+from ..core import CloseCode, ConfigError, LanewayError, now_ms
 from ._auth import Authenticator
 from ._bridge import GatewayActor, GatewaySink
 from ._config import GatewayConfig

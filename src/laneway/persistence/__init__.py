@@ -10,7 +10,6 @@ from ._log import (
     CONFLICTING_WRITER as CONFLICTING_WRITER,
     CONTROL_DBS as CONTROL_DBS,
     FORMAT_VERSION as FORMAT_VERSION,
-    Clock as Clock,
     LmdbLog as LmdbLog,
     Log as Log,
     MemoryLog as MemoryLog,
@@ -18,7 +17,6 @@ from ._log import (
     SnapshotInfo as SnapshotInfo,
     TrimReport as TrimReport,
     WriteBatch as WriteBatch,
-    now_ms as now_ms,
 )
 from ._tools import (
     BACKUP_MARKER as BACKUP_MARKER,
@@ -44,7 +42,6 @@ __all__ = [
     "CONFLICTING_WRITER",
     "AUDIT_KEEP",
     "CONTROL_DBS",
-    "Clock",
     "DataDirLock",
     "FORMAT_VERSION",
     "LmdbLog",
@@ -54,7 +51,6 @@ __all__ = [
     "SnapshotInfo",
     "TrimReport",
     "WriteBatch",
-    "now_ms",
     "WalWriter",
     "WriterTask",
     "EXPORT_VERSION",

@@ -58,6 +58,7 @@ import lmdb
 import msgspec
 
 from ..core import (
+    Clock,
     CorruptRecord,
     DataFormatError,
     Event,
@@ -973,9 +974,4 @@ class MemoryLog:
         pass
 
 
-Clock = Callable[[], int]
 
-
-def now_ms() -> int:
-    """Wall-clock milliseconds since the Unix epoch: the default `Clock`."""
-    return time.time_ns() // 1_000_000

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from ..core import CommitStatistics, EngineClosed, StorageError, percentile
-from ._log import CONFLICTING_WRITER, Clock, Log, WriteBatch, now_ms
+from ..core import Clock, CommitStatistics, EngineClosed, StorageError, now_ms, percentile
+from ._log import CONFLICTING_WRITER, Log, WriteBatch
 
 __all__ = ["WalWriter", "WriterTask"]
 
