@@ -9,13 +9,10 @@ future that the commit thread completes.
 
 from __future__ import annotations
 
-import atexit
-import functools
 import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -83,6 +80,7 @@ from ..persistence import CONFLICTING_WRITER, DataDirLock, LmdbLog, Log, MemoryL
 from ._admission import Admission, EngineOverloaded
 from ._config import EngineConfig, load_config
 from ._housekeeper import Housekeeper, HousekeepingReport
+from ._process import EngineForked, refuse, register, same_process, unregister
 from ._subscription import Subscription, SubscriptionHub
 
 __all__ = ["Engine", "EngineOverloaded", "EngineForked"]
@@ -94,54 +92,6 @@ log = logging.getLogger("laneway.engine")
 _MAX_ACTIVATIONS = 100
 
 _ITEM_KEYS = frozenset({"tenant", "session", "type", "payload", "dedupe_key", "source", "priority", "attrs"})
-
-
-_open_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    # The child has a copy of every open engine but none of its threads
-    # (writer, dispatcher, actors): a submit would wait for ever, and the
-    # atexit close would wait for threads that are not there. So the
-    # child's copies refuse use, are never closed, and let go of their
-    # copy of the data-dir lock, so the lock goes when the parent closes.
-    for engine in list(_open_engines):
-        engine._forked_from = engine._pid
-        if engine._lock is not None:
-            engine._lock.abandon()
-    _open_engines.clear()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-class EngineForked(EngineClosed):
-    """The engine was opened in a parent process before `fork()`: it cannot
-    be used in the child. Open a new engine in the child (on another data
-    dir, or after the parent closed this one)."""
-
-
-def _same_process(method: Any) -> Any:
-    """Refuse calls in a child process forked after the engine was opened."""
-
-    @functools.wraps(method)
-    def guarded(self: Engine, *args: Any, **kwargs: Any) -> Any:
-        if self._forked_from is not None:
-            self._refuse_forked()
-        return method(self, *args, **kwargs)
-
-    return guarded
-
-
-@atexit.register
-def _close_open_engines() -> None:
-    # Actor threads are daemons, so a program that forgets close() still
-    # exits; this gives its queued work a chance to commit first.
-    for engine in list(_open_engines):
-        try:
-            engine.close()
-        except Exception:
-            log.exception("closing an engine at exit failed")
 
 
 class Engine:
@@ -158,7 +108,7 @@ class Engine:
         self.path = path
         self._log = log_
         self._pid = os.getpid()
-        self._forked_from: int | None = None  # set in a child forked after open
+        self.forked_from: int | None = None  # the parent's pid, in a child forked after open
         self._lock = lock
         self._table = StateTable(config.memory_budget_bytes, clock)
         self._applier = CommitApplier(self._table, config.snapshot_every_events, self._snapshot_soon)
@@ -268,7 +218,7 @@ class Engine:
             if lock is not None:
                 lock.release()
             raise
-        _open_engines.add(engine)
+        register(engine)
         return engine
 
     def __enter__(self) -> Engine:
@@ -283,7 +233,7 @@ class Engine:
         Calls made after close starts raise `EngineClosed`. Idempotent; a
         second caller waits for the first to finish.
         """
-        if self._forked_from is not None:
+        if self.forked_from is not None:
             return  # the parent's engine: its threads are not in this process
         admission = self._admission
         with admission.cond:
@@ -317,7 +267,7 @@ class Engine:
         finally:
             if self._lock is not None:
                 self._lock.release()
-            _open_engines.discard(self)
+            unregister(self)
             self._closed.set()
 
     @property
@@ -619,15 +569,16 @@ class Engine:
         with admission.cond:
             return admission.cond.wait_for(lambda: self._closing or admission.has_room_locked(), timeout)
 
-    def _refuse_forked(self) -> None:
-        raise EngineForked(
-            f"this engine was opened in process {self._forked_from} and cannot be used after fork() "
-            f"(this is process {os.getpid()}): open a new engine in the child"
-        )
+    def after_fork_in_child(self) -> None:
+        """In a child forked after open (`_process`): refuse use from now on,
+        and drop this process's copies of the lock's descriptors."""
+        self.forked_from = self._pid
+        if self._lock is not None:
+            self._lock.abandon()
 
     def _check_open(self) -> None:
-        if self._forked_from is not None:
-            self._refuse_forked()
+        if self.forked_from is not None:
+            raise refuse(self.forked_from)
         if self._closing:
             raise EngineClosed("the engine is closed; open it again to submit")
         failure = self._writer.failure
@@ -712,12 +663,12 @@ class Engine:
 
     # -- configuration -------------------------------------------------------
 
-    @_same_process
+    @same_process
     def tenant_config(self, tenant: str) -> TenantConfig:
         """The settings `tenant` runs with now (including runtime changes)."""
         return self._tenant_configs.get(tenant, self.config.defaults)
 
-    @_same_process
+    @same_process
     def configure(self, tenant: str, *, actor: str = "embedded", reset: bool = False, **changes: Any) -> TenantConfig:
         """Change a tenant's settings now, without a restart; return the result.
 
@@ -772,7 +723,7 @@ class Engine:
                 if state.bucket is not None:  # a cold session loads with the new config
                     state.bucket.reconfigure(new, now)
 
-    @_same_process
+    @same_process
     def audit_log(self, limit: int = 100, tenant: str | None = None) -> list[AuditRecord]:
         """The newest `limit` administrative changes (oldest first)."""
         _check_limit(limit)
@@ -805,7 +756,7 @@ class Engine:
 
     # -- queries -------------------------------------------------------------
 
-    @_same_process
+    @same_process
     def recent(
         self,
         tenant: str,
@@ -825,7 +776,7 @@ class Engine:
         events, _ = self._snapshot(tenant, None if session is None else (session,), limit, min_priority, types)
         return events
 
-    @_same_process
+    @same_process
     def snapshot(
         self,
         tenant: str,
@@ -879,7 +830,7 @@ class Engine:
             heads = {s.session: (s.epoch, s.committed_seq) for s in states if s.committed_seq}
         return [entry.event() for entry in chosen], heads
 
-    @_same_process
+    @same_process
     def events(self, tenant: str, session: str, after_seq: int = 0, limit: int = 1000) -> list[Event]:
         """A session's full history from the WAL (including what the buckets
         evicted): up to `limit` events with seq > `after_seq`, in seq order."""
@@ -890,33 +841,33 @@ class Engine:
         _check_limit(limit)
         return [decode_event(data) for data in self._log.read_session(tenant, session, after_seq, limit)]
 
-    @_same_process
+    @same_process
     def find_dedupe_key(self, tenant: str, prefix: str) -> str | None:
         """A durable dedupe key of `tenant` starting with `prefix`, if any
         (the gateway checks Idempotency-Key reuse with it)."""
         validate_tenant(tenant)
         return self._log.dedupe_key_with_prefix(tenant, prefix)
 
-    @_same_process
+    @same_process
     def sessions(self, tenant: str) -> list[str]:
         """Names of the tenant's known sessions (those with at least one event)."""
         validate_tenant(tenant)
         with self._table.lock:
             return sorted(s.session for s in self._table.tenant(tenant).values() if s.committed_seq)
 
-    @_same_process
+    @same_process
     def tenants(self) -> list[str]:
         with self._table.lock:
             return sorted(self._table.tenants())
 
-    @_same_process
+    @same_process
     def session_heads(self, tenant: str) -> dict[str, tuple[int, int]]:
         """{session: (epoch, last committed seq)} for the tenant's sessions."""
         validate_tenant(tenant)
         with self._table.lock:
             return {s.session: (s.epoch, s.committed_seq) for s in self._table.tenant(tenant).values() if s.committed_seq}
 
-    @_same_process
+    @same_process
     def summaries(self, tenant: str | None = None, sessions: Collection[str] | None = None) -> Summaries:
         """Counts by type and priority and last activity, per session (from the
         durable session heads) and per tenant (kept current in memory as
@@ -944,7 +895,7 @@ class Engine:
             ]
         return Summaries(sessions=[summarize_session(t, s, m) for t, s, m in metas], tenants=tenants)
 
-    @_same_process
+    @same_process
     def statistics(self, tenant: str | None = None, session: str | None = None) -> Statistics:
         """Counts by priority, bucket fill, evictions, dedupe hits, last LSN;
         at engine scope also memory and group-commit figures. Bucket fill of
@@ -1033,7 +984,7 @@ class Engine:
 
     # -- subscriptions and sinks --------------------------------------------
 
-    @_same_process
+    @same_process
     def subscribe(
         self,
         tenant: str,
@@ -1152,14 +1103,14 @@ class Engine:
 
     # -- housekeeping ----------------------------------------------------------
 
-    @_same_process
+    @same_process
     def sweep(self) -> int:
         """Expire every in-memory session's buffered events past retention
         now; return how many went. Housekeeping does this every
         ``sweep_interval_s``; queries expire what they touch anyway."""
         return self._housekeeper.expire()
 
-    @_same_process
+    @same_process
     def housekeeping(self, *, trim: bool | None = None) -> HousekeepingReport:
         """Run one housekeeping pass now, in this thread: expiry, idle
         passivation, the active-session cap, due snapshots and (when due,
@@ -1169,7 +1120,7 @@ class Engine:
         self._check_open()
         return self._housekeeper.run_pass(trim=trim)
 
-    @_same_process
+    @same_process
     def passivate(self, tenant: str, sessions: Collection[str] | None = None) -> int:
         """Snapshot these sessions (None: all of the tenant's in memory),
         stop their actors and drop their buckets from memory now; the next
@@ -1186,7 +1137,7 @@ class Engine:
                 states = [s for s in (self._table.get(tenant, n) for n in sessions) if s is not None]
         return self._housekeeper.passivate(states)
 
-    @_same_process
+    @same_process
     def checkpoint(self) -> int:
         """Snapshot every in-memory session that changed since its last
         snapshot, now; return how many. (Close does this too.)"""
