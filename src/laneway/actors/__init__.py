@@ -18,7 +18,6 @@ from ._session import (
     Bind as Bind,
     SessionActor as SessionActor,
     SlotPool as SlotPool,
-    Submission as Submission,
     SubmitMessage as SubmitMessage,
     Unbind as Unbind,
 )
@@ -47,7 +46,6 @@ __all__ = [
     "SessionActor",
     "SlotPool",
     "Unbind",
-    "Submission",
     "SubmitMessage",
     "DedupeGate",
     "SessionState",

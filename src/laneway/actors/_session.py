@@ -29,37 +29,15 @@ from typing import Any
 import msgspec
 import pykka
 
-from ..core import ENTRY_OVERHEAD, EXPLICIT, STAMP_GROWTH, Event, encode
+from ..core import Submission, session_step
 from ..persistence import WalWriter, WriteBatch
 from ._pool import Dispatcher, PooledActor
 from ._state import SessionState, StateTable
 from ._ticket import Ticket
 
-__all__ = ["Submission", "SubmitMessage", "SessionActor", "BatchToken", "Bind", "Unbind", "SlotPool"]
+__all__ = ["SubmitMessage", "SessionActor", "BatchToken", "Bind", "Unbind", "SlotPool"]
 
 log = logging.getLogger("laneway.actors")
-
-
-class Submission(msgspec.Struct, gc=False):
-    """One validated item of a submit call (built on the caller's thread).
-
-    payload: the payload already encoded as msgpack; validation needed the
-        encoding anyway, and the WAL record embeds these bytes as they are.
-    attrs: the optional attributes, encoded likewise.
-    index: the item's position in its call, where its receipt goes.
-    """
-
-    type: str
-    payload: bytes
-    priority: int | None
-    dedupe_key: str | None
-    source: str | None
-    index: int
-    attrs: bytes | None = None
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.payload) + (len(self.attrs) if self.attrs is not None else 0)
 
 
 class SubmitMessage(msgspec.Struct, gc=False):
@@ -136,54 +114,31 @@ class SessionActor(PooledActor):
         gate = ctx.gate
         ticket = message.ticket
         assert ticket is not None
-        reject_new = config.overflow == "reject_new"
-        now = self._table.clock()
+        table = self._table
+        now = table.clock()
         state.last_used = now
-        # Timestamps never go backwards within a session, so retention can
-        # expire from the old end of a bucket.
-        ts = now if now > state.last_ts else state.last_ts
-        tenant, session, epoch = state.tenant, state.session, state.epoch
-        seq = state.next_seq
-        events: list[Event] = []
-        encoded: list[bytes] = []
-        indices: list[int] = []
-        reserved: list[int] | None = [] if reject_new else None
-        nbytes = 0
-        for item in message.items:
-            key = item.dedupe_key
-            if key is not None and not gate.claim(key, ticket, item.index):
-                state.dedupe_hits += 1
-                continue
-            if item.priority is None:
-                level, meta = classifier.classify(item.type, item.payload)
-            else:
-                level, meta = item.priority, EXPLICIT
-            event = Event(
-                0, tenant, session, seq, epoch, ts, item.type, level, meta, item.source, key,
-                msgspec.Raw(item.payload), msgspec.Raw(item.attrs) if item.attrs is not None else None,
-            )
-            data = encode(event)
-            if reserved is not None:
-                # The stamped record's size is exact: what the bucket will hold.
-                size = len(data) + STAMP_GROWTH + ENTRY_OVERHEAD
-                with self._table.lock:
-                    admitted = state.bucket.try_reserve(level, size, now)
-                if not admitted:
-                    ticket.reject(item.index)
-                    if key is not None:
-                        gate.abandon(key, lambda t, i: t.reject(i))
-                    continue
-                reserved.append(size)
-            events.append(event)
-            encoded.append(data)
-            indices.append(item.index)
-            nbytes += len(data)
-            seq += 1
-        state.next_seq = seq
-        state.last_ts = ts
-        if events:
-            token = BatchToken(state, ticket, indices, reserved)
-            self._writer.put(WriteBatch(tenant, session, events, encoded, nbytes, token))
+        reserve = None
+        if config.overflow == "reject_new":
+
+            def reserve(level: int, size: int) -> bool:
+                with table.lock:
+                    return state.bucket.try_reserve(level, size, now)
+
+        def rejected(item: Submission) -> None:
+            ticket.reject(item.index)
+            if item.dedupe_key is not None:
+                gate.abandon(item.dedupe_key, lambda t, i: t.reject(i))
+
+        outcome = session_step(
+            state, message.items, classifier, now,
+            claim=lambda key, index: gate.claim(key, ticket, index), reserve=reserve, rejected=rejected,
+        )
+        state.dedupe_hits += outcome.duplicates
+        state.next_seq = outcome.next_seq
+        state.last_ts = outcome.ts
+        if outcome.events:
+            token = BatchToken(state, ticket, outcome.indices, outcome.reserved)
+            self._writer.put(WriteBatch(state.tenant, state.session, outcome.events, outcome.encoded, outcome.nbytes, token))
 
 
 class SlotPool:

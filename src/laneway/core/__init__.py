@@ -134,6 +134,12 @@ from ._stats import (
     Statistics as Statistics,
     percentile as percentile,
 )
+from ._step import (
+    StepOutcome as StepOutcome,
+    StepPosition as StepPosition,
+    Submission as Submission,
+    session_step as session_step,
+)
 from ._summaries import (
     SessionSummary as SessionSummary,
     Summaries as Summaries,
@@ -219,6 +225,10 @@ __all__ = [
     "StorageError",
     "CorruptRecord",
     "SubscriptionOverflow",
+    "Submission",
+    "StepPosition",
+    "StepOutcome",
+    "session_step",
     "Filter",
     "Outgoing",
     "Feed",
