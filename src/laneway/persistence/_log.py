@@ -1,6 +1,8 @@
 """The write-ahead log: an LMDB environment, and an in-memory twin.
 
-LMDB layout (one environment under ``DATA/wal``, named databases):
+LMDB layout (one environment under ``DATA/wal``, named databases; every
+key and index value is built by `_layout.py`, which the operator tools use
+too):
 
 - ``events``:   8-byte big-endian LSN -> the encoded `Event` (its msgpack
   array, which is also what the in-memory buckets keep).
@@ -46,10 +48,8 @@ import contextlib
 import errno
 import logging
 import os
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,7 +59,6 @@ import msgspec
 
 from ..core import (
     Clock,
-    CorruptRecord,
     DataFormatError,
     Event,
     EventHead,
@@ -77,6 +76,18 @@ from ..core import (
     verify_snapshot,
 )
 from ._datafile import check_data_file
+from ._layout import (
+    LAST_LSN,
+    MAX_U64,
+    SEQ_VALUE,
+    checked_record,
+    dedupe_id,
+    pack,
+    seq_value,
+    session_id,
+    session_prefix,
+    unpack,
+)
 
 __all__ = [
     "AUDIT_KEEP",
@@ -96,32 +107,6 @@ __all__ = [
 log = logging.getLogger("laneway.wal")
 
 FORMAT_VERSION = 3
-
-_U64 = struct.Struct(">Q")
-_pack = _U64.pack
-_unpack = _U64.unpack
-_MAX_U64 = _pack(2**64 - 1)
-# Value of a seq-index entry: LSN, ts (ms), priority, then (format 3) the
-# record's CRC-32. Read with unpack_from, which takes either length.
-_SEQ_VALUE = struct.Struct(">QQB")
-_SEQ_CHECKED = struct.Struct(">QQBI")
-
-
-def seq_value(lsn: int, ts: int, priority: int, record: bytes) -> bytes:
-    return _SEQ_CHECKED.pack(lsn, ts, priority, zlib.crc32(record))
-
-
-def checked_record(value: bytes, record: bytes | None) -> bytes:
-    """The record a seq entry points to, once it is there and matches the
-    entry's CRC; else `CorruptRecord` naming its LSN."""
-    if record is None:
-        lsn = _SEQ_VALUE.unpack_from(value)[0]
-        raise CorruptRecord(f"the WAL has no record for LSN {lsn}, which the seq index names; run laneway snapshot verify")
-    if len(value) == _SEQ_CHECKED.size and zlib.crc32(record) != _SEQ_CHECKED.unpack(value)[3]:
-        lsn = _SEQ_VALUE.unpack_from(value)[0]
-        raise CorruptRecord(f"WAL record LSN {lsn} fails its checksum (damaged on disk); run laneway snapshot verify")
-    return record
-
 
 class WriteBatch:
     """Events of ONE session, in seq order, on their way to a commit.
@@ -222,18 +207,6 @@ class Log(Protocol):
     def close(self) -> None: ...
 
 
-def _session_prefix(tenant: str, session: str) -> bytes:
-    return f"{tenant}\x00{session}\x00".encode()
-
-
-def _session_id(tenant: str, session: str) -> bytes:
-    return f"{tenant}\x00{session}".encode()
-
-
-def _dedupe_id(tenant: str, key: str) -> bytes:
-    return f"{tenant}\x00{key}".encode()
-
-
 def _encode_batches(
     batches: Sequence[WriteBatch], last_lsn: int
 ) -> tuple[int, list[tuple[bytes, bytes]], list[tuple[bytes, bytes]], list[tuple[str, str, Receipt]]]:
@@ -247,23 +220,22 @@ def _encode_batches(
     seq_index: list[tuple[bytes, bytes]] = []
     dedupes: list[tuple[str, str, Receipt]] = []
     for batch in batches:
-        prefix = _session_prefix(batch.tenant, batch.session)
+        prefix = session_prefix(batch.tenant, batch.session)
         batch.first_lsn = lsn + 1
         stamped = batch.records = []
         for event, unstamped in zip(batch.events, batch.encoded):
             lsn += 1
             data = stamp_lsn(unstamped, lsn)
-            key = _pack(lsn)
+            key = pack(lsn)
             stamped.append(data)
             records.append((key, data))
-            seq_index.append((prefix + _pack(event.seq), seq_value(lsn, event.ts, event.priority, data)))
+            seq_index.append((prefix + pack(event.seq), seq_value(lsn, event.ts, event.priority, data)))
             if event.dedupe_key is not None:
                 receipt = Receipt(batch.tenant, batch.session, event.seq, event.priority, lsn)
                 dedupes.append((batch.tenant, event.dedupe_key, receipt))
     return lsn, records, seq_index, dedupes
 
 
-_LAST_LSN = b"last_lsn"
 
 
 def _put_new(cursor: lmdb.Cursor, items: list[tuple[bytes, bytes]], what: str, *, append: bool = False) -> None:
@@ -442,12 +414,12 @@ class LmdbLog:
         and the trim cursors still hold (two events with one LSN). So each
         commit also stores the mark in ``meta/last_lsn``."""
         cursor = txn.cursor(self.events_db)
-        last = _unpack(cursor.key())[0] if cursor.last() else 0
-        stored = txn.get(_LAST_LSN, db=self.meta_db)
-        return max(last, _unpack(stored)[0] if stored is not None else 0)
+        last = unpack(cursor.key())[0] if cursor.last() else 0
+        stored = txn.get(LAST_LSN, db=self.meta_db)
+        return max(last, unpack(stored)[0] if stored is not None else 0)
 
     def set_lsn_high_water(self, txn: lmdb.Transaction, lsn: int) -> None:
-        txn.put(_LAST_LSN, _pack(lsn), db=self.meta_db)
+        txn.put(LAST_LSN, pack(lsn), db=self.meta_db)
 
     @contextlib.contextmanager
     def read_txn(self, **kwargs: Any) -> Iterator[lmdb.Transaction]:
@@ -534,7 +506,7 @@ class LmdbLog:
         disk takes writes again after a failure (`StorageError` if not)."""
 
         def write(txn: lmdb.Transaction) -> None:
-            txn.put(b"probe", _pack(time.time_ns()), db=self.meta_db)
+            txn.put(b"probe", pack(time.time_ns()), db=self.meta_db)
 
         self._write_txn(write, "storage probe")
 
@@ -553,11 +525,11 @@ class LmdbLog:
             _put_new(txn.cursor(self.events_db), records, "LSN", append=True)
             _put_new(txn.cursor(self.seq_db), seq_index, "seq")
             if dedupes:
-                _put_new(txn.cursor(self.dedupe_db), [(_dedupe_id(t, k), encode(r)) for t, k, r in dedupes], "dedupe key")
+                _put_new(txn.cursor(self.dedupe_db), [(dedupe_id(t, k), encode(r)) for t, k, r in dedupes], "dedupe key")
             self.set_lsn_high_water(txn, last)
             by_session: dict[bytes, list[WriteBatch]] = {}
             for batch in batches:
-                by_session.setdefault(_session_id(batch.tenant, batch.session), []).append(batch)
+                by_session.setdefault(session_id(batch.tenant, batch.session), []).append(batch)
             with txn.cursor(self.sessions_db) as cursor:
                 stored = dict(cursor.getmulti(list(by_session)))
                 heads: list[tuple[bytes, bytes]] = []
@@ -576,12 +548,12 @@ class LmdbLog:
 
     def get_receipt(self, tenant: str, dedupe_key: str) -> Receipt | None:
         with self.read_txn(db=self.dedupe_db) as txn:
-            raw = txn.get(_dedupe_id(tenant, dedupe_key))
+            raw = txn.get(dedupe_id(tenant, dedupe_key))
         return decode_receipt(raw) if raw is not None else None
 
     def dedupe_key_with_prefix(self, tenant: str, prefix: str) -> str | None:
         """The first stored dedupe key of `tenant` that starts with `prefix`."""
-        start = _dedupe_id(tenant, prefix)
+        start = dedupe_id(tenant, prefix)
         with self.read_txn(db=self.dedupe_db) as txn:
             cursor = txn.cursor()
             if cursor.set_range(start) and cursor.key().startswith(start):
@@ -589,11 +561,11 @@ class LmdbLog:
         return None
 
     def read_session(self, tenant: str, session: str, after_seq: int, limit: int) -> list[bytes]:
-        prefix = _session_prefix(tenant, session)
+        prefix = session_prefix(tenant, session)
         out: list[bytes] = []
         with self.read_txn() as txn:
             cursor = txn.cursor(self.seq_db)
-            if not cursor.set_range(prefix + _pack(after_seq + 1)):
+            if not cursor.set_range(prefix + pack(after_seq + 1)):
                 return out
             get = txn.get
             for key, value in cursor:
@@ -613,20 +585,20 @@ class LmdbLog:
         priority and `regular_count` regular records no older than `min_ts`
         (and at most `total` records if given), in seq order. Walks the seq
         index backwards and reads only the records it keeps."""
-        prefix = _session_prefix(tenant, session)
+        prefix = session_prefix(tenant, session)
         out: list[bytes] = []
         wanted = [regular_count, priority_count]
         if total == 0 or (priority_count <= 0 and regular_count <= 0):
             return out
         with self.read_txn() as txn:
             cursor = txn.cursor(self.seq_db)
-            positioned = cursor.set_range(prefix + _MAX_U64)
+            positioned = cursor.set_range(prefix + MAX_U64)
             if not positioned and not cursor.last():
                 return out
             if positioned and not cursor.prev():
                 return out
             get = txn.get
-            unpack = _SEQ_VALUE.unpack_from
+            unpack = SEQ_VALUE.unpack_from
             for key, value in cursor.iterprev():
                 if not key.startswith(prefix):
                     break
@@ -644,7 +616,7 @@ class LmdbLog:
 
     def session_meta(self, tenant: str, session: str) -> SessionMeta | None:
         with self.read_txn(db=self.sessions_db) as txn:
-            raw = txn.get(_session_id(tenant, session))
+            raw = txn.get(session_id(tenant, session))
         return decode_session_meta(raw) if raw is not None else None
 
     def iter_sessions(self) -> Iterator[tuple[str, str, SessionMeta]]:
@@ -660,7 +632,7 @@ class LmdbLog:
                 db = self.control_dbs[db_name]
                 if key is None:
                     cursor = txn.cursor(db)
-                    key = _pack(_unpack(cursor.key())[0] + 1 if cursor.last() else 1)
+                    key = pack(unpack(cursor.key())[0] + 1 if cursor.last() else 1)
                 if value is None:
                     txn.delete(key, db=db)
                 else:
@@ -676,13 +648,13 @@ class LmdbLog:
 
         def write(txn: lmdb.Transaction) -> None:
             for tenant, session, data in items:
-                txn.put(_session_id(tenant, session), data, db=self.snapshots_db)
+                txn.put(session_id(tenant, session), data, db=self.snapshots_db)
 
         self._write_txn(write, "writing snapshots")
 
     def get_snapshot(self, tenant: str, session: str) -> bytes | None:
         with self.read_txn(db=self.snapshots_db) as txn:
-            return txn.get(_session_id(tenant, session))
+            return txn.get(session_id(tenant, session))
 
     def snapshot_infos(self) -> list[SnapshotInfo]:
         """Every stored snapshot's head, decoded in place (no event is copied)."""
@@ -700,7 +672,7 @@ class LmdbLog:
         """Record that a session's history restarted under `epoch`."""
 
         def write(txn: lmdb.Transaction) -> None:
-            sid = _session_id(tenant, session)
+            sid = session_id(tenant, session)
             raw = txn.get(sid, db=self.sessions_db)
             if raw is not None:
                 meta = decode_session_meta(raw)
@@ -760,15 +732,15 @@ class LmdbLog:
     ) -> None:
         key = b"trim:%d" % period
         stored = txn.get(key, db=self.meta_db)
-        position = _unpack(stored)[0] if stored is not None else 0
+        position = unpack(stored)[0] if stored is not None else 0
         cutoff = now_ms - int(period * 1000)
         cursor = txn.cursor(self.events_db)
-        found = cursor.set_range(_pack(position + 1))
+        found = cursor.set_range(pack(position + 1))
         while found:
             if report.scanned >= budget:
                 report.done = False
                 break
-            lsn = _unpack(cursor.key())[0]
+            lsn = unpack(cursor.key())[0]
             head = _trim_head(cursor.value())
             if head.ts >= cutoff:
                 break
@@ -777,7 +749,7 @@ class LmdbLog:
                 position = lsn  # another period's record: its own cursor handles it
                 found = cursor.next()
                 continue
-            sid = _session_id(head.tenant, head.session)
+            sid = session_id(head.tenant, head.session)
             snapshot_lsn = covered.get(sid)
             if snapshot_lsn is None:
                 snapshot_lsn = covered[sid] = self._verified_snapshot_lsn(txn, sid)
@@ -789,14 +761,14 @@ class LmdbLog:
             found = bool(cursor.key())
             position = lsn
             report.deleted += 1
-            txn.delete(_session_prefix(head.tenant, head.session) + _pack(head.seq), db=self.seq_db)
+            txn.delete(session_prefix(head.tenant, head.session) + pack(head.seq), db=self.seq_db)
             if head.dedupe_key is not None:
-                dedupe_id = _dedupe_id(head.tenant, head.dedupe_key)
-                raw = txn.get(dedupe_id, db=self.dedupe_db)
+                dedupe_key = dedupe_id(head.tenant, head.dedupe_key)
+                raw = txn.get(dedupe_key, db=self.dedupe_db)
                 if raw is not None and decode_receipt(raw).lsn == lsn:
-                    txn.delete(dedupe_id, db=self.dedupe_db)
+                    txn.delete(dedupe_key, db=self.dedupe_db)
             trimmed[sid] = max(trimmed.get(sid, 0), head.seq)
-        txn.put(key, _pack(position), db=self.meta_db)
+        txn.put(key, pack(position), db=self.meta_db)
 
     def _verified_snapshot_lsn(self, txn: lmdb.Transaction, sid: bytes) -> int:
         """The LSN the session's stored snapshot covers; 0 if there is none
@@ -867,7 +839,7 @@ class MemoryLog:
         last, records, _, dedupes = _encode_batches(batches, self.last_lsn)
         with self._lock:
             for key, data in records:
-                self._records[_unpack(key)[0]] = data
+                self._records[unpack(key)[0]] = data
             for batch in batches:
                 index = self._seq.setdefault((batch.tenant, batch.session), {})
                 for offset, event in enumerate(batch.events):
@@ -887,7 +859,7 @@ class MemoryLog:
             for db_name, key, value in puts:
                 db = self._control[db_name]
                 if key is None:
-                    key = _pack(_unpack(max(db))[0] + 1 if db else 1)
+                    key = pack(unpack(max(db))[0] + 1 if db else 1)
                 if value is None:
                     db.pop(key, None)
                 else:

@@ -50,19 +50,9 @@ from ..core import (
     restamp_lsn,
 )
 from ._datafile import check_data_file
+from ._layout import SEQ_VALUE, checked_record, dedupe_id, pack, seq_value, session_id, session_prefix, unpack
 from ._lock import DataDirLock
-from ._log import (
-    _SEQ_VALUE,
-    FORMAT_VERSION,
-    LmdbLog,
-    _dedupe_id,
-    _pack,
-    _session_id,
-    _session_prefix,
-    _unpack,
-    checked_record,
-    seq_value,
-)
+from ._log import FORMAT_VERSION, LmdbLog
 
 __all__ = [
     "BACKUP_MARKER",
@@ -143,7 +133,7 @@ def session_rows(log: LmdbLog, tenant: str | None = None) -> list[SessionRow]:
 
 def _index(log: LmdbLog, tenant: str, session: str) -> list[tuple[int, int, int, int]]:
     """A session's seq index: (seq, lsn, ts, priority) in seq order."""
-    prefix = _session_prefix(tenant, session)
+    prefix = session_prefix(tenant, session)
     out = []
     with log.read_txn(db=log.seq_db) as txn:
         cursor = txn.cursor()
@@ -152,8 +142,8 @@ def _index(log: LmdbLog, tenant: str, session: str) -> list[tuple[int, int, int,
             key = cursor.key()
             if not key.startswith(prefix):
                 break
-            lsn, ts, priority = _SEQ_VALUE.unpack_from(cursor.value())
-            out.append((_unpack(key[len(prefix) :])[0], lsn, ts, priority))
+            lsn, ts, priority = SEQ_VALUE.unpack_from(cursor.value())
+            out.append((unpack(key[len(prefix) :])[0], lsn, ts, priority))
             found = cursor.next()
     return out
 
@@ -237,7 +227,7 @@ def verify(log: LmdbLog, progress: Progress = _no_progress) -> tuple[int, list[P
         records = txn.stat(log.events_db)["entries"]
         for key, raw in txn.cursor(log.dedupe_db):
             receipt = decode_receipt(raw)
-            if txn.get(_pack(receipt.lsn), db=log.events_db) is None:
+            if txn.get(pack(receipt.lsn), db=log.events_db) is None:
                 tenant = bytes(key).split(b"\x00", 1)[0].decode()
                 problems.append(Problem(f"{tenant}:{receipt.session}", f"dedupe key points at missing LSN {receipt.lsn}"))
     if records != indexed:
@@ -264,12 +254,12 @@ def _check_records(
             problems.append(Problem(where, f"{len(missing)} events missing from the WAL that retention did not remove (seq {shown})"))
         if extra:
             problems.append(Problem(where, f"records beyond the session head (seq {extra[0]} > {meta.last_seq})"))
-    prefix = _session_prefix(tenant, session)
+    prefix = session_prefix(tenant, session)
     with log.read_txn(db=log.events_db) as txn:
         for seq, lsn, _, _ in index:
-            raw = txn.get(_pack(lsn))
+            raw = txn.get(pack(lsn))
             try:
-                checked_record(txn.get(prefix + _pack(seq), db=log.seq_db), raw)
+                checked_record(txn.get(prefix + pack(seq), db=log.seq_db), raw)
             except CorruptRecord as exc:
                 problems.append(Problem(where, f"seq {seq}: {exc}"))
                 continue
@@ -649,22 +639,22 @@ def _check_conflicts(log: LmdbLog, sessions: list[ExportedSession], force: bool)
 
 
 def _drop_session(log: LmdbLog, txn: lmdb.Transaction, tenant: str, session: str) -> None:
-    prefix = _session_prefix(tenant, session)
+    prefix = session_prefix(tenant, session)
     cursor = txn.cursor(log.seq_db)
     cursor.set_range(prefix)
     while bytes(cursor.key()).startswith(prefix):
-        lsn = _unpack(cursor.value()[:8])[0]
-        raw = txn.get(_pack(lsn), db=log.events_db)
+        lsn = unpack(cursor.value()[:8])[0]
+        raw = txn.get(pack(lsn), db=log.events_db)
         if raw is not None:
             key = decode_event(raw).dedupe_key
             if key is not None:
-                dedupe = txn.get(_dedupe_id(tenant, key), db=log.dedupe_db)
+                dedupe = txn.get(dedupe_id(tenant, key), db=log.dedupe_db)
                 if dedupe is not None and decode_receipt(dedupe).lsn == lsn:
-                    txn.delete(_dedupe_id(tenant, key), db=log.dedupe_db)
-            txn.delete(_pack(lsn), db=log.events_db)
+                    txn.delete(dedupe_id(tenant, key), db=log.dedupe_db)
+            txn.delete(pack(lsn), db=log.events_db)
         cursor.delete()
-    txn.delete(_session_id(tenant, session), db=log.snapshots_db)
-    txn.delete(_session_id(tenant, session), db=log.sessions_db)
+    txn.delete(session_id(tenant, session), db=log.snapshots_db)
+    txn.delete(session_id(tenant, session), db=log.sessions_db)
 
 
 def _import(log: LmdbLog, txn: lmdb.Transaction, sessions: list[ExportedSession]) -> int:
@@ -688,17 +678,17 @@ def _import(log: LmdbLog, txn: lmdb.Transaction, sessions: list[ExportedSession]
 
     written = 0
     for i, s in enumerate(sessions):
-        prefix = _session_prefix(s.tenant, s.session)
+        prefix = session_prefix(s.tenant, s.session)
         session_lsn = 0
         for data in s.records:
             new = restamp(i, data)
             head = decode_event_head(new)
-            txn.put(_pack(head.lsn), new, db=log.events_db)
-            txn.put(prefix + _pack(head.seq), seq_value(head.lsn, head.ts, head.priority, new), db=log.seq_db)
+            txn.put(pack(head.lsn), new, db=log.events_db)
+            txn.put(prefix + pack(head.seq), seq_value(head.lsn, head.ts, head.priority, new), db=log.seq_db)
             dedupe_key = decode_event(new).dedupe_key
             if dedupe_key is not None:
                 receipt = Receipt(s.tenant, s.session, head.seq, head.priority, head.lsn)
-                txn.put(_dedupe_id(s.tenant, dedupe_key), encode(receipt), db=log.dedupe_db)
+                txn.put(dedupe_id(s.tenant, dedupe_key), encode(receipt), db=log.dedupe_db)
             session_lsn = max(session_lsn, head.lsn)
             written += 1
         priority = [BufferedEvent.from_record(restamp(i, d)) for d in s.priority]
@@ -709,13 +699,13 @@ def _import(log: LmdbLog, txn: lmdb.Transaction, sessions: list[ExportedSession]
             head = decode_event_head(data)
             lsns[head.seq] = renumbered[(head.lsn, i)]
         meta = msgspec.structs.replace(s.meta, last_lsn=max(lsns.values(), default=0))
-        txn.put(_session_id(s.tenant, s.session), encode(meta), db=log.sessions_db)
+        txn.put(session_id(s.tenant, s.session), encode(meta), db=log.sessions_db)
         if s.snapshot is not None:
             # The snapshot covered everything up to its last seq: its LSN is
             # now that of the newest of those events.
             covered = max((lsn for seq, lsn in lsns.items() if seq <= s.snapshot.last_seq), default=0)
             head = msgspec.structs.replace(s.snapshot, lsn=covered)
-            txn.put(_session_id(s.tenant, s.session), encode_snapshot(head, priority, regular), db=log.snapshots_db)
+            txn.put(session_id(s.tenant, s.session), encode_snapshot(head, priority, regular), db=log.snapshots_db)
     if renumbered:
         log.set_lsn_high_water(txn, max(last_lsn, *renumbered.values()))
     return written
