@@ -13,7 +13,7 @@ import websockets.sync.client
 from websockets.exceptions import ConnectionClosed
 
 from laneway.core import MAX_PAYLOAD_DEPTH
-from laneway.engine import _engine
+from laneway.engine import _intake
 
 from .conftest import Server, close_code, masked_frame, raw_upgrade, read_frames
 
@@ -104,7 +104,7 @@ def test_an_unencodable_stored_event_does_not_stop_delivery_or_history(server: S
         json_sub.send(json.dumps({"type": "subscribe", "tenant": "acme", "recent": 0}))
         assert json.loads(json_sub.recv(timeout=10))["type"] == "sync"
         assert json.loads(compat.recv(timeout=10))["type"] == "initial"
-        monkeypatch.setattr(_engine, "check_payload", lambda *a, **k: None)
+        monkeypatch.setattr(_intake, "check_payload", lambda *a, **k: None)
         server.engine.submit("acme", "s", "Old", {"ext": msgspec.msgpack.Ext(3, b"\xff"), "k": {None: 1}})
         monkeypatch.undo()
         server.engine.submit("acme", "s", "New", {"fine": True})

@@ -39,8 +39,6 @@ from ..actors import (
     write_snapshots,
 )
 from ..core import (
-    ENCODE_ERRORS,
-    MAX_PAYLOAD_DEPTH,
     MAX_SEQ,
     PRIORITY_LEVELS,
     AuditRecord,
@@ -52,10 +50,7 @@ from ..core import (
     EngineClosed,
     Event,
     InvalidEvent,
-    InvalidPayload,
     LanewayError,
-    PayloadTooDeep,
-    PayloadTooLarge,
     Receipt,
     Statistics,
     StorageError,
@@ -63,23 +58,19 @@ from ..core import (
     Summaries,
     TenantConfig,
     TenantSummary,
-    check_payload,
     check_priority,
     decode_event,
-    encode,
     merge_recent,
     now_ms,
     summarize_session,
-    validate_dedupe_key,
     validate_session,
-    validate_source,
     validate_tenant,
-    validate_type,
 )
 from ..persistence import CONFLICTING_WRITER, DataDirLock, LmdbLog, Log, MemoryLog, WalWriter, WriterTask
 from ._admission import Admission, EngineOverloaded
 from ._config import EngineConfig, load_config
 from ._housekeeper import Housekeeper, HousekeepingReport
+from ._intake import Intake
 from ._process import EngineForked, refuse, register, same_process, unregister
 from ._subscription import Subscription, SubscriptionHub
 
@@ -91,7 +82,6 @@ log = logging.getLogger("laneway.engine")
 # passivated in between (rare twice in a row) or its actor died at start.
 _MAX_ACTIVATIONS = 100
 
-_ITEM_KEYS = frozenset({"tenant", "session", "type", "payload", "dedupe_key", "source", "priority", "attrs"})
 
 
 class Engine:
@@ -145,8 +135,7 @@ class Engine:
         self._setup_lock = threading.Lock()
         # Names already validated: checking a set is cheaper than a regex,
         # and producers reuse the same few sessions and types. Bounded.
-        self._valid_keys: set[tuple[str, str]] = set()
-        self._valid_labels: set[str] = set()
+        self._intake = Intake(config.max_payload_bytes)
         # Admission: in-flight accounting, the FIFO of waiting callers and
         # the closing flag share one condition, so close() can wait for
         # in-flight work to reach zero knowing no new work slips in after.
@@ -351,22 +340,22 @@ class Engine:
         before anything is written: one bad item raises and nothing of the
         batch is written.
         """
-        return self._send(self._parse_items(items), single=False, block=True).result()  # type: ignore[no-any-return]
+        return self._send(self._intake.parse(items), single=False, block=True).result()  # type: ignore[no-any-return]
 
     def send_many(self, items: Iterable[Sequence[Any] | Mapping[str, Any]]) -> Future[list[Receipt]]:
         """`submit_many` without waiting (raises `EngineOverloaded` when full)."""
-        return self._send(self._parse_items(items), single=False, block=False)
+        return self._send(self._intake.parse(items), single=False, block=False)
 
     async def asubmit_many(self, items: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[Receipt]:
         """`submit_many` for trio."""
-        return await self._asend(self._parse_items(items), single=False)  # type: ignore[no-any-return]
+        return await self._asend(self._intake.parse(items), single=False)  # type: ignore[no-any-return]
 
     async def _asend(self, items: list[tuple[Any, ...]], *, single: bool) -> Any:
         import trio
 
         from ._trio import await_future, wait_admitted
 
-        grouped, nbytes, _, _ = self._validate(items, partial=False)
+        grouped, nbytes, _, _ = self._intake.validate(items, partial=False)
         count = len(items)
         producer = trio.lowlevel.current_task()  # a trio task is a producer of its own
         if count:
@@ -375,33 +364,6 @@ class Engine:
             await wait_admitted(self._admission, self._admission.enqueue(producer, count, nbytes))
         return await await_future(self._dispatch_all(grouped, producer, count, nbytes, single=single))
 
-    def _parse_items(self, items: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-        """Batch items in the internal 8-field shape, checked for shape only."""
-        parsed: list[tuple[Any, ...]] = []
-        for index, item in enumerate(items):
-            if type(item) is tuple and len(item) == 8:
-                parsed.append(item)  # the internal shape already (the gateway's publishes)
-            elif type(item) is tuple and len(item) == 4:
-                parsed.append((*item, None, None, None, None))
-            elif isinstance(item, Mapping):
-                if not item.keys() <= _ITEM_KEYS:
-                    raise InvalidEvent(f"batch item {index}: unknown key(s) {sorted(set(item) - _ITEM_KEYS)}")
-                try:
-                    parsed.append(
-                        (item["tenant"], item["session"], item["type"], item.get("payload"), item.get("dedupe_key"),
-                         item.get("source"), item.get("priority"), item.get("attrs"))
-                    )
-                except KeyError as exc:
-                    raise InvalidEvent(f"batch item {index} has no {exc.args[0]!r}") from None
-            elif isinstance(item, (tuple, list)) and len(item) in (3, 4):
-                parsed.append((item[0], item[1], item[2], item[3] if len(item) == 4 else None, None, None, None, None))
-            else:
-                raise InvalidEvent(
-                    f"batch item {index} must be a (tenant, session, type, payload) tuple, "
-                    "the full 8-field tuple or a dict with those keys"
-                )
-        return parsed
-
     def send_each(self, items: Iterable[Sequence[Any] | Mapping[str, Any]]) -> Future[list[Receipt | LanewayError]]:
         """`send_many` where every item stands alone: the result holds, in
         item order, a `Receipt` or the `LanewayError` that item met (bad
@@ -409,8 +371,8 @@ class Engine:
         instead of one bad item failing the batch. Never blocks (raises
         `EngineOverloaded`). This is how the gateway publishes many clients'
         events as one batch while answering each client on its own."""
-        parsed = self._parse_items(items)
-        grouped, nbytes, positions, outcome = self._validate(parsed, partial=True)
+        parsed = self._intake.parse(items)
+        grouped, nbytes, positions, outcome = self._intake.validate(parsed, partial=True)
         result: Future[list[Receipt | LanewayError]] = Future()
         if not positions:
             result.set_result(outcome)
@@ -441,38 +403,10 @@ class Engine:
             self._dispatch(tenant, session, submissions, ticket)
         return result
 
-    def _validate(
-        self, items: list[tuple[Any, ...]], *, partial: bool
-    ) -> tuple[dict[tuple[str, str], list[Submission]], int, list[int], list[Any]]:
-        """Validate and encode items, grouped by session. Returns the groups,
-        their bytes, the original index of each valid item (its ticket slot
-        is its position in this list) and, with `partial`, each invalid
-        item's error in its slot; without, the first error raises."""
-        grouped: dict[tuple[str, str], list[Submission]] = {}
-        nbytes = 0
-        positions: list[int] = []
-        outcome: list[Any] = [None] * len(items) if partial else []
-        for index, (tenant, session, type_, payload, dedupe_key, source, priority, attrs) in enumerate(items):
-            try:
-                self._check_key(tenant, session)
-                submission = self._prepare(len(positions), type_, payload, dedupe_key, source, priority, attrs)
-            except LanewayError as exc:
-                if partial:
-                    outcome[index] = exc
-                    continue
-                if len(items) == 1:
-                    raise
-                # Same class, with the item's position: the caller sees which one.
-                raise type(exc)(f"batch item {index}: {exc}") from None
-            positions.append(index)
-            grouped.setdefault((tenant, session), []).append(submission)
-            nbytes += submission.nbytes
-        return grouped, nbytes, positions, outcome
-
     def _send(self, items: list[tuple[Any, ...]], *, single: bool, block: bool) -> Future[Any]:
         """Validate every item, then admit and dispatch them all: the one
         path behind submit, send, asubmit and their batch forms."""
-        grouped, nbytes, _, _ = self._validate(items, partial=False)
+        grouped, nbytes, _, _ = self._intake.validate(items, partial=False)
         count = len(items)
         producer = threading.get_ident()  # fair shares are per calling thread
         if count:
@@ -492,70 +426,6 @@ class Engine:
         for (tenant, session), submissions in grouped.items():
             self._dispatch(tenant, session, submissions, ticket)
         return future
-
-    def _check_key(self, tenant: object, session: object) -> None:
-        key = (tenant, session)
-        if type(tenant) is str and type(session) is str and key in self._valid_keys:
-            return
-        validate_tenant(tenant)
-        validate_session(session)
-        if len(self._valid_keys) > 65536:
-            self._valid_keys.clear()
-        self._valid_keys.add(key)  # type: ignore[arg-type]
-
-    def _check_label(self, label: object, validate: Any) -> None:
-        if type(label) is str and label in self._valid_labels:
-            return
-        validate(label)
-        if len(self._valid_labels) > 4096:
-            self._valid_labels.clear()
-        self._valid_labels.add(label)  # type: ignore[arg-type]
-
-    def _prepare(
-        self,
-        index: int,
-        type_: Any,
-        payload: Any,
-        dedupe_key: Any,
-        source: Any,
-        priority: Any,
-        attrs: Any = None,
-    ) -> Submission:
-        self._check_label(type_, validate_type)
-        if dedupe_key is not None:
-            validate_dedupe_key(dedupe_key)
-            if type(dedupe_key) is not str:
-                dedupe_key = str(dedupe_key)  # a DerivedKey: msgspec stores plain str only
-        if source is not None:
-            self._check_label(source, validate_source)
-        if priority is not None:
-            check_priority(priority)
-        try:
-            raw = encode(payload)
-        except RecursionError:
-            raise PayloadTooDeep(f"payload of {type_!r} nests deeper than {MAX_PAYLOAD_DEPTH} levels") from None
-        except ENCODE_ERRORS as exc:
-            raise InvalidPayload(
-                f"payload of {type_!r} cannot be encoded: {exc}; use JSON-like values "
-                "(dict, list, str, int, float, bool, None)"
-            ) from None
-        check_payload(payload, raw)
-        raw_attrs: bytes | None = None
-        if attrs is not None:
-            if not isinstance(attrs, Mapping) or not all(isinstance(k, str) for k in attrs):
-                raise InvalidEvent(f"attrs of {type_!r} must be a dict with str keys, got {type(attrs).__name__}")
-            try:
-                raw_attrs = encode(attrs)
-            except ENCODE_ERRORS as exc:
-                raise InvalidPayload(f"attrs of {type_!r} cannot be encoded: {exc}") from None
-            check_payload(attrs, raw_attrs, what="attrs")
-        size = len(raw) + (len(raw_attrs) if raw_attrs is not None else 0)
-        if size > self.config.max_payload_bytes:
-            raise PayloadTooLarge(
-                f"payload of {type_!r} is {size} bytes encoded; the limit is "
-                f"{self.config.max_payload_bytes} (max_payload_bytes)"
-            )
-        return Submission(type_, raw, priority, dedupe_key, source, index, raw_attrs)
 
     def _admit(self, producer: object, count: int, nbytes: int, *, block: bool) -> None:
         if block:
