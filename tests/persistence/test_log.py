@@ -208,6 +208,19 @@ def test_both_logs_implement_every_method_of_the_log_interface() -> None:
             assert list(ours.parameters) == list(theirs.parameters)[: len(ours.parameters)], (cls.__name__, name)
 
 
+
+def test_both_logs_carry_every_attribute_of_the_log_interface(tmp_path: Path) -> None:
+    from laneway.persistence import Log
+
+    lmdb_log = LmdbLog(tmp_path / "wal")
+    try:
+        for log_ in (lmdb_log, MemoryLog()):
+            for name in Log.__annotations__:
+                assert hasattr(log_, name), (type(log_).__name__, name)
+    finally:
+        lmdb_log.close()
+
+
 def test_a_memory_engine_takes_a_retention_change(caplog: pytest.LogCaptureFixture) -> None:
     from laneway import Engine, EngineConfig
 

@@ -960,14 +960,14 @@ class Engine:
 
     def _record_upgrade(self) -> None:
         """Say in the audit log that this open upgraded the data format."""
-        upgraded = getattr(self._log, "upgraded_from", None)
+        upgraded = self._log.upgraded_from
         if upgraded is None:
             return
         record = AuditRecord(
             ts=self._table.clock(),
             actor="laneway",
             action="upgrade",
-            changes={"from_format": upgraded, "backup": str(getattr(self._log, "backup_path", ""))},
+            changes={"from_format": upgraded, "backup": str(self._log.backup_path or "")},
         )
         self._write_control([("audit", None, msgspec.json.encode(record))])
 

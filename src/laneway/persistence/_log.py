@@ -184,6 +184,9 @@ class Log(Protocol):
     once the batches are durable (or raises `StorageError`)."""
 
     last_lsn: int
+    # Set when opening upgraded an older data format (after a backup to backup_path).
+    upgraded_from: int | None
+    backup_path: Path | None
 
     def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None: ...
     def probe(self) -> None: ...
@@ -820,6 +823,8 @@ class MemoryLog:
 
     def __init__(self) -> None:
         self.last_lsn = 0
+        self.upgraded_from: int | None = None  # memory is never upgraded
+        self.backup_path: Path | None = None
         self._records: dict[int, bytes] = {}
         self._seq: dict[tuple[str, str], dict[int, int]] = {}
         self._dedupe: dict[tuple[str, str], Receipt] = {}
