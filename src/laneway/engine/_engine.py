@@ -65,7 +65,8 @@ from ._config import EngineConfig, load_config
 from ._housekeeper import Housekeeper, HousekeepingReport
 from ._intake import Intake
 from ._process import EngineForked, refuse, register, same_process, unregister
-from ._queries import Queries, check_limit
+from ._queries import Queries
+from ._settings import Settings
 from ._subscription import Subscription, SubscriptionHub
 
 __all__ = ["Engine", "EngineOverloaded", "EngineForked"]
@@ -120,10 +121,7 @@ class Engine:
         # commit thread decode every event, which costs ~1 us each.
         self._hub = SubscriptionHub(on_first=self._applier.add_sink, on_last=self._applier.remove_sink)
         self._contexts: dict[str, TenantContext] = {}
-        self._tenant_configs: dict[str, TenantConfig] = dict(config.tenants)
-        # Runtime overrides per tenant (durable), on top of file and env.
-        self._overrides: dict[str, dict[str, Any]] = {}
-        self._configure_lock = threading.Lock()
+        self._settings = Settings(config, self._table, log_, self._writer, self._contexts, self._write_control)
         self._tenants: dict[str, pykka.ActorRef[Any]] = {}
         self._routes: dict[tuple[str, str], Route] = {}
         self._setup_lock = threading.Lock()
@@ -143,10 +141,10 @@ class Engine:
             log_,
             self._routes,
             lambda: dict(self._tenants),
-            self.tenant_config,
-            lambda: [self.config.defaults, *self._tenant_configs.values()],
+            self._settings.tenant_config,
+            self._settings.all_configs,
         )
-        self._queries = Queries(config, self._table, log_, self._writer, self._housekeeper, self.tenant_config)
+        self._queries = Queries(config, self._table, log_, self._writer, self._housekeeper, self._settings.tenant_config)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -191,7 +189,7 @@ class Engine:
                 lock.acquire()
                 log_ = LmdbLog(directory / "wal", sync=resolved.fsync, map_size=resolved.map_size_bytes)
             engine = cls(config=resolved, log_=log_, lock=lock, path=directory, clock=clock)
-            engine._restore_runtime_config()
+            engine._settings.restore()
             engine._restore()
             engine._writer.start()
             engine._record_upgrade()
@@ -522,16 +520,16 @@ class Engine:
             with self._table.lock:
                 ctx = self._contexts.get(tenant)
                 if ctx is None:
-                    ctx = TenantContext(tenant, self.tenant_config(tenant), self._log)
+                    ctx = TenantContext(tenant, self._settings.tenant_config(tenant), self._log)
                     self._contexts[tenant] = ctx
         return ctx
 
-    # -- configuration -------------------------------------------------------
+    # -- configuration (engine/_settings.py) ---------------------------------
 
     @same_process
     def tenant_config(self, tenant: str) -> TenantConfig:
         """The settings `tenant` runs with now (including runtime changes)."""
-        return self._tenant_configs.get(tenant, self.config.defaults)
+        return self._settings.tenant_config(tenant)
 
     @same_process
     def configure(self, tenant: str, *, actor: str = "embedded", reset: bool = False, **changes: Any) -> TenantConfig:
@@ -547,55 +545,12 @@ class Engine:
         `actor`. Raises `ConfigError` and changes nothing if any value is
         invalid.
         """
-        validate_tenant(tenant)
-        if "rules" in changes:
-            changes["rules"] = [msgspec.to_builtins(r) if isinstance(r, msgspec.Struct) else r for r in changes["rules"]]
-        with self._configure_lock:
-            overrides = {} if reset else dict(self._overrides.get(tenant, {}))
-            overrides.update(changes)
-            new = self.config.tenant(tenant).merged(overrides)
-            record = AuditRecord(
-                ts=self._table.clock(),
-                actor=actor,
-                action="reset" if reset else "configure",
-                tenant=tenant,
-                changes=msgspec.to_builtins(changes),
-                config=msgspec.to_builtins(new),
-            )
-            self._write_control(
-                [
-                    ("config", tenant.encode(), msgspec.json.encode(overrides) if overrides else None),
-                    ("audit", None, msgspec.json.encode(record)),
-                ]
-            )
-            self._overrides[tenant] = overrides
-            old = self.tenant_config(tenant)
-            self._apply_tenant_config(tenant, new)
-            if (old.wal_retention(0), old.wal_retention(1)) != (new.wal_retention(0), new.wal_retention(1)):
-                # Retention cursors assume each record's period never
-                # changes; rescan from the start once.
-                self._writer.put_task(WriterTask(lambda log_: log_.reset_trim_cursors()))
-        return new
-
-    def _apply_tenant_config(self, tenant: str, new: TenantConfig) -> None:
-        with self._table.lock:
-            self._tenant_configs[tenant] = new
-            ctx = self._contexts.get(tenant)
-            if ctx is not None:
-                ctx.rules = (new, new.classifier())
-            now = self._table.clock()
-            for state in self._table.tenant(tenant).values():
-                if state.bucket is not None:  # a cold session loads with the new config
-                    state.bucket.reconfigure(new, now)
+        return self._settings.configure(tenant, actor=actor, reset=reset, changes=changes)
 
     @same_process
     def audit_log(self, limit: int = 100, tenant: str | None = None) -> list[AuditRecord]:
         """The newest `limit` administrative changes (oldest first)."""
-        check_limit(limit)
-        records = [msgspec.json.decode(value, type=AuditRecord) for _, value in self._log.read_control("audit")]
-        if tenant is not None:
-            records = [r for r in records if r.tenant == tenant]
-        return records[-limit:]
+        return self._settings.audit_log(limit, tenant)
 
     def _write_control(self, puts: list[tuple[str, bytes | None, bytes | None]]) -> None:
         """Commit a control write through the WAL writer and wait for it.
@@ -606,18 +561,6 @@ class Engine:
             self._writer.run_task(lambda log_: log_.write_control(puts))
         finally:
             self._admission.release(producer, 1, 0)
-
-    def _restore_runtime_config(self) -> None:
-        for key, value in self._log.read_control("config"):
-            tenant = key.decode()
-            overrides = msgspec.json.decode(value)
-            try:
-                config = self.config.tenant(tenant).merged(overrides)
-            except ConfigError as exc:
-                log.warning("ignoring stored runtime settings of tenant %s: %s", tenant, exc)
-                continue
-            self._overrides[tenant] = overrides
-            self._tenant_configs[tenant] = config
 
     # -- queries (engine/_queries.py) ---------------------------------------
 
