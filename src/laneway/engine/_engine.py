@@ -49,10 +49,8 @@ from ..core import (
     InvalidEvent,
     LanewayError,
     Receipt,
-    Statistics,
     StorageError,
     Submission,
-    Summaries,
     TenantConfig,
     check_priority,
     now_ms,
@@ -64,7 +62,7 @@ from ._admission import Admission, EngineOverloaded
 from ._config import EngineConfig, load_config
 from ._housekeeper import Housekeeper, HousekeepingReport
 from ._intake import Intake
-from ._process import EngineForked, refuse, register, same_process, unregister
+from ._process import EngineForked, delegate, refuse, register, same_process, unregister
 from ._queries import Queries
 from ._settings import Settings
 from ._subscription import Subscription, SubscriptionHub
@@ -526,10 +524,8 @@ class Engine:
 
     # -- configuration (engine/_settings.py) ---------------------------------
 
-    @same_process
-    def tenant_config(self, tenant: str) -> TenantConfig:
-        """The settings `tenant` runs with now (including runtime changes)."""
-        return self._settings.tenant_config(tenant)
+    tenant_config = delegate(Settings.tenant_config, "_settings")
+    audit_log = delegate(Settings.audit_log, "_settings")
 
     @same_process
     def configure(self, tenant: str, *, actor: str = "embedded", reset: bool = False, **changes: Any) -> TenantConfig:
@@ -547,11 +543,6 @@ class Engine:
         """
         return self._settings.configure(tenant, actor=actor, reset=reset, changes=changes)
 
-    @same_process
-    def audit_log(self, limit: int = 100, tenant: str | None = None) -> list[AuditRecord]:
-        """The newest `limit` administrative changes (oldest first)."""
-        return self._settings.audit_log(limit, tenant)
-
     def _write_control(self, puts: list[tuple[str, bytes | None, bytes | None]]) -> None:
         """Commit a control write through the WAL writer and wait for it.
         Admitted like an event, so close() waits for it."""
@@ -564,72 +555,15 @@ class Engine:
 
     # -- queries (engine/_queries.py) ---------------------------------------
 
-    @same_process
-    def recent(
-        self,
-        tenant: str,
-        session: str | None = None,
-        *,
-        limit: int = 100,
-        min_priority: int = 0,
-        types: Collection[str] | None = None,
-    ) -> list[Event]:
-        """Buffered events, priority first: every priority event that fits in
-        `limit`, then the newest regular ones, in commit order. Without
-        `session`, across all of the tenant's sessions."""
-        return self._queries.recent(tenant, session, limit=limit, min_priority=min_priority, types=types)
-
-    @same_process
-    def snapshot(
-        self,
-        tenant: str,
-        *,
-        sessions: Collection[str] | None = None,
-        limit: int = 100,
-        min_priority: int = 0,
-        types: Collection[str] | None = None,
-    ) -> tuple[list[Event], dict[str, tuple[int, int]]]:
-        """`recent` over `sessions` (None: all) and each session's (epoch,
-        last committed seq), read together (what a subscriber's first frame
-        needs)."""
-        return self._queries.snapshot(tenant, sessions=sessions, limit=limit, min_priority=min_priority, types=types)
-
-    @same_process
-    def events(self, tenant: str, session: str, after_seq: int = 0, limit: int = 1000) -> list[Event]:
-        """A session's full history from the WAL (including what the buckets
-        evicted): up to `limit` events with seq > `after_seq`, in seq order."""
-        return self._queries.events(tenant, session, after_seq, limit)
-
-    @same_process
-    def find_dedupe_key(self, tenant: str, prefix: str) -> str | None:
-        """A durable dedupe key of `tenant` starting with `prefix`, if any."""
-        return self._queries.find_dedupe_key(tenant, prefix)
-
-    @same_process
-    def sessions(self, tenant: str) -> list[str]:
-        """Names of the tenant's known sessions (those with at least one event)."""
-        return self._queries.sessions(tenant)
-
-    @same_process
-    def tenants(self) -> list[str]:
-        return self._queries.tenants()
-
-    @same_process
-    def session_heads(self, tenant: str) -> dict[str, tuple[int, int]]:
-        """{session: (epoch, last committed seq)} for the tenant's sessions."""
-        return self._queries.session_heads(tenant)
-
-    @same_process
-    def summaries(self, tenant: str | None = None, sessions: Collection[str] | None = None) -> Summaries:
-        """Counts by type and priority and last activity, per session and per
-        tenant; `tenant` narrows to one tenant, `sessions` to those sessions."""
-        return self._queries.summaries(tenant, sessions)
-
-    @same_process
-    def statistics(self, tenant: str | None = None, session: str | None = None) -> Statistics:
-        """Counts by priority, bucket fill, evictions, dedupe hits, last LSN;
-        at engine scope also memory and group-commit figures."""
-        return self._queries.statistics(tenant, session)
+    recent = delegate(Queries.recent, "_queries")
+    snapshot = delegate(Queries.snapshot, "_queries")
+    events = delegate(Queries.events, "_queries")
+    find_dedupe_key = delegate(Queries.find_dedupe_key, "_queries")
+    sessions = delegate(Queries.sessions, "_queries")
+    tenants = delegate(Queries.tenants, "_queries")
+    session_heads = delegate(Queries.session_heads, "_queries")
+    summaries = delegate(Queries.summaries, "_queries")
+    statistics = delegate(Queries.statistics, "_queries")
 
     # -- subscriptions and sinks --------------------------------------------
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 from ..core import EngineClosed
 
-__all__ = ["EngineForked", "register", "unregister", "same_process", "refuse"]
+__all__ = ["EngineForked", "register", "unregister", "same_process", "refuse", "delegate"]
 
 log = logging.getLogger("laneway.engine")
 
@@ -73,6 +73,21 @@ def same_process(method: F) -> F:
         return method(self, *args, **kwargs)
 
     return guarded  # type: ignore[return-value]
+
+
+def delegate(method: Callable[..., Any], component: str) -> Any:
+    """An engine method that hands the call to the part that does the work
+    (``self.<component>``), under the fork guard, with `method`'s name,
+    docstring and signature: the facade stays one line per method."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def facade(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.forked_from is not None:
+            raise refuse(self.forked_from)
+        return getattr(getattr(self, component), name)(*args, **kwargs)
+
+    return facade
 
 
 def _after_fork_in_child() -> None:

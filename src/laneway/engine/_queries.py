@@ -43,6 +43,9 @@ def check_limit(limit: object) -> None:
 
 
 class Queries:
+    """The engine's read side; every method is thread-safe and never waits
+    on the writer (`Engine` exposes them one to one)."""
+
     def __init__(
         self,
         config: EngineConfig,

@@ -33,6 +33,9 @@ ControlWrite = Callable[[list[tuple[str, bytes | None, bytes | None]]], None]
 
 
 class Settings:
+    """Owns each tenant's current `TenantConfig` and its runtime overrides.
+    `configure` calls are serialised; reads take no lock."""
+
     def __init__(
         self,
         config: EngineConfig,
@@ -54,6 +57,7 @@ class Settings:
         self._configure_lock = threading.Lock()
 
     def tenant_config(self, tenant: str) -> TenantConfig:
+        """The settings `tenant` runs with now (including runtime changes)."""
         return self._tenant_configs.get(tenant, self.config.defaults)
 
     def all_configs(self) -> list[TenantConfig]:
@@ -61,18 +65,7 @@ class Settings:
         return [self.config.defaults, *self._tenant_configs.values()]
 
     def configure(self, tenant: str, *, actor: str, reset: bool, changes: dict[str, Any]) -> TenantConfig:
-        """Change a tenant's settings now, without a restart; return the result.
-
-        Accepts any `TenantConfig` field: bucket limits, retention, overflow
-        strategy, rules (a list of `PriorityRule` or dicts). Buckets shrink
-        immediately if the new limits are smaller (evictions are counted).
-        Runtime changes are durable: they are stored in the data dir and
-        applied on top of file and environment settings at every open, until
-        ``reset=True`` drops them (``changes`` then apply to the file/env
-        settings afresh). Each change is recorded in the audit log with
-        `actor`. Raises `ConfigError` and changes nothing if any value is
-        invalid.
-        """
+        """`Engine.configure` (its docstring says what may change and how)."""
         validate_tenant(tenant)
         if "rules" in changes:
             changes["rules"] = [msgspec.to_builtins(r) if isinstance(r, msgspec.Struct) else r for r in changes["rules"]]
