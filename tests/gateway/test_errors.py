@@ -47,3 +47,4 @@ def test_an_unlisted_subclass_takes_its_nearest_base_entry() -> None:
 
     assert wire_error(Renamed("x")) == ERRORS[InvalidPayload]
     assert wire_error(ValueError("not ours")).code == "internal"
+

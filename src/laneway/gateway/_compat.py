@@ -29,7 +29,7 @@ from ..core import (
 )
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from ._hub import EngineView
 
 __all__ = ["COMPAT", "CompatCodec", "hook_event", "from_hook_event", "encode_json_safely", "recent_across_tenants"]
 
@@ -57,7 +57,7 @@ def from_hook_event(data: Any) -> tuple[str, str, str, Any, dict[str, Any]]:
     return tenant, session, data["hook_event_type"], data["payload"], attrs
 
 
-def recent_across_tenants(engine: Engine, limit: int) -> tuple[list[Event], dict[tuple[str, str], tuple[int, int]]]:
+def recent_across_tenants(engine: EngineView, limit: int) -> tuple[list[Event], dict[tuple[str, str], tuple[int, int]]]:
     """The `limit` newest events of all tenants together (the HookEvent
     view spans tenants), and every session's (epoch, last seq). Blocking:
     call it off the event loop."""

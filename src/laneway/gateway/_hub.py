@@ -46,9 +46,11 @@ from ._compat import COMPAT, CompatCodec, recent_across_tenants
 from ._config import GatewayConfig
 
 if TYPE_CHECKING:
-    from ..engine import Engine
+    from concurrent.futures import Future
 
-__all__ = ["Hub", "Writer", "COMPAT_CODEC", "PendingPublish"]
+    from ..core import Event, Statistics, Summaries, TenantConfig
+
+__all__ = ["Hub", "Writer", "EngineView", "COMPAT_CODEC", "PendingPublish"]
 
 log = logging.getLogger("laneway.gateway")
 
@@ -85,8 +87,24 @@ class Writer(Protocol):
     def pending_bytes(self) -> int: ...
 
 
+class EngineView(Protocol):
+    """What the hub needs of the engine, and nothing more: a batch submit
+    for publishes, and the reads a subscription's first frames are made of.
+    `laneway.Engine` is one; a test (or a cluster node) can be another."""
+
+    def send_each(self, items: Any) -> Future[list[Any]]: ...
+    def snapshot(
+        self, tenant: str, *, sessions: Any = None, limit: int = 100, min_priority: int = 0, types: Any = None
+    ) -> tuple[list[Event], dict[str, tuple[int, int]]]: ...
+    def events(self, tenant: str, session: str, after_seq: int = 0, limit: int = 1000) -> list[Event]: ...
+    def statistics(self, tenant: str | None = None, session: str | None = None) -> Statistics: ...
+    def tenant_config(self, tenant: str) -> TenantConfig: ...
+    def summaries(self, tenant: str | None = None, sessions: Any = None) -> Summaries: ...
+    def tenants(self) -> list[str]: ...
+
+
 class Hub:
-    def __init__(self, engine: Engine, config: GatewayConfig, clock: Callable[[], int]) -> None:
+    def __init__(self, engine: EngineView, config: GatewayConfig, clock: Callable[[], int]) -> None:
         self.engine = engine
         self.config = config
         self.clock = clock
