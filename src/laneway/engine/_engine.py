@@ -57,7 +57,7 @@ from ..core import (
     validate_session,
     validate_tenant,
 )
-from ..persistence import CONFLICTING_WRITER, DataDirLock, LmdbLog, Log, MemoryLog, WalWriter, WriterTask
+from ..persistence import DataDirLock, LmdbLog, Log, MemoryLog, WalWriter, WriterTask
 from ._admission import Admission, EngineOverloaded
 from ._config import EngineConfig, load_config
 from ._housekeeper import Housekeeper, HousekeepingReport
@@ -454,8 +454,7 @@ class Engine:
         if failure is None:
             return None
         since = time.time() - (self._writer.failed_since or time.time())
-        permanent = failure.cause in ("internal error", CONFLICTING_WRITER)
-        then = "reopen the engine" if permanent else "it retries by itself; free space or fix the disk"
+        then = "it retries by itself; free space or fix the disk" if self._writer.retrying else "reopen the engine"
         return f"{failure.cause} for {since:.0f} s: {failure}; {then}"
 
     def wait_for_storage(self, timeout: float | None = None) -> bool:

@@ -14,11 +14,10 @@ import trio
 
 if TYPE_CHECKING:
     from ._admission import Admission, Waiter
-    from ._engine import Engine
 
 T = TypeVar("T")
 
-__all__ = ["await_future", "wait_for_capacity", "wait_admitted"]
+__all__ = ["await_future", "wait_admitted"]
 
 
 async def await_future(future: Future[T]) -> T:
@@ -36,15 +35,6 @@ async def await_future(future: Future[T]) -> T:
         future.add_done_callback(wake)
         await done.wait()
     return future.result()
-
-
-async def wait_for_capacity(engine: Engine) -> None:
-    """Wait for in-flight work to drain below the engine's limits.
-
-    Only reached when the engine is overloaded, so parking one worker thread
-    for the wait is acceptable; the loop is never blocked.
-    """
-    await trio.to_thread.run_sync(engine.wait_for_capacity, 1.0, abandon_on_cancel=True)
 
 
 async def wait_admitted(admission: Admission, waiter: Waiter) -> None:

@@ -256,6 +256,8 @@ def _put_new(cursor: lmdb.Cursor, items: list[tuple[bytes, bytes]], what: str, *
 # The one storage failure a retry must not clear: another engine wrote into
 # this data dir, so in-memory seqs are no longer the truth.
 CONFLICTING_WRITER = "another writer in this data dir"
+# ...and the other: an unexpected exception in the commit path (a bug).
+INTERNAL_ERROR = "internal error"
 
 
 # Free space below which a failed write is put down to a full disk: 1 MiB,

@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..core import Clock, CommitStatistics, EngineClosed, StorageError, now_ms, percentile
-from ._log import CONFLICTING_WRITER, Log, WriteBatch
+from ._log import CONFLICTING_WRITER, INTERNAL_ERROR, Log, WriteBatch
 
 __all__ = ["WalWriter", "WriterTask"]
 
@@ -34,7 +34,7 @@ log = logging.getLogger("laneway.wal")
 _STOP = object()
 # Failures a successful probe does not undo: another engine wrote into the
 # data dir, or a bug in the commit path; the engine must be reopened.
-_PERMANENT = frozenset({CONFLICTING_WRITER, "internal error"})
+_PERMANENT = frozenset({CONFLICTING_WRITER, INTERNAL_ERROR})
 
 
 class WriterTask:
@@ -246,7 +246,7 @@ class WalWriter:
             return False
         except Exception as exc:  # a bug, but never strand the producers
             log.exception("WAL commit raised unexpectedly")
-            self._set_failure(StorageError(f"WAL commit failed: {exc!r}", cause="internal error"))
+            self._set_failure(StorageError(f"WAL commit failed: {exc!r}", cause=INTERNAL_ERROR))
             self._fail(group, self.failure or exc)
             return False
         self._window.append((count, time.perf_counter() - started))
@@ -262,14 +262,19 @@ class WalWriter:
 
     def _set_failure(self, exc: StorageError) -> None:
         if self.failure is None:
-            retrying = self._recover is not None and exc.cause not in _PERMANENT
-            then = f"retrying every {self._retry_s:g} s" if retrying else "reopen the engine to resume"
-            log.error("%s; the engine refuses new events until storage works again (%s)", exc, then)
             self.failure = exc
+            then = f"retrying every {self._retry_s:g} s" if self.retrying else "reopen the engine to resume"
+            log.error("%s; the engine refuses new events until storage works again (%s)", exc, then)
             self.healthy.clear()
             self.failed_since = time.time()
             self.failures += 1
             self._next_probe = time.monotonic() + self._retry_s
+
+    @property
+    def retrying(self) -> bool:
+        """A failure stands and the writer will clear it once a probe write
+        succeeds (False for failures only a reopen clears)."""
+        return self.failure is not None and self._recover is not None and self.failure.cause not in _PERMANENT
 
     def _maybe_recover(self) -> None:
         """Probe a failed log; once it writes and the engine is quiet, clear."""
