@@ -110,7 +110,7 @@ def test_audit_log_keeps_the_newest_records() -> None:
 
 
 def test_lmdb_audit_trim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import laneway.persistence._log as log_module
+    import laneway.persistence._lmdb as log_module
     from laneway.persistence import LmdbLog
 
     monkeypatch.setattr(log_module, "AUDIT_KEEP", 3)

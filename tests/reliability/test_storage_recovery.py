@@ -147,6 +147,6 @@ def test_a_real_full_tmpfs_under_load_loses_and_duplicates_nothing(tmp_path: Pat
     ],
 )
 def test_causes_are_named(error: BaseException, cause: str, tmp_path: Path) -> None:
-    from laneway.persistence._log import storage_cause
+    from laneway.persistence._faults import storage_cause
 
     assert storage_cause(error, tmp_path) == cause  # tmp_path has room: EIO stays EIO

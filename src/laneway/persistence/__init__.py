@@ -4,38 +4,38 @@ Depends only on `laneway.core`. Nothing here knows about actors: batches
 carry an opaque token that the layer above uses to find its waiters.
 """
 
-from ._lock import DataDirLock as DataDirLock
-from ._log import (
-    AUDIT_KEEP as AUDIT_KEEP,
-    CONFLICTING_WRITER as CONFLICTING_WRITER,
-    CONTROL_DBS as CONTROL_DBS,
-    FORMAT_VERSION as FORMAT_VERSION,
-    LmdbLog as LmdbLog,
-    Log as Log,
-    MemoryLog as MemoryLog,
-    Retention as Retention,
-    SnapshotInfo as SnapshotInfo,
-    TrimReport as TrimReport,
-    WriteBatch as WriteBatch,
-)
-from ._tools import (
-    BACKUP_MARKER as BACKUP_MARKER,
+from ._backup import BACKUP_MARKER as BACKUP_MARKER, backup as backup
+from ._batch import WriteBatch as WriteBatch
+from ._export import (
     EXPORT_VERSION as EXPORT_VERSION,
     ExportedSession as ExportedSession,
     ExportFormat as ExportFormat,
-    Problem as Problem,
-    SessionRow as SessionRow,
-    ToolError as ToolError,
-    backup as backup,
     detect_format as detect_format,
     export_sessions as export_sessions,
-    inspect_session as inspect_session,
-    open_wal as open_wal,
     read_export as read_export,
-    restore as restore,
-    session_rows as session_rows,
-    verify as verify,
 )
+from ._faults import CONFLICTING_WRITER as CONFLICTING_WRITER
+from ._inspect import SessionRow as SessionRow, inspect_session as inspect_session, session_rows as session_rows
+from ._interfaces import (
+    AUDIT_KEEP as AUDIT_KEEP,
+    CONTROL_DBS as CONTROL_DBS,
+    ControlStore as ControlStore,
+    DedupeIndex as DedupeIndex,
+    EventStore as EventStore,
+    Log as Log,
+    Retention as Retention,
+    RetentionStore as RetentionStore,
+    SessionImage as SessionImage,
+    SnapshotInfo as SnapshotInfo,
+    SnapshotStore as SnapshotStore,
+    TrimReport as TrimReport,
+)
+from ._lmdb import FORMAT_VERSION as FORMAT_VERSION, LmdbLog as LmdbLog
+from ._lock import DataDirLock as DataDirLock
+from ._memory import MemoryLog as MemoryLog
+from ._restore import restore as restore
+from ._toolbase import ToolError as ToolError, open_wal as open_wal
+from ._verify import Problem as Problem, verify as verify
 from ._writer import WalWriter as WalWriter, WriterTask as WriterTask
 
 __all__ = [
@@ -46,6 +46,12 @@ __all__ = [
     "FORMAT_VERSION",
     "LmdbLog",
     "Log",
+    "EventStore",
+    "DedupeIndex",
+    "SnapshotStore",
+    "ControlStore",
+    "RetentionStore",
+    "SessionImage",
     "MemoryLog",
     "Retention",
     "SnapshotInfo",

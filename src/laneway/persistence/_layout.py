@@ -1,7 +1,7 @@
 """The key layout of laneway's LMDB environment: the one place that knows
-how keys and index values are built. The log (`_log.py`) and the operator
-tools (`_tools.py`) both read and write through these, so a restore writes
-exactly what a commit does.
+how keys and index values are built. Only the LMDB log (`_lmdb.py`) uses
+it: commits, retention, restore (`LmdbLog.replace_sessions`) and the
+integrity reads the tools use all build their keys here.
 
 - ``events``: 8-byte big-endian LSN (`pack`) -> the encoded `Event`;
 - ``seq``: `session_prefix` + 8-byte seq -> `seq_value` (LSN, ts,

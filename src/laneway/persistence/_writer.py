@@ -25,7 +25,9 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..core import Clock, CommitStatistics, EngineClosed, StorageError, now_ms, percentile
-from ._log import CONFLICTING_WRITER, INTERNAL_ERROR, Log, WriteBatch
+from ._batch import WriteBatch
+from ._faults import CONFLICTING_WRITER, INTERNAL_ERROR
+from ._interfaces import Log
 
 __all__ = ["WalWriter", "WriterTask"]
 

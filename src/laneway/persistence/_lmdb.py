@@ -1,4 +1,4 @@
-"""The write-ahead log: an LMDB environment, and an in-memory twin.
+"""The durable write-ahead log: one LMDB environment.
 
 LMDB layout (one environment under ``DATA/wal``, named databases; every
 key and index value is built by `_layout.py`, which the operator tools use
@@ -31,9 +31,6 @@ session heads in ONE write transaction, so after a crash either all of an
 event is there (and its dedupe key) or none of it. Only the writer thread
 calls `commit`; reads may come from any thread.
 
-`MemoryLog` implements the same interface for ``Engine.open(None)``: nothing
-touches a disk, the full history is kept in memory until close.
-
 Data format versions: 1 (first release); 2 adds ``snapshots``, the
 ``trim:`` cursors and `SessionMeta.trimmed_seq`; 3 adds the record CRC to
 seq entries (older entries stay as they were, read unchecked) and
@@ -45,37 +42,33 @@ upgrades it in place; a newer format is refused.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple
 
 import lmdb
 import msgspec
 
 from ..core import (
-    Clock,
+    CorruptRecord,
     DataFormatError,
-    Event,
     EventHead,
     Receipt,
     SessionMeta,
     SnapshotCorrupt,
-    SnapshotHead,
     StorageError,
-    decode_event_head,
     decode_receipt,
     decode_session_meta,
     encode,
     read_snapshot_head,
-    stamp_lsn,
     verify_snapshot,
 )
+from ._batch import WriteBatch, advance_meta, encode_batches
 from ._datafile import check_data_file
+from ._faults import put_new, storage_cause
+from ._interfaces import AUDIT_KEEP, CONTROL_DBS, Retention, SessionImage, SnapshotInfo, TrimReport
 from ._layout import (
     LAST_LSN,
     MAX_U64,
@@ -88,82 +81,22 @@ from ._layout import (
     session_prefix,
     unpack,
 )
+from ._resize import ResizeGate
 
-__all__ = [
-    "AUDIT_KEEP",
-    "CONTROL_DBS",
-    "Clock",
-    "WriteBatch",
-    "Log",
-    "LmdbLog",
-    "MemoryLog",
-    "FORMAT_VERSION",
-    "DataFormatError",
-    "SnapshotInfo",
-    "TrimReport",
-    "Retention",
-]
+__all__ = ["FORMAT_VERSION", "IndexEntry", "LmdbLog"]
 
 log = logging.getLogger("laneway.wal")
 
+
+class IndexEntry(NamedTuple):
+    """One seq-index entry as stored: what the tools check records against."""
+
+    seq: int
+    lsn: int
+    ts: int
+    priority: int
+
 FORMAT_VERSION = 3
-
-class WriteBatch:
-    """Events of ONE session, in seq order, on their way to a commit.
-
-    Built by the session actor: `events` (lsn 0) and `encoded`, the same
-    events already encoded with lsn 0. The writer stamps the LSNs in
-    (`stamp_lsn`) and fills `first_lsn` and `records`, the final WAL records.
-    `token` is the caller's: the persistence layer never looks at it.
-    """
-
-    __slots__ = ("tenant", "session", "events", "encoded", "nbytes", "token", "first_lsn", "records")
-
-    def __init__(
-        self, tenant: str, session: str, events: list[Event], encoded: list[bytes], nbytes: int, token: Any
-    ) -> None:
-        self.tenant = tenant
-        self.session = session
-        self.events = events
-        self.encoded = encoded
-        self.nbytes = nbytes
-        self.token = token
-        self.first_lsn = 0
-        self.records: list[bytes] = []
-
-
-# Databases that hold control records rather than events.
-CONTROL_DBS = ("config", "audit")
-AUDIT_KEEP = 10_000
-
-
-class SnapshotInfo(msgspec.Struct, frozen=True):
-    """A stored snapshot as listings see it: its head (None if even the head
-    does not decode, with `problem` saying why) and its stored size."""
-
-    tenant: str
-    session: str
-    head: SnapshotHead | None
-    size: int
-    problem: str | None = None
-
-
-class TrimReport(msgspec.Struct):
-    """What one `trim` call did.
-
-    blocked: a session whose expired records no snapshot covers yet: the
-        caller snapshots it, and the next call gets past it.
-    done: every retention period was scanned up to its cutoff.
-    """
-
-    deleted: int = 0
-    scanned: int = 0
-    blocked: tuple[str, str] | None = None
-    done: bool = True
-
-
-# How long a record is kept: retention(tenant, priority) -> seconds, 0 = forever.
-Retention = Callable[[str, int], float]
 
 
 class _TrimHead(EventHead):
@@ -177,177 +110,6 @@ class _TrimHead(EventHead):
 
 
 _trim_head = msgspec.msgpack.Decoder(_TrimHead).decode
-
-
-class Log(Protocol):
-    """What the engine needs from a write-ahead log. `commit` returns only
-    once the batches are durable (or raises `StorageError`)."""
-
-    last_lsn: int
-    # Set when opening upgraded an older data format (after a backup to backup_path).
-    upgraded_from: int | None
-    backup_path: Path | None
-
-    def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None: ...
-    def probe(self) -> None: ...
-    def write_control(self, puts: Sequence[tuple[str, bytes | None, bytes | None]]) -> None: ...
-    def read_control(self, db: str) -> list[tuple[bytes, bytes]]: ...
-    def get_receipt(self, tenant: str, dedupe_key: str) -> Receipt | None: ...
-    def dedupe_key_with_prefix(self, tenant: str, prefix: str) -> str | None: ...
-    def read_session(self, tenant: str, session: str, after_seq: int, limit: int) -> list[bytes]: ...
-    def tail(self, tenant: str, session: str, count: int) -> list[bytes]: ...
-    def bucket_tail(
-        self, tenant: str, session: str, priority_count: int, regular_count: int, min_ts: int
-    ) -> list[bytes]: ...
-    def session_meta(self, tenant: str, session: str) -> SessionMeta | None: ...
-    def iter_sessions(self) -> Iterator[tuple[str, str, SessionMeta]]: ...
-    def write_snapshots(self, items: Sequence[tuple[str, str, bytes]]) -> None: ...
-    def get_snapshot(self, tenant: str, session: str) -> bytes | None: ...
-    def snapshot_infos(self) -> list[SnapshotInfo]: ...
-    def set_epoch(self, tenant: str, session: str, epoch: int) -> None: ...
-    def trim(self, periods: Sequence[int], retention: Retention, now_ms: int, budget: int) -> TrimReport: ...
-    def reset_trim_cursors(self) -> None: ...
-    def close(self) -> None: ...
-
-
-def _encode_batches(
-    batches: Sequence[WriteBatch], last_lsn: int
-) -> tuple[int, list[tuple[bytes, bytes]], list[tuple[bytes, bytes]], list[tuple[str, str, Receipt]]]:
-    """Assign LSNs and encode: the part of a commit both logs share.
-
-    Returns the new last LSN, ``(lsn key, record)`` pairs, seq-index
-    entries and, for events with a dedupe key, ``(tenant, key, receipt)``.
-    """
-    lsn = last_lsn
-    records: list[tuple[bytes, bytes]] = []
-    seq_index: list[tuple[bytes, bytes]] = []
-    dedupes: list[tuple[str, str, Receipt]] = []
-    for batch in batches:
-        prefix = session_prefix(batch.tenant, batch.session)
-        batch.first_lsn = lsn + 1
-        stamped = batch.records = []
-        for event, unstamped in zip(batch.events, batch.encoded):
-            lsn += 1
-            data = stamp_lsn(unstamped, lsn)
-            key = pack(lsn)
-            stamped.append(data)
-            records.append((key, data))
-            seq_index.append((prefix + pack(event.seq), seq_value(lsn, event.ts, event.priority, data)))
-            if event.dedupe_key is not None:
-                receipt = Receipt(batch.tenant, batch.session, event.seq, event.priority, lsn)
-                dedupes.append((batch.tenant, event.dedupe_key, receipt))
-    return lsn, records, seq_index, dedupes
-
-
-
-
-def _put_new(cursor: lmdb.Cursor, items: list[tuple[bytes, bytes]], what: str, *, append: bool = False) -> None:
-    """Insert every item as a new key, or fail the whole transaction."""
-    _, added = cursor.putmulti(items, overwrite=False, append=append)
-    if added != len(items):
-        existing = next((key for key, _ in items if cursor.get(key) is not None), None)
-        raise StorageError(
-            cause=CONFLICTING_WRITER,
-            message=f"commit refused: {len(items) - added} {what} entr{'y' if len(items) - added == 1 else 'ies'} already exist "
-            f"({existing!r}); is another engine writing to this data dir? Nothing of this batch was acknowledged"
-        )
-
-
-# The one storage failure a retry must not clear: another engine wrote into
-# this data dir, so in-memory seqs are no longer the truth.
-CONFLICTING_WRITER = "another writer in this data dir"
-# ...and the other: an unexpected exception in the commit path (a bug).
-INTERNAL_ERROR = "internal error"
-
-
-# Free space below which a failed write is put down to a full disk: 1 MiB,
-# or 0.5% of a large disk.
-_NEARLY_FULL = 1 << 20
-
-
-def storage_cause(exc: BaseException, directory: Path | None = None) -> str:
-    """What a failed write ran into, in words an operator acts on.
-
-    LMDB reports a write the disk cut short as EIO, not ENOSPC (that is
-    what a full disk mostly looks like), so an I/O error on a disk with
-    next to no space left is called what it most likely is."""
-    text = str(exc)
-    error = getattr(exc, "errno", None)
-    if error == errno.ENOSPC or "No space left" in text:
-        return "disk full"
-    if (error == errno.EIO or "Input/output error" in text) and directory is not None:
-        try:
-            stat = os.statvfs(directory)
-        except OSError:
-            pass
-        else:
-            if stat.f_bavail * stat.f_frsize < max(_NEARLY_FULL, stat.f_blocks * stat.f_frsize // 200):
-                return "disk full"
-    if error == errno.EDQUOT or "quota exceeded" in text.lower():
-        return "disk quota exceeded"
-    if isinstance(exc, lmdb.MapFullError) or "MDB_MAP_FULL" in text:
-        return "map full (the LMDB map could not grow)"
-    if error == errno.EIO or "Input/output error" in text:
-        return "I/O error (the disk or its filesystem failed a write)"
-    if error == errno.EROFS or "Read-only file system" in text:
-        return "read-only file system"
-    return "storage error"
-
-
-def _advance_meta(meta: SessionMeta | None, batch: WriteBatch, now_ms: int) -> SessionMeta:
-    if meta is None:
-        meta = SessionMeta(epoch=batch.events[0].epoch, created_ts=now_ms)
-    # A session whose history was found lost writes under a new epoch.
-    meta.epoch = batch.events[-1].epoch
-    counts = meta.counts
-    types = meta.types
-    for event in batch.events:
-        counts[event.priority] += 1
-        types[event.type] = types.get(event.type, 0) + 1
-    last = batch.events[-1]
-    meta.last_seq = last.seq
-    meta.last_lsn = batch.first_lsn + len(batch.events) - 1
-    meta.last_ts = last.ts
-    return meta
-
-
-class _ResizeGate:
-    """Readers share, the map resize is exclusive.
-
-    LMDB allows ``set_mapsize`` only while this process has no transaction
-    open, so readers register here and a resize waits for them to leave
-    (and holds new ones back) before it grows the map.
-    """
-
-    __slots__ = ("_cond", "_readers", "_resizing")
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._resizing = False
-
-    def __enter__(self) -> None:
-        with self._cond:
-            while self._resizing:
-                self._cond.wait()
-            self._readers += 1
-
-    def __exit__(self, *exc: object) -> None:
-        with self._cond:
-            self._readers -= 1
-            if self._resizing and not self._readers:
-                self._cond.notify_all()
-
-    def resize(self, env: lmdb.Environment, new_size: int) -> None:
-        with self._cond:
-            self._resizing = True
-            while self._readers:
-                self._cond.wait()
-            try:
-                env.set_mapsize(new_size)
-            finally:
-                self._resizing = False
-                self._cond.notify_all()
 
 
 class LmdbLog:
@@ -389,7 +151,7 @@ class LmdbLog:
             )
         except lmdb.Error as exc:
             raise StorageError(f"cannot open the WAL at {directory}: {exc}") from exc
-        self._gate = _ResizeGate()
+        self._gate = ResizeGate()
         self.resizes = 0
         # Set when this open upgraded an older data format (after a backup).
         self.upgraded_from: int | None = None
@@ -516,7 +278,7 @@ class LmdbLog:
         self._write_txn(write, "storage probe")
 
     def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None:
-        last, records, seq_index, dedupes = _encode_batches(batches, self.last_lsn)
+        last, records, seq_index, dedupes = encode_batches(batches, self.last_lsn)
 
         # One *multi call per table, not a get and a put per session: py-lmdb
         # lets go of the GIL around each call, and under a busy event loop
@@ -527,10 +289,10 @@ class LmdbLog:
             # writer (or a bug) got there first, and acknowledging this
             # batch would acknowledge records that are not the ones stored.
             # putmulti does not raise for a refused key; it counts it.
-            _put_new(txn.cursor(self.events_db), records, "LSN", append=True)
-            _put_new(txn.cursor(self.seq_db), seq_index, "seq")
+            put_new(txn.cursor(self.events_db), records, "LSN", append=True)
+            put_new(txn.cursor(self.seq_db), seq_index, "seq")
             if dedupes:
-                _put_new(txn.cursor(self.dedupe_db), [(dedupe_id(t, k), encode(r)) for t, k, r in dedupes], "dedupe key")
+                put_new(txn.cursor(self.dedupe_db), [(dedupe_id(t, k), encode(r)) for t, k, r in dedupes], "dedupe key")
             self.set_lsn_high_water(txn, last)
             by_session: dict[bytes, list[WriteBatch]] = {}
             for batch in batches:
@@ -542,7 +304,7 @@ class LmdbLog:
                     raw = stored.get(sid)
                     meta = decode_session_meta(raw) if raw is not None else None
                     for batch in session_batches:
-                        meta = _advance_meta(meta, batch, now_ms)
+                        meta = advance_meta(meta, batch, now_ms)
                     heads.append((sid, encode(meta)))
                 cursor.putmulti(heads)
 
@@ -579,21 +341,17 @@ class LmdbLog:
                 out.append(checked_record(value, get(value[:8], db=self.events_db)))
         return out
 
-    def tail(self, tenant: str, session: str, count: int) -> list[bytes]:
-        """The newest `count` records of a session, in seq order."""
-        return self.bucket_tail(tenant, session, count, count, 0, total=count)
-
     def bucket_tail(
-        self, tenant: str, session: str, priority_count: int, regular_count: int, min_ts: int, *, total: int = -1
+        self, tenant: str, session: str, priority_count: int, regular_count: int, min_ts: int
     ) -> list[bytes]:
         """What a session's buckets could hold: its newest `priority_count`
-        priority and `regular_count` regular records no older than `min_ts`
-        (and at most `total` records if given), in seq order. Walks the seq
+        priority and `regular_count` regular records no older than `min_ts`,
+        in seq order. Walks the seq
         index backwards and reads only the records it keeps."""
         prefix = session_prefix(tenant, session)
         out: list[bytes] = []
         wanted = [regular_count, priority_count]
-        if total == 0 or (priority_count <= 0 and regular_count <= 0):
+        if priority_count <= 0 and regular_count <= 0:
             return out
         with self.read_txn() as txn:
             cursor = txn.cursor(self.seq_db)
@@ -614,7 +372,7 @@ class LmdbLog:
                 if wanted[kind] > 0:
                     wanted[kind] -= 1
                     out.append(checked_record(value, get(value[:8], db=self.events_db)))
-                    if len(out) == total or (wanted[0] <= 0 and wanted[1] <= 0):
+                    if wanted[0] <= 0 and wanted[1] <= 0:
                         break
         out.reverse()
         return out
@@ -810,147 +568,115 @@ class LmdbLog:
         with self.read_txn(db=self.control_dbs[db]) as txn:
             return [(bytes(k), bytes(v)) for k, v in txn.cursor()]
 
+    # -- restore (tools, under the data-dir lock) -----------------------------
+
+    def replace_sessions(self, images: Sequence[SessionImage]) -> int:
+        """Replace each session wholly by its image, all in one transaction:
+        what the data dir held of it (records, seq index, the dedupe keys
+        its records own, head, snapshot) goes, the image's records, index,
+        receipts, head and snapshot come in. Returns the records written.
+
+        LSNs are never reused: every image record must be above the high
+        water mark, which then moves to the highest LSN an image names (its
+        head may name a buffered record the WAL no longer holds)."""
+
+        def write(txn: lmdb.Transaction) -> int:
+            floor = self.lsn_high_water(txn)
+            high = floor
+            written = 0
+            for image in images:
+                self._drop_session(txn, image.tenant, image.session)
+            for image in images:
+                prefix = session_prefix(image.tenant, image.session)
+                for data in image.records:
+                    head = _trim_head(data)
+                    if head.lsn <= floor:
+                        raise StorageError(
+                            f"restore refused: {image.tenant}:{image.session} seq {head.seq} reuses LSN {head.lsn} "
+                            f"(the data dir is at {floor}); nothing changed"
+                        )
+                    txn.put(pack(head.lsn), data, db=self.events_db)
+                    txn.put(prefix + pack(head.seq), seq_value(head.lsn, head.ts, head.priority, data), db=self.seq_db)
+                    if head.dedupe_key is not None:
+                        receipt = Receipt(image.tenant, image.session, head.seq, head.priority, head.lsn)
+                        txn.put(dedupe_id(image.tenant, head.dedupe_key), encode(receipt), db=self.dedupe_db)
+                    written += 1
+                high = max(high, image.meta.last_lsn)
+                sid = session_id(image.tenant, image.session)
+                txn.put(sid, encode(image.meta), db=self.sessions_db)
+                if image.snapshot is not None:
+                    txn.put(sid, image.snapshot, db=self.snapshots_db)
+            self.set_lsn_high_water(txn, high)
+            return written
+
+        written: int = self._write_txn(write, "restoring sessions")
+        with self.read_txn() as txn:
+            self.last_lsn = self.lsn_high_water(txn)
+        return written
+
+    def _drop_session(self, txn: lmdb.Transaction, tenant: str, session: str) -> None:
+        prefix = session_prefix(tenant, session)
+        cursor = txn.cursor(self.seq_db)
+        cursor.set_range(prefix)
+        while bytes(cursor.key()).startswith(prefix):
+            lsn = unpack(cursor.value()[:8])[0]
+            raw = txn.get(pack(lsn), db=self.events_db)
+            if raw is not None:
+                key = _trim_head(raw).dedupe_key
+                if key is not None:
+                    dedupe = txn.get(dedupe_id(tenant, key), db=self.dedupe_db)
+                    if dedupe is not None and decode_receipt(dedupe).lsn == lsn:
+                        txn.delete(dedupe_id(tenant, key), db=self.dedupe_db)
+                txn.delete(pack(lsn), db=self.events_db)
+            cursor.delete()
+        txn.delete(session_id(tenant, session), db=self.snapshots_db)
+        txn.delete(session_id(tenant, session), db=self.sessions_db)
+
+    # -- integrity reads (inspect and verify) ---------------------------------
+
+    def seq_index(self, tenant: str, session: str) -> list[IndexEntry]:
+        """A session's seq index as stored, in key order."""
+        prefix = session_prefix(tenant, session)
+        out = []
+        with self.read_txn(db=self.seq_db) as txn:
+            cursor = txn.cursor()
+            found = cursor.set_range(prefix)
+            while found:
+                key = cursor.key()
+                if not key.startswith(prefix):
+                    break
+                lsn, ts, priority = SEQ_VALUE.unpack_from(cursor.value())
+                out.append(IndexEntry(unpack(key[len(prefix) :])[0], lsn, ts, priority))
+                found = cursor.next()
+        return out
+
+    def indexed_records(self, tenant: str, session: str, index: Sequence[IndexEntry]) -> Iterator[bytes | CorruptRecord]:
+        """For each entry, the record it names once it passes the entry's
+        checksum, or the `CorruptRecord` saying why not."""
+        prefix = session_prefix(tenant, session)
+        with self.read_txn(db=self.events_db) as txn:
+            for entry in index:
+                try:
+                    yield checked_record(txn.get(prefix + pack(entry.seq), db=self.seq_db), txn.get(pack(entry.lsn)))
+                except CorruptRecord as exc:
+                    yield exc
+
+    def record_count(self) -> int:
+        with self.read_txn() as txn:
+            return int(txn.stat(self.events_db)["entries"])
+
+    def dangling_receipts(self) -> list[tuple[str, Receipt]]:
+        """(tenant, receipt) of every dedupe entry whose record is gone."""
+        out = []
+        with self.read_txn() as txn:
+            for key, raw in txn.cursor(self.dedupe_db):
+                receipt = decode_receipt(raw)
+                if txn.get(pack(receipt.lsn), db=self.events_db) is None:
+                    out.append((bytes(key).split(b"\x00", 1)[0].decode(), receipt))
+        return out
+
     def map_size(self) -> int:
         return int(self.env.info()["map_size"])
 
     def close(self) -> None:
         self.env.close()
-
-
-class MemoryLog:
-    """The same interface, kept in dicts: for ``Engine.open(None)`` and tests.
-
-    Nothing is durable and the whole history stays in memory until close.
-    """
-
-    def __init__(self) -> None:
-        self.last_lsn = 0
-        self.upgraded_from: int | None = None  # memory is never upgraded
-        self.backup_path: Path | None = None
-        self._records: dict[int, bytes] = {}
-        self._seq: dict[tuple[str, str], dict[int, int]] = {}
-        self._dedupe: dict[tuple[str, str], Receipt] = {}
-        self._heads: dict[tuple[str, str], SessionMeta] = {}
-        self._control: dict[str, dict[bytes, bytes]] = {name: {} for name in CONTROL_DBS}
-        self._snapshots: dict[tuple[str, str], bytes] = {}
-        # Reads come from other threads while the writer commits.
-        self._lock = threading.Lock()
-
-    def reset_trim_cursors(self) -> None:
-        """Nothing to reset: a memory log never trims (see `trim`)."""
-
-    def probe(self) -> None:
-        """Memory always takes writes."""
-
-    def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None:
-        last, records, _, dedupes = _encode_batches(batches, self.last_lsn)
-        with self._lock:
-            for key, data in records:
-                self._records[unpack(key)[0]] = data
-            for batch in batches:
-                index = self._seq.setdefault((batch.tenant, batch.session), {})
-                for offset, event in enumerate(batch.events):
-                    index[event.seq] = batch.first_lsn + offset
-                sid = (batch.tenant, batch.session)
-                # Copy so a reader never sees a head half-way through an update.
-                head = self._heads.get(sid)
-                if head is not None:
-                    head = msgspec.structs.replace(head, counts=list(head.counts), types=dict(head.types))
-                self._heads[sid] = _advance_meta(head, batch, now_ms)
-            for tenant, key, receipt in dedupes:
-                self._dedupe[(tenant, key)] = receipt
-            self.last_lsn = last
-
-    def write_control(self, puts: Sequence[tuple[str, bytes | None, bytes | None]]) -> None:
-        with self._lock:
-            for db_name, key, value in puts:
-                db = self._control[db_name]
-                if key is None:
-                    key = pack(unpack(max(db))[0] + 1 if db else 1)
-                if value is None:
-                    db.pop(key, None)
-                else:
-                    db[key] = value
-            audit = self._control["audit"]
-            for key in sorted(audit)[: max(0, len(audit) - AUDIT_KEEP)]:
-                del audit[key]
-
-    def read_control(self, db: str) -> list[tuple[bytes, bytes]]:
-        with self._lock:
-            return sorted(self._control[db].items())
-
-    def get_receipt(self, tenant: str, dedupe_key: str) -> Receipt | None:
-        return self._dedupe.get((tenant, dedupe_key))
-
-    def dedupe_key_with_prefix(self, tenant: str, prefix: str) -> str | None:
-        with self._lock:
-            return min((k for t, k in self._dedupe if t == tenant and k.startswith(prefix)), default=None)
-
-    def read_session(self, tenant: str, session: str, after_seq: int, limit: int) -> list[bytes]:
-        with self._lock:
-            index = self._seq.get((tenant, session), {})
-            seqs = sorted(s for s in index if s > after_seq)[:limit]
-            return [self._records[index[s]] for s in seqs]
-
-    def tail(self, tenant: str, session: str, count: int) -> list[bytes]:
-        with self._lock:
-            index = self._seq.get((tenant, session), {})
-            seqs = sorted(index)[-count:] if count > 0 else []
-            return [self._records[index[s]] for s in seqs]
-
-    def bucket_tail(
-        self, tenant: str, session: str, priority_count: int, regular_count: int, min_ts: int
-    ) -> list[bytes]:
-        with self._lock:
-            index = self._seq.get((tenant, session), {})
-            records = [self._records[index[s]] for s in sorted(index)]
-        wanted = [regular_count, priority_count]
-        out: list[bytes] = []
-        for data in reversed(records):
-            head = decode_event_head(data)
-            if head.ts < min_ts:
-                break
-            kind = 1 if head.priority else 0
-            if wanted[kind] > 0:
-                wanted[kind] -= 1
-                out.append(data)
-        out.reverse()
-        return out
-
-    def session_meta(self, tenant: str, session: str) -> SessionMeta | None:
-        return self._heads.get((tenant, session))
-
-    def iter_sessions(self) -> Iterator[tuple[str, str, SessionMeta]]:
-        with self._lock:
-            rows = list(self._heads.items())
-        for (tenant, session), meta in rows:
-            yield tenant, session, meta
-
-    def write_snapshots(self, items: Sequence[tuple[str, str, bytes]]) -> None:
-        with self._lock:
-            for tenant, session, data in items:
-                self._snapshots[(tenant, session)] = data
-
-    def get_snapshot(self, tenant: str, session: str) -> bytes | None:
-        return self._snapshots.get((tenant, session))
-
-    def snapshot_infos(self) -> list[SnapshotInfo]:
-        with self._lock:
-            rows = list(self._snapshots.items())
-        return [SnapshotInfo(t, s, read_snapshot_head(data), len(data)) for (t, s), data in rows]
-
-    def set_epoch(self, tenant: str, session: str, epoch: int) -> None:
-        with self._lock:
-            head = self._heads.get((tenant, session))
-            if head is not None:
-                self._heads[(tenant, session)] = msgspec.structs.replace(head, epoch=epoch)
-
-    def trim(self, periods: Sequence[int], retention: Retention, now_ms: int, budget: int) -> TrimReport:
-        """A memory engine keeps its whole history until it closes."""
-        return TrimReport()
-
-    def close(self) -> None:
-        pass
-
-
-

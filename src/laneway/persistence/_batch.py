@@ -1,0 +1,88 @@
+"""A commit's unit, and what both logs derive from it the same way.
+
+`WriteBatch` is one session's events on their way to the WAL;
+`encode_batches` gives them their LSNs and builds the record, seq-index and
+dedupe entries; `advance_meta` moves a session head past a batch. The LMDB
+log and the memory log both commit through these, so the two cannot drift
+apart in what a commit means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..core import Event, Receipt, SessionMeta, stamp_lsn
+from ._layout import pack, seq_value, session_prefix
+
+__all__ = ["WriteBatch", "encode_batches", "advance_meta"]
+
+
+class WriteBatch:
+    """Events of ONE session, in seq order, on their way to a commit.
+
+    Built by the session actor: `events` (lsn 0) and `encoded`, the same
+    events already encoded with lsn 0. The writer stamps the LSNs in
+    (`stamp_lsn`) and fills `first_lsn` and `records`, the final WAL records.
+    `token` is the caller's: the persistence layer never looks at it.
+    """
+
+    __slots__ = ("tenant", "session", "events", "encoded", "nbytes", "token", "first_lsn", "records")
+
+    def __init__(
+        self, tenant: str, session: str, events: list[Event], encoded: list[bytes], nbytes: int, token: Any
+    ) -> None:
+        self.tenant = tenant
+        self.session = session
+        self.events = events
+        self.encoded = encoded
+        self.nbytes = nbytes
+        self.token = token
+        self.first_lsn = 0
+        self.records: list[bytes] = []
+
+
+def encode_batches(
+    batches: Sequence[WriteBatch], last_lsn: int
+) -> tuple[int, list[tuple[bytes, bytes]], list[tuple[bytes, bytes]], list[tuple[str, str, Receipt]]]:
+    """Assign LSNs and encode: the part of a commit both logs share.
+
+    Returns the new last LSN, ``(lsn key, record)`` pairs, seq-index
+    entries and, for events with a dedupe key, ``(tenant, key, receipt)``.
+    """
+    lsn = last_lsn
+    records: list[tuple[bytes, bytes]] = []
+    seq_index: list[tuple[bytes, bytes]] = []
+    dedupes: list[tuple[str, str, Receipt]] = []
+    for batch in batches:
+        prefix = session_prefix(batch.tenant, batch.session)
+        batch.first_lsn = lsn + 1
+        stamped = batch.records = []
+        for event, unstamped in zip(batch.events, batch.encoded):
+            lsn += 1
+            data = stamp_lsn(unstamped, lsn)
+            key = pack(lsn)
+            stamped.append(data)
+            records.append((key, data))
+            seq_index.append((prefix + pack(event.seq), seq_value(lsn, event.ts, event.priority, data)))
+            if event.dedupe_key is not None:
+                receipt = Receipt(batch.tenant, batch.session, event.seq, event.priority, lsn)
+                dedupes.append((batch.tenant, event.dedupe_key, receipt))
+    return lsn, records, seq_index, dedupes
+
+
+def advance_meta(meta: SessionMeta | None, batch: WriteBatch, now_ms: int) -> SessionMeta:
+    if meta is None:
+        meta = SessionMeta(epoch=batch.events[0].epoch, created_ts=now_ms)
+    # A session whose history was found lost writes under a new epoch.
+    meta.epoch = batch.events[-1].epoch
+    counts = meta.counts
+    types = meta.types
+    for event in batch.events:
+        counts[event.priority] += 1
+        types[event.type] = types.get(event.type, 0) + 1
+    last = batch.events[-1]
+    meta.last_seq = last.seq
+    meta.last_lsn = batch.first_lsn + len(batch.events) - 1
+    meta.last_ts = last.ts
+    return meta

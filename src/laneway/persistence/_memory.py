@@ -1,0 +1,151 @@
+"""The in-memory twin of the LMDB log, for ``Engine.open(None)`` and tests.
+
+Same interface (`Log`), same commit semantics (both commit through
+`_batch.py`), nothing durable: the whole history stays in memory until
+close, and it never trims.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import msgspec
+
+from ..core import Receipt, SessionMeta, decode_event_head, read_snapshot_head
+from ._batch import WriteBatch, advance_meta, encode_batches
+from ._interfaces import AUDIT_KEEP, CONTROL_DBS, Retention, SnapshotInfo, TrimReport
+from ._layout import pack, unpack
+
+__all__ = ["MemoryLog"]
+
+
+class MemoryLog:
+    """The same interface, kept in dicts: for ``Engine.open(None)`` and tests.
+
+    Nothing is durable and the whole history stays in memory until close.
+    """
+
+    def __init__(self) -> None:
+        self.last_lsn = 0
+        self.upgraded_from: int | None = None  # memory is never upgraded
+        self.backup_path: Path | None = None
+        self._records: dict[int, bytes] = {}
+        self._seq: dict[tuple[str, str], dict[int, int]] = {}
+        self._dedupe: dict[tuple[str, str], Receipt] = {}
+        self._heads: dict[tuple[str, str], SessionMeta] = {}
+        self._control: dict[str, dict[bytes, bytes]] = {name: {} for name in CONTROL_DBS}
+        self._snapshots: dict[tuple[str, str], bytes] = {}
+        # Reads come from other threads while the writer commits.
+        self._lock = threading.Lock()
+
+    def reset_trim_cursors(self) -> None:
+        """Nothing to reset: a memory log never trims (see `trim`)."""
+
+    def probe(self) -> None:
+        """Memory always takes writes."""
+
+    def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None:
+        last, records, _, dedupes = encode_batches(batches, self.last_lsn)
+        with self._lock:
+            for key, data in records:
+                self._records[unpack(key)[0]] = data
+            for batch in batches:
+                index = self._seq.setdefault((batch.tenant, batch.session), {})
+                for offset, event in enumerate(batch.events):
+                    index[event.seq] = batch.first_lsn + offset
+                sid = (batch.tenant, batch.session)
+                # Copy so a reader never sees a head half-way through an update.
+                head = self._heads.get(sid)
+                if head is not None:
+                    head = msgspec.structs.replace(head, counts=list(head.counts), types=dict(head.types))
+                self._heads[sid] = advance_meta(head, batch, now_ms)
+            for tenant, key, receipt in dedupes:
+                self._dedupe[(tenant, key)] = receipt
+            self.last_lsn = last
+
+    def write_control(self, puts: Sequence[tuple[str, bytes | None, bytes | None]]) -> None:
+        with self._lock:
+            for db_name, key, value in puts:
+                db = self._control[db_name]
+                if key is None:
+                    key = pack(unpack(max(db))[0] + 1 if db else 1)
+                if value is None:
+                    db.pop(key, None)
+                else:
+                    db[key] = value
+            audit = self._control["audit"]
+            for key in sorted(audit)[: max(0, len(audit) - AUDIT_KEEP)]:
+                del audit[key]
+
+    def read_control(self, db: str) -> list[tuple[bytes, bytes]]:
+        with self._lock:
+            return sorted(self._control[db].items())
+
+    def get_receipt(self, tenant: str, dedupe_key: str) -> Receipt | None:
+        return self._dedupe.get((tenant, dedupe_key))
+
+    def dedupe_key_with_prefix(self, tenant: str, prefix: str) -> str | None:
+        with self._lock:
+            return min((k for t, k in self._dedupe if t == tenant and k.startswith(prefix)), default=None)
+
+    def read_session(self, tenant: str, session: str, after_seq: int, limit: int) -> list[bytes]:
+        with self._lock:
+            index = self._seq.get((tenant, session), {})
+            seqs = sorted(s for s in index if s > after_seq)[:limit]
+            return [self._records[index[s]] for s in seqs]
+
+    def bucket_tail(
+        self, tenant: str, session: str, priority_count: int, regular_count: int, min_ts: int
+    ) -> list[bytes]:
+        with self._lock:
+            index = self._seq.get((tenant, session), {})
+            records = [self._records[index[s]] for s in sorted(index)]
+        wanted = [regular_count, priority_count]
+        out: list[bytes] = []
+        for data in reversed(records):
+            head = decode_event_head(data)
+            if head.ts < min_ts:
+                break
+            kind = 1 if head.priority else 0
+            if wanted[kind] > 0:
+                wanted[kind] -= 1
+                out.append(data)
+        out.reverse()
+        return out
+
+    def session_meta(self, tenant: str, session: str) -> SessionMeta | None:
+        return self._heads.get((tenant, session))
+
+    def iter_sessions(self) -> Iterator[tuple[str, str, SessionMeta]]:
+        with self._lock:
+            rows = list(self._heads.items())
+        for (tenant, session), meta in rows:
+            yield tenant, session, meta
+
+    def write_snapshots(self, items: Sequence[tuple[str, str, bytes]]) -> None:
+        with self._lock:
+            for tenant, session, data in items:
+                self._snapshots[(tenant, session)] = data
+
+    def get_snapshot(self, tenant: str, session: str) -> bytes | None:
+        return self._snapshots.get((tenant, session))
+
+    def snapshot_infos(self) -> list[SnapshotInfo]:
+        with self._lock:
+            rows = list(self._snapshots.items())
+        return [SnapshotInfo(t, s, read_snapshot_head(data), len(data)) for (t, s), data in rows]
+
+    def set_epoch(self, tenant: str, session: str, epoch: int) -> None:
+        with self._lock:
+            head = self._heads.get((tenant, session))
+            if head is not None:
+                self._heads[(tenant, session)] = msgspec.structs.replace(head, epoch=epoch)
+
+    def trim(self, periods: Sequence[int], retention: Retention, now_ms: int, budget: int) -> TrimReport:
+        """A memory engine keeps its whole history until it closes."""
+        return TrimReport()
+
+    def close(self) -> None:
+        pass
