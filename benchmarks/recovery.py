@@ -196,7 +196,7 @@ def passivation_soak(quick: bool = False) -> dict[str, Any]:
             for w in workers:
                 w.join(30)
             stats = engine.statistics()
-            pool_started = engine._pool.started
+            pool_started = engine._directory.pool.started
         finally:
             engine.close()
     if errors:

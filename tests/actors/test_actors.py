@@ -126,3 +126,39 @@ def test_dedupe_is_per_tenant(engine: Engine) -> None:
 def test_actor_count_matches_active_sessions(engine: Engine, count: int) -> None:
     engine.submit_many([("acme", f"s{i}", "T", None) for i in range(count)])
     assert len(session_actors()) == count
+
+
+def test_the_route_table_withdraws_only_the_route_it_was_given() -> None:
+    """A retirement that finishes after a re-activation must not remove the
+    new route (the session would look inactive while its actor runs)."""
+    from laneway.actors import Route, RouteTable
+
+    table = RouteTable()
+    old, new = Route(None, None), Route(None, None)  # type: ignore[arg-type]
+    table.publish("t", "s", old)
+    table.publish("t", "s", new)
+    table.withdraw("t", "s", old)
+    assert table.get("t", "s") is new and len(table) == 1
+    table.withdraw("t", "s", new)
+    assert table.get("t", "s") is None and len(table) == 0
+
+
+def test_the_directory_owns_routes_and_the_cap(engine: Engine) -> None:
+    """Activation publishes routes in the directory; going past the cap
+    calls its on_crowded hook; after stop no new tenant actor starts."""
+    from laneway.core import EngineClosed
+
+    directory = engine._directory
+    crowded = threading.Event()
+    directory.on_crowded = crowded.set
+    directory.max_active_sessions = 2
+    for name in ("a", "b"):
+        engine.submit("acme", name, "T")
+    assert {s.session for s in directory.active()} == {"a", "b"} and not crowded.is_set()
+    engine.submit("acme", "c", "T")
+    assert crowded.is_set() and directory.crowded()
+    directory.retire([s for s in directory.active() if s.session == "a"])
+    assert {s.session for s in directory.active()} == {"b", "c"}
+    directory.stop()
+    with pytest.raises(EngineClosed):
+        directory.deliver("another-tenant", "s", object())

@@ -134,7 +134,7 @@ def test_the_cap_is_enforced_in_the_background_and_actors_are_reused(tmp_path: P
         assert eng.statistics().sessions_active <= 20
         assert threading.active_count() < 60
         # 200 activations, but only about cap + idle pool threads ever started.
-        assert eng._pool.started < 80
+        assert eng._directory.pool.started < 80
 
 
 def test_work_queued_before_a_passivation_is_committed(engine: Engine) -> None:

@@ -7,12 +7,14 @@ tenant actor, plus the WAL writer thread on which `CommitApplier` and
 """
 
 from ._commit import CommitApplier as CommitApplier, Sink as Sink
+from ._directory import Directory as Directory
 from ._pool import Dispatcher as Dispatcher, Mailbox as Mailbox, PooledActor as PooledActor
 from ._recovery import (
     SessionLoader as SessionLoader,
     snapshot_bytes as snapshot_bytes,
     write_snapshots as write_snapshots,
 )
+from ._routes import Route as Route, RouteTable as RouteTable
 from ._session import (
     BatchToken as BatchToken,
     Bind as Bind,
@@ -29,7 +31,7 @@ from ._state import (
     TenantTotals as TenantTotals,
     new_epoch as new_epoch,
 )
-from ._tenant import Activate as Activate, Retire as Retire, Route as Route, TenantActor as TenantActor
+from ._tenant import Activate as Activate, Retire as Retire, TenantActor as TenantActor
 from ._ticket import Ticket as Ticket
 
 __all__ = [
@@ -56,6 +58,8 @@ __all__ = [
     "Activate",
     "Retire",
     "Route",
+    "RouteTable",
+    "Directory",
     "TenantActor",
     "Ticket",
 ]

@@ -8,17 +8,14 @@ actor, which handles one request at a time. After activation the engine
 routes a session's messages straight to its actor through its `Route`, so a
 busy tenant does not funnel every event through this one thread.
 
-Why a `Route` and not the bare actor ref: pykka drops messages that reach
-an actor's inbox after its stop message, and a producer could look the ref
-up just before a passivation and tell just after. The route's lock makes
-"not retired, so tell" one step: once retired, producers go back to the
-tenant actor, whose queue puts them after the retirement.
+Routes (`_routes.py`) are published in the directory's `RouteTable` when a
+session is activated and withdrawn when it is retired; only tenant actors
+write that table.
 """
 
 from __future__ import annotations
 
 import queue
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -26,35 +23,11 @@ import msgspec
 import pykka
 
 from ..core import DualBucket
+from ._routes import Route, RouteTable
 from ._session import Bind, SlotPool, Unbind
 from ._state import SessionState, StateTable, TenantContext, new_epoch
 
-__all__ = ["Activate", "Retire", "Route", "TenantActor"]
-
-
-class Route:
-    """The way to a running session actor, until it is retired."""
-
-    __slots__ = ("ref", "state", "lock", "retired")
-
-    def __init__(self, ref: pykka.ActorRef[Any], state: SessionState) -> None:
-        self.ref = ref
-        self.state = state
-        self.lock = threading.Lock()
-        self.retired = False
-
-    def tell(self, message: Any) -> bool:
-        """Hand `message` to the actor; False if the route is retired (ask
-        the tenant actor for a fresh one)."""
-        with self.lock:
-            if self.retired:
-                return False
-            try:
-                self.ref.tell(message)
-            except pykka.ActorDeadError:
-                self.retired = True
-                return False
-        return True
+__all__ = ["Activate", "Retire", "TenantActor"]
 
 
 class Activate(msgspec.Struct):
@@ -84,7 +57,7 @@ class TenantActor(pykka.ThreadingActor):
         ctx: TenantContext,
         table: StateTable,
         pool: SlotPool,
-        routes: dict[tuple[str, str], Route],
+        routes: RouteTable,
         on_activate: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__()
@@ -123,7 +96,7 @@ class TenantActor(pykka.ThreadingActor):
         ref.tell(Bind(state))
         route = Route(ref, state)
         self._sessions[session] = route
-        self._routes[(self._ctx.tenant, session)] = route
+        self._routes.publish(self._ctx.tenant, session, route)
         self._on_activate()
         return route
 
@@ -135,9 +108,7 @@ class TenantActor(pykka.ThreadingActor):
                 continue
             with route.lock:
                 route.retired = True
-            key = (self._ctx.tenant, session)
-            if self._routes.get(key) is route:
-                del self._routes[key]
+            self._routes.withdraw(self._ctx.tenant, session, route)
             # Unbind after what is queued: those submits still go to the WAL.
             stopping.append((route, route.ref.ask(Unbind(), block=False)))
         retired = []

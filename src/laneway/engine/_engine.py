@@ -19,21 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import pykka
 
 from ..actors import (
-    Activate,
     CommitApplier,
-    Dispatcher,
-    Route,
-    SessionActor,
+    Directory,
     SessionLoader,
     SessionState,
     Sink,
-    SlotPool,
     StateTable,
     SubmitMessage,
-    TenantActor,
     TenantContext,
     Ticket,
     write_snapshots,
@@ -71,9 +65,6 @@ __all__ = ["Engine", "EngineOverloaded", "EngineForked"]
 
 log = logging.getLogger("laneway.engine")
 
-# Activations one dispatch may try: each retry means the session was
-# passivated in between (rare twice in a row) or its actor died at start.
-_MAX_ACTIVATIONS = 100
 
 
 
@@ -107,22 +98,18 @@ class Engine:
             retry_s=config.storage_retry_s,
         )
         self._table.loader = self._loader = SessionLoader(log_, self._table, self._writer)
-        # Every session actor runs on these few threads (see actors/_pool.py).
-        self._dispatcher = Dispatcher(config.session_threads, name="laneway-sessions")
-        # Idle session actors kept for reuse: up to 5% of the cap, so a
-        # steady churn of activations and passivations registers no actors.
-        table, writer, dispatcher = self._table, self._writer, self._dispatcher
-        self._pool = SlotPool(
-            lambda: SessionActor.start(table, writer, dispatcher), max_idle=max(16, config.max_active_sessions // 20)
+        self._directory = Directory(
+            self._table,
+            self._writer,
+            self._context,
+            threads=config.session_threads,
+            max_active_sessions=config.max_active_sessions,
         )
         # The hub is a sink only while it has subscribers: a sink makes the
         # commit thread decode every event, which costs ~1 us each.
         self._hub = SubscriptionHub(on_first=self._applier.add_sink, on_last=self._applier.remove_sink)
         self._contexts: dict[str, TenantContext] = {}
         self._settings = Settings(config, self._table, log_, self._writer, self._contexts, self._write_control)
-        self._tenants: dict[str, pykka.ActorRef[Any]] = {}
-        self._routes: dict[tuple[str, str], Route] = {}
-        self._setup_lock = threading.Lock()
         # Names already validated: checking a set is cheaper than a regex,
         # and producers reuse the same few sessions and types. Bounded.
         self._intake = Intake(config.max_payload_bytes)
@@ -132,16 +119,7 @@ class Engine:
         self._closing = False
         self._admission = Admission(config.max_inflight_events, config.max_inflight_bytes, self._check_open)
         self._closed = threading.Event()
-        self._housekeeper = Housekeeper(
-            config,
-            self._table,
-            self._writer,
-            log_,
-            self._routes,
-            lambda: dict(self._tenants),
-            self._settings.tenant_config,
-            self._settings.all_configs,
-        )
+        self._housekeeper = Housekeeper(config, self._table, self._writer, log_, self._directory, self._settings)
         self._queries = Queries(config, self._table, log_, self._writer, self._housekeeper, self._settings.tenant_config)
 
     # -- lifecycle -----------------------------------------------------------
@@ -230,11 +208,7 @@ class Engine:
             return
         try:
             self._housekeeper.stop()
-            for ref in list(self._tenants.values()):
-                ref.stop(block=True)
-            self._tenants.clear()
-            self._pool.stop_all()
-            self._dispatcher.stop()
+            self._directory.stop()
             # A restart then reads one snapshot per session instead of
             # replaying what changed since the last one.
             try:
@@ -475,36 +449,12 @@ class Engine:
         return True
 
     def _dispatch(self, tenant: str, session: str, items: list[Submission], ticket: Ticket) -> None:
-        message = SubmitMessage(items, ticket)
         try:
-            route = self._routes.get((tenant, session))
-            # A retired route (its session is being passivated) refuses the
-            # message; the tenant actor then hands out a fresh one, after the
-            # retirement has finished, so order is kept.
-            attempts = 0
-            while route is None or not route.tell(message):
-                attempts += 1
-                if attempts > _MAX_ACTIVATIONS:
-                    raise LanewayError(f"the actor of session {tenant}:{session} could not be started (see the log)")
-                route = self._activate(tenant, session)
+            self._directory.deliver(tenant, session, SubmitMessage(items, ticket))
         except Exception as exc:
             # Admitted but never handed over: fail the ticket so the caller
             # hears of it and the in-flight count is released.
             ticket.fail(exc)
-
-    def _activate(self, tenant: str, session: str) -> Route:
-        tenant_ref = self._tenants.get(tenant)
-        if tenant_ref is None:
-            with self._setup_lock:
-                self._check_open()
-                tenant_ref = self._tenants.get(tenant)
-                if tenant_ref is None:
-                    tenant_ref = TenantActor.start(
-                        self._context(tenant), self._table, self._pool, self._routes, self._housekeeper.wake
-                    )
-                    self._tenants[tenant] = tenant_ref
-        route: Route = tenant_ref.ask(Activate(session))
-        return route
 
     def _snapshot_soon(self, states: list[SessionState]) -> None:
         """Commit thread: these sessions reached ``snapshot_every_events``."""

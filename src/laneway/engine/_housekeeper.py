@@ -24,16 +24,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 import msgspec
 import pykka
 
-from ..actors import Retire, Route, SessionState, StateTable, write_snapshots
-from ..core import LanewayError, TenantConfig
+from ..actors import Directory, SessionState, StateTable, write_snapshots
+from ..core import LanewayError
 from ..persistence import Log, TrimReport, WalWriter
 from ._config import EngineConfig
+from ._settings import Settings
 
 __all__ = ["Housekeeper", "HousekeepingReport"]
 
@@ -68,19 +68,16 @@ class Housekeeper:
         table: StateTable,
         writer: WalWriter,
         log_: Log,
-        routes: dict[tuple[str, str], Route],
-        tenant_refs: Callable[[], dict[str, pykka.ActorRef[Any]]],
-        tenant_config: Callable[[str], TenantConfig],
-        tenant_configs: Callable[[], Iterable[TenantConfig]],
+        directory: Directory,
+        settings: Settings,
     ) -> None:
         self.config = config
         self._table = table
         self._writer = writer
         self._log = log_
-        self._routes = routes
-        self._tenant_refs = tenant_refs
-        self._tenant_config = tenant_config
-        self._tenant_configs = tenant_configs
+        self._directory = directory
+        self._settings = settings
+        directory.on_crowded = self.wake
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="laneway-housekeeper", daemon=True)
@@ -102,10 +99,8 @@ class Housekeeper:
             self._thread.join()
 
     def wake(self) -> None:
-        """An activation happened: enforce the actor cap soon (any thread)."""
-        cap = self.config.max_active_sessions
-        if cap and len(self._routes) > cap:
-            self._wake.set()
+        """Activations took the directory past its cap: enforce it soon (any thread)."""
+        self._wake.set()
 
     def _run(self) -> None:
         interval = self.config.sweep_interval_s
@@ -172,7 +167,7 @@ class Housekeeper:
 
     def enforce_cap(self) -> int:
         cap = self.config.max_active_sessions
-        active = [route.state for route in list(self._routes.values())]
+        active = self._directory.active()
         if not cap or len(active) <= cap:
             return 0
         excess = len(active) - cap + int(cap * _CAP_SLACK)
@@ -184,15 +179,7 @@ class Housekeeper:
         from memory. Returns how many left memory."""
         if not states:
             return 0
-        by_tenant: dict[str, list[str]] = {}
-        for state in states:
-            if state.active:
-                by_tenant.setdefault(state.tenant, []).append(state.session)
-        refs = self._tenant_refs()
-        for tenant, sessions in by_tenant.items():
-            ref = refs.get(tenant)
-            if ref is not None:
-                ref.ask(Retire(sessions))
+        self._directory.retire(states)
         unloaded = self._snapshot_and_unload(states)
         self.passivations += unloaded
         return unloaded
@@ -251,7 +238,7 @@ class Housekeeper:
         stale: list[SessionState] = []
         with table.lock:
             for tenant in table.tenants():
-                config = self._tenant_config(tenant)
+                config = self._settings.tenant_config(tenant)
                 if not config.priority_retention_s or not config.regular_retention_s:
                     continue  # some events never expire
                 horizon_ms = int(max(config.priority_retention_s, config.regular_retention_s) * 1000)
@@ -285,7 +272,7 @@ class Housekeeper:
 
     def periods(self) -> list[int]:
         periods = set()
-        for config in self._tenant_configs():
+        for config in self._settings.all_configs():
             periods.update(p for p in (config.wal_retention(0), config.wal_retention(1)) if p)
         return sorted(periods)
 
@@ -295,7 +282,7 @@ class Housekeeper:
         periods = self.periods()
         if not periods:
             return 0
-        tenant_config = self._tenant_config
+        tenant_config = self._settings.tenant_config
 
         def retention(tenant: str, priority: int) -> int:
             return tenant_config(tenant).wal_retention(priority)
