@@ -163,3 +163,24 @@ def test_memory_engine_has_the_same_api(memory_engine: Engine) -> None:
     assert memory_engine.recent("acme", "s")[0].payload == {"x": 1}
     assert memory_engine.events("acme", "s")[0].lsn == r.lsn
     assert memory_engine.path is None
+
+
+def test_every_item_shape_becomes_the_same_event(engine: Engine) -> None:
+    """`Item` is the one shape an item travels in; the tuple, dict and list
+    spellings are converted to it, field for field."""
+    from laneway import Item
+
+    full = ("t", "s", "T", {"n": 1}, None, "src", 2, {"a": 1})
+    engine.submit_many(
+        [
+            Item("t", "s", "T", {"n": 1}, source="src", priority=2, attrs={"a": 1}),
+            full,
+            dict(zip(Item.__struct_fields__, full)),
+            ["t", "s", "T", {"n": 1}],
+        ]
+    )
+    events = engine.events("t", "s")
+    assert [(e.type, e.payload, e.source, e.priority, e.attrs) for e in events[:3]] == [("T", {"n": 1}, "src", 2, {"a": 1})] * 3
+    assert (events[3].source, events[3].attrs) == (None, None)
+    with pytest.raises(InvalidEvent, match="batch item 0 must be"):
+        engine.submit_many([("t", "s", "T", None, None)])  # a 5-tuple is no shape

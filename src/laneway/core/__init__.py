@@ -68,6 +68,7 @@ from ._frames import (
     ping_frame as ping_frame,
     pong_frame as pong_frame,
 )
+from ._item import ITEM_FIELDS as ITEM_FIELDS, Item as Item
 from ._keys import (
     MAX_DEDUPE_KEY_BYTES as MAX_DEDUPE_KEY_BYTES,
     MAX_KEY_PART as MAX_KEY_PART,
@@ -229,6 +230,8 @@ __all__ = [
     "StepPosition",
     "StepOutcome",
     "session_step",
+    "Item",
+    "ITEM_FIELDS",
     "Filter",
     "Outgoing",
     "Feed",

@@ -41,6 +41,7 @@ from ..core import (
     EngineClosed,
     Event,
     InvalidEvent,
+    Item,
     LanewayError,
     Receipt,
     StorageError,
@@ -250,7 +251,7 @@ class Engine:
         kept beside the payload. Waits if too much work is in flight
         (``max_inflight_*``).
         """
-        item = (tenant, session, type, payload, dedupe_key, source, priority, attrs)
+        item = Item(tenant, session, type, payload, dedupe_key, source, priority, attrs)
         return self._send([item], single=True, block=True).result()
 
     def send(
@@ -271,7 +272,7 @@ class Engine:
         limit is reached. Callbacks added to the future run on laneway's
         commit thread; keep them short.
         """
-        item = (tenant, session, type, payload, dedupe_key, source, priority, attrs)
+        item = Item(tenant, session, type, payload, dedupe_key, source, priority, attrs)
         return self._send([item], single=True, block=False)
 
     async def asubmit(
@@ -291,31 +292,31 @@ class Engine:
         If the calling task is cancelled, the event may still be written
         (it was handed over); resubmit with the same dedupe key to be sure.
         """
-        item = (tenant, session, type, payload, dedupe_key, source, priority, attrs)
+        item = Item(tenant, session, type, payload, dedupe_key, source, priority, attrs)
         return await self._asend([item], single=True)  # type: ignore[no-any-return]
 
-    def submit_many(self, items: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[Receipt]:
+    def submit_many(self, items: Iterable[Item | Sequence[Any] | Mapping[str, Any]]) -> list[Receipt]:
         """Append a batch; one receipt per item, in order, once all are durable.
 
-        Items are ``(tenant, session, type, payload)`` tuples (payload
-        optional), dicts with those keys plus optional ``dedupe_key``,
-        ``source``, ``priority`` and ``attrs``, or the full tuple
-        ``(tenant, session, type, payload, dedupe_key, source, priority,
-        attrs)`` (None where unset). Every item is validated
+        Items are `Item`s, ``(tenant, session, type, payload)`` tuples
+        (payload optional), dicts with those keys plus optional
+        ``dedupe_key``, ``source``, ``priority`` and ``attrs``, or the full
+        tuple ``(tenant, session, type, payload, dedupe_key, source,
+        priority, attrs)`` (None where unset). Every item is validated
         before anything is written: one bad item raises and nothing of the
         batch is written.
         """
         return self._send(self._intake.parse(items), single=False, block=True).result()  # type: ignore[no-any-return]
 
-    def send_many(self, items: Iterable[Sequence[Any] | Mapping[str, Any]]) -> Future[list[Receipt]]:
+    def send_many(self, items: Iterable[Item | Sequence[Any] | Mapping[str, Any]]) -> Future[list[Receipt]]:
         """`submit_many` without waiting (raises `EngineOverloaded` when full)."""
         return self._send(self._intake.parse(items), single=False, block=False)
 
-    async def asubmit_many(self, items: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[Receipt]:
+    async def asubmit_many(self, items: Iterable[Item | Sequence[Any] | Mapping[str, Any]]) -> list[Receipt]:
         """`submit_many` for trio."""
         return await self._asend(self._intake.parse(items), single=False)  # type: ignore[no-any-return]
 
-    async def _asend(self, items: list[tuple[Any, ...]], *, single: bool) -> Any:
+    async def _asend(self, items: list[Item], *, single: bool) -> Any:
         import trio
 
         from ._trio import await_future, wait_admitted
@@ -329,7 +330,7 @@ class Engine:
             await wait_admitted(self._admission, self._admission.enqueue(producer, count, nbytes))
         return await await_future(self._dispatch_all(grouped, producer, count, nbytes, single=single))
 
-    def send_each(self, items: Iterable[Sequence[Any] | Mapping[str, Any]]) -> Future[list[Receipt | LanewayError]]:
+    def send_each(self, items: Iterable[Item | Sequence[Any] | Mapping[str, Any]]) -> Future[list[Receipt | LanewayError]]:
         """`send_many` where every item stands alone: the result holds, in
         item order, a `Receipt` or the `LanewayError` that item met (bad
         input, a full bucket under ``reject_new``, a storage failure),
@@ -368,7 +369,7 @@ class Engine:
             self._dispatch(tenant, session, submissions, ticket)
         return result
 
-    def _send(self, items: list[tuple[Any, ...]], *, single: bool, block: bool) -> Future[Any]:
+    def _send(self, items: list[Item], *, single: bool, block: bool) -> Future[Any]:
         """Validate every item, then admit and dispatch them all: the one
         path behind submit, send, asubmit and their batch forms."""
         grouped, nbytes, _, _ = self._intake.validate(items, partial=False)

@@ -1,7 +1,7 @@
 """Intake: what a submit call's items must be before anything is queued.
 
-On the caller's thread: the four input shapes (a 4-tuple, the internal
-8-field tuple, a dict, a 3/4-item list) become one shape; tenant, session,
+On the caller's thread: every input shape (an `Item`, a 3/4-item tuple or
+list, the full 8-field tuple, a dict) becomes an `Item`; tenant, session,
 type, source, dedupe key and priority are validated (with small caches of
 names already seen, since the same few recur); the payload and attrs are
 encoded with msgpack once (the WAL record embeds those bytes) and checked
@@ -16,9 +16,11 @@ from typing import Any
 
 from ..core import (
     ENCODE_ERRORS,
+    ITEM_FIELDS,
     MAX_PAYLOAD_DEPTH,
     InvalidEvent,
     InvalidPayload,
+    Item,
     LanewayError,
     PayloadTooDeep,
     PayloadTooLarge,
@@ -33,9 +35,7 @@ from ..core import (
     validate_type,
 )
 
-__all__ = ["Intake", "ITEM_KEYS"]
-
-ITEM_KEYS = frozenset({"tenant", "session", "type", "payload", "dedupe_key", "source", "priority", "attrs"})
+__all__ = ["Intake"]
 
 
 class Intake:
@@ -46,35 +46,30 @@ class Intake:
         self._valid_keys: set[tuple[str, str]] = set()
         self._valid_labels: set[str] = set()
 
-    def parse(self, items: Iterable[Sequence[Any] | Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-        """Batch items in the internal 8-field shape, checked for shape only."""
-        parsed: list[tuple[Any, ...]] = []
+    def parse(self, items: Iterable[Item | Sequence[Any] | Mapping[str, Any]]) -> list[Item]:
+        """Batch items as `Item`s, checked for shape only."""
+        parsed: list[Item] = []
         for index, item in enumerate(items):
-            if type(item) is tuple and len(item) == 8:
-                parsed.append(item)  # the internal shape already (the gateway's publishes)
-            elif type(item) is tuple and len(item) == 4:
-                parsed.append((*item, None, None, None, None))
+            if type(item) is Item:
+                parsed.append(item)
             elif isinstance(item, Mapping):
-                if not item.keys() <= ITEM_KEYS:
-                    raise InvalidEvent(f"batch item {index}: unknown key(s) {sorted(set(item) - ITEM_KEYS)}")
-                try:
-                    parsed.append(
-                        (item["tenant"], item["session"], item["type"], item.get("payload"), item.get("dedupe_key"),
-                         item.get("source"), item.get("priority"), item.get("attrs"))
-                    )
-                except KeyError as exc:
-                    raise InvalidEvent(f"batch item {index} has no {exc.args[0]!r}") from None
-            elif isinstance(item, (tuple, list)) and len(item) in (3, 4):
-                parsed.append((item[0], item[1], item[2], item[3] if len(item) == 4 else None, None, None, None, None))
+                if not item.keys() <= ITEM_FIELDS:
+                    raise InvalidEvent(f"batch item {index}: unknown key(s) {sorted(set(item) - ITEM_FIELDS)}")
+                for required in ("tenant", "session", "type"):
+                    if required not in item:
+                        raise InvalidEvent(f"batch item {index} has no {required!r}")
+                parsed.append(Item(**item))
+            elif isinstance(item, (tuple, list)) and (len(item) in (3, 4) or (type(item) is tuple and len(item) == 8)):
+                parsed.append(Item(*item))
             else:
                 raise InvalidEvent(
-                    f"batch item {index} must be a (tenant, session, type, payload) tuple, "
+                    f"batch item {index} must be a (tenant, session, type, payload) tuple, an Item, "
                     "the full 8-field tuple or a dict with those keys"
                 )
         return parsed
 
     def validate(
-        self, items: list[tuple[Any, ...]], *, partial: bool
+        self, items: list[Item], *, partial: bool
     ) -> tuple[dict[tuple[str, str], list[Submission]], int, list[int], list[Any]]:
         """Validate and encode items, grouped by session. Returns the groups,
         their bytes, the original index of each valid item (its ticket slot
@@ -84,10 +79,13 @@ class Intake:
         nbytes = 0
         positions: list[int] = []
         outcome: list[Any] = [None] * len(items) if partial else []
-        for index, (tenant, session, type_, payload, dedupe_key, source, priority, attrs) in enumerate(items):
+        for index, item in enumerate(items):
+            tenant, session = item.tenant, item.session
             try:
                 self.check_key(tenant, session)
-                submission = self.prepare(len(positions), type_, payload, dedupe_key, source, priority, attrs)
+                submission = self.prepare(
+                    len(positions), item.type, item.payload, item.dedupe_key, item.source, item.priority, item.attrs
+                )
             except LanewayError as exc:
                 if partial:
                     outcome[index] = exc

@@ -38,11 +38,13 @@ import msgspec
 import trio
 
 from ..core import (
+    ITEM_FIELDS,
     MAX_PAYLOAD_DEPTH,
     RESERVED_KEY_PREFIX,
     DerivedKey,
     InvalidEvent,
     InvalidKey,
+    Item,
     LanewayError,
     Principal,
     TenantConfig,
@@ -387,7 +389,7 @@ class HttpApp:
             where = "" if single else f"item {index}: "
             if not isinstance(item, dict):
                 raise HttpError(422, "bad_request", f"{where}each event must be a JSON object")
-            unknown = set(item) - {"tenant", "session", "type", "payload", "dedupe_key", "source", "priority", "attrs"}
+            unknown = set(item) - ITEM_FIELDS
             if unknown:
                 raise HttpError(422, "bad_request", f"{where}unknown field(s) {sorted(unknown)}")
             missing = [f for f in ("tenant", "session", "type") if f not in item]
@@ -405,12 +407,12 @@ class HttpApp:
                 if dedupe is not None:
                     raise HttpError(422, "bad_request", f"{where}send a dedupe_key or an Idempotency-Key, not both")
                 dedupe = DerivedKey(f"{derived_base}{fingerprint}\x1e{index}")
-            prepared.append({**item, "dedupe_key": dedupe})
+            prepared.append(Item(**{**item, "dedupe_key": dedupe}))
         if derived_base is not None:
             # A reused key must come with the same request: look before
             # writing anything (the per-key hold keeps two requests with one
             # key from both looking first).
-            for tenant in sorted({item["tenant"] for item in prepared}):
+            for tenant in sorted({item.tenant for item in prepared}):
                 found = await trio.to_thread.run_sync(self.engine.find_dedupe_key, tenant, derived_base)
                 if found is not None and not found.startswith(f"{derived_base}{fingerprint}\x1e"):
                     raise HttpError(

@@ -33,6 +33,7 @@ from ..core import (
     Filter,
     GapPayload,
     GapRange,
+    Item,
     LanewayError,
     Outgoing,
     PublishFrame,
@@ -156,7 +157,7 @@ class Hub:
             self._publish_needed = trio.Event()
             batch, self._publishes = self._publishes, []
             items = [
-                (f.tenant, f.session, f.event_type, f.payload, f.dedupe_key, f.source, f.priority, f.attrs)
+                Item(f.tenant, f.session, f.event_type, f.payload, f.dedupe_key, f.source, f.priority, f.attrs)
                 for _, f, _ in batch
             ]
             try:
