@@ -201,3 +201,20 @@ def test_configure_shrinks_existing_buckets_immediately(tmp_path: Path, clock: F
         eng.configure("acme", regular_max_events=2)
         assert [e.payload for e in eng.recent("acme", "s")] == [6, 7]
         assert eng.statistics("acme", "s").evicted == 6
+
+
+def test_recent_with_heads_reads_events_and_each_sessions_position_together(tmp_path: Path, clock: FakeClock) -> None:
+    """What a subscriber's first frame is built from: the recent events and,
+    for every session asked for, (epoch, last committed seq); an event not
+    in the result is at or below its session's seq."""
+    with Engine.open(tmp_path, small(), clock=clock) as eng:
+        for i in range(6):
+            eng.submit("acme", "a" if i % 2 else "b", "T", {"i": i})
+        events, heads = eng.recent_with_heads("acme", limit=3)
+        assert [e.payload["i"] for e in events] == [3, 4, 5]
+        assert {name: seq for name, (_, seq) in heads.items()} == {"a": 3, "b": 3}
+        assert all(epoch == eng.statistics("acme", name).epoch for name, (epoch, _) in heads.items())
+        events, heads = eng.recent_with_heads("acme", sessions=["a", "nobody"], limit=10)
+        assert [e.session for e in events] == ["a"] * 3 and set(heads) == {"a"}
+        with pytest.raises(InvalidEvent, match="limit"):
+            eng.recent_with_heads("acme", limit=-1)

@@ -506,7 +506,7 @@ class Engine:
     # -- queries (engine/_queries.py) ---------------------------------------
 
     recent = delegate(Queries.recent, "_queries")
-    snapshot = delegate(Queries.snapshot, "_queries")
+    recent_with_heads = delegate(Queries.recent_with_heads, "_queries")
     events = delegate(Queries.events, "_queries")
     find_dedupe_key = delegate(Queries.find_dedupe_key, "_queries")
     sessions = delegate(Queries.sessions, "_queries")

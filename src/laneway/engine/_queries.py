@@ -78,10 +78,10 @@ class Queries:
         if session is not None:
             validate_session(session)
         check_limit(limit)
-        events, _ = self._snapshot(tenant, None if session is None else (session,), limit, min_priority, types)
+        events, _ = self._read_with_heads(tenant, None if session is None else (session,), limit, min_priority, types)
         return events
 
-    def snapshot(
+    def recent_with_heads(
         self,
         tenant: str,
         *,
@@ -99,9 +99,9 @@ class Queries:
             validate_session(name)
         if type(limit) is not int or not 0 <= limit <= 100_000:
             raise InvalidEvent(f"limit must be an int from 0 to 100000, got {limit!r}")
-        return self._snapshot(tenant, sessions, limit, min_priority, types)
+        return self._read_with_heads(tenant, sessions, limit, min_priority, types)
 
-    def _snapshot(
+    def _read_with_heads(
         self,
         tenant: str,
         sessions: Collection[str] | None,

@@ -64,7 +64,7 @@ def recent_across_tenants(engine: EngineView, limit: int) -> tuple[list[Event], 
     events: list[Event] = []
     heads: dict[tuple[str, str], tuple[int, int]] = {}
     for tenant in engine.tenants():
-        got, tenant_heads = engine.snapshot(tenant, limit=limit)
+        got, tenant_heads = engine.recent_with_heads(tenant, limit=limit)
         events.extend(got)
         heads.update({(tenant, s): h for s, h in tenant_heads.items()})
     events.sort(key=lambda e: e.lsn)

@@ -94,7 +94,7 @@ class EngineView(Protocol):
     `laneway.Engine` is one; a test (or a cluster node) can be another."""
 
     def send_each(self, items: Any) -> Future[list[Any]]: ...
-    def snapshot(
+    def recent_with_heads(
         self, tenant: str, *, sessions: Any = None, limit: int = 100, min_priority: int = 0, types: Any = None
     ) -> tuple[list[Event], dict[str, tuple[int, int]]]: ...
     def events(self, tenant: str, session: str, after_seq: int = 0, limit: int = 1000) -> list[Event]: ...
@@ -353,7 +353,7 @@ class Hub:
 
         Floors are per session name; the compat feed spans tenants, so the
         same session name in two tenants shares a floor. Harmless: a floor
-        only drops events already in the initial frame's snapshot window.
+        only drops events already in the initial frame's window.
         """
         events, heads = recent_across_tenants(self.engine, 50)
         floors: dict[str, int] = {}
@@ -368,7 +368,7 @@ class Hub:
         resume = dict(frame.resume or {})
         epochs = frame.epochs or {}
         sessions = frame.sessions
-        recent, heads = engine.snapshot(
+        recent, heads = engine.recent_with_heads(
             tenant,
             sessions=sessions,
             limit=0 if resume else frame.recent,
