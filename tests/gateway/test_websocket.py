@@ -467,7 +467,7 @@ async def test_a_client_with_too_many_unacked_publishes_is_not_read_until_acks_m
 
     def counting(writer: Any, frame: Any) -> Any:
         pending = queue_publish(writer, frame)
-        if len(hub._publishes) + hub.stats["publishes"] >= 4:
+        if hub.publishing.queued + hub.stats["publishes"] >= 4:
             queued.set()
         return pending
 
@@ -486,7 +486,7 @@ async def test_a_client_with_too_many_unacked_publishes_is_not_read_until_acks_m
 
             def look() -> None:
                 (client,) = hub.clients
-                state.update(reading=client._reading, in_reactor=client._fd in server.running.gateway.reactor)
+                state.update(reading=client._reading, in_reactor=client.transport._fd in server.running.gateway.reactor)
                 done.set()
 
             server.running._token.run_sync_soon(look)

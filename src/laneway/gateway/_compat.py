@@ -29,7 +29,7 @@ from ..core import (
 )
 
 if TYPE_CHECKING:
-    from ._hub import EngineView
+    from ._ports import EngineView
 
 __all__ = ["COMPAT", "CompatCodec", "hook_event", "from_hook_event", "encode_json_safely", "recent_across_tenants"]
 

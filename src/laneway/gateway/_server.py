@@ -35,6 +35,7 @@ from ._config import GatewayConfig
 from ._http import HttpApp
 from ._hub import Hub
 from ._reactor import ReadReactor
+from ._transport import SocketTransport
 from ._upgrade import check_upgrade, is_upgrade
 from ._ws import refuse, serve_websocket
 
@@ -181,11 +182,9 @@ class Gateway:
             peer = stream.socket.getpeername()[0]
             try:
                 await serve_websocket(
-                    stream,
+                    SocketTransport(stream, self.reactor),
                     head,
                     hub=self.hub,
-                    reactor=self.reactor,
-                    engine=self.engine,
                     auth=self.auth,
                     anonymous=self.http.anonymous,
                     peer=peer,

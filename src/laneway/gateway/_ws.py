@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
-import select
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import trio
@@ -60,11 +58,8 @@ from ._auth import AnonymousPolicy, Authenticator, AuthError
 from ._compat import COMPAT
 from ._errors import wire_error
 from ._hub import COMPAT_CODEC, Hub, PendingPublish
-from ._reactor import ReadReactor
+from ._transport import Transport
 from ._upgrade import Refusal, refusal_response
-
-if TYPE_CHECKING:
-    from ..engine import Engine
 
 __all__ = ["serve_websocket", "WsClient", "refuse"]
 
@@ -81,25 +76,19 @@ class WsClient:
 
     def __init__(
         self,
-        stream: trio.abc.Stream,
-        ws: WSConnection,
+        transport: Transport,
         codec: Any,
         machine: ServerConnection | None,
         *,
         hub: Hub,
-        reactor: ReadReactor,
-        engine: Engine,
         auth: Authenticator,
         clock: Callable[[], int],
         on_close: Callable[[WsClient], None],
     ) -> None:
-        self.stream = stream
-        self.reactor = reactor
-        self.ws = ws
+        self.transport = transport
         self.codec = codec
         self.machine = machine
         self.hub = hub
-        self.engine = engine
         self.auth = auth
         self.clock = clock
         self._on_close = on_close
@@ -114,8 +103,6 @@ class WsClient:
         self._idle = False  # the writer task waits for work: direct writes are safe
         self._leftover: memoryview | None = None  # what a direct write left unsent
         self._soft = self.config.soft_limit_bytes if codec.name != COMPAT else 0
-        socket = getattr(stream, "socket", None)
-        self._fd = socket.fileno() if socket is not None else -1
         self._closing: tuple[int, str] | None = None
         # When the connection's token expires (Unix ms), None: never. The
         # writer wakes at that moment and closes with 4001.
@@ -145,11 +132,9 @@ class WsClient:
         the writer is idle with nothing queued before it, like `deliver`."""
         if self._forced:
             return  # dropped for being too far behind: nothing more goes out
-        if self._idle and not self._control and self._leftover is None and self._closing is None and self._fd >= 0:
+        if self._idle and not self._control and self._leftover is None and self._closing is None:
             try:
-                written = os.write(self._fd, data)
-            except BlockingIOError:
-                written = 0
+                written = self.transport.write_now(data)
             except OSError:
                 self.close_soon(CloseCode.NORMAL, "")
                 return
@@ -203,6 +188,7 @@ class WsClient:
                     data, self.pipelined = self.pipelined, b""
                     self.received(data)
                 self._read_more()
+                nursery.start_soon(self.transport.pump, self)
                 if compat:
                     self.cursors["compat"] = await self.hub.subscribe_compat(self)
                 await self._writer()
@@ -217,7 +203,7 @@ class WsClient:
             self._on_close(self)
             with trio.CancelScope(shield=True):
                 try:
-                    await self.stream.aclose()
+                    await self.transport.aclose()
                 except trio.BrokenResourceError:
                     pass
 
@@ -247,9 +233,7 @@ class WsClient:
         written = 0
         if payload:
             try:
-                written = os.write(self._fd, payload)
-            except BlockingIOError:
-                pass
+                written = self.transport.write_now(payload)
             except OSError:
                 self.close_soon(CloseCode.NORMAL, "")
                 return 0
@@ -309,7 +293,7 @@ class WsClient:
                 self.sending = True
                 with self._send_scope:
                     try:
-                        await self.stream.send_all(payload)
+                        await self.transport.send_all(payload)
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         return
                     finally:
@@ -346,13 +330,7 @@ class WsClient:
     def _input_waiting(self) -> bool:
         """Bytes from the client sit unread in the kernel: it is alive, and
         only our loop was too busy to read them (no false timeouts under load)."""
-        if self._fd < 0:
-            return False
-        # poll, not select: select() refuses descriptors above 1023, and a
-        # server with thousands of connections has plenty of those.
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
-        return bool(poller.poll(0))
+        return self.transport.input_waiting()
 
     def received(self, data: bytes) -> None:
         """Bytes from the client (the reactor, on the loop); b"": it closed.
@@ -414,10 +392,10 @@ class WsClient:
         want = not self._done_reading and self._closing is None and len(self._unacked) < _MAX_UNACKED
         if want and not self._reading:
             self._reading = True
-            self.reactor.add(self._fd, self)
+            self.transport.want_input(self, True)
         elif not want and self._reading:
             self._reading = False
-            self.reactor.remove(self._fd)
+            self.transport.want_input(self, False)
 
     # -- the protocol machine's actions ------------------------------------
 
@@ -500,7 +478,7 @@ class WsClient:
             self._read_more()
 
 
-async def refuse(stream: trio.abc.Stream, refusal: Refusal) -> None:
+async def refuse(stream: trio.abc.Stream | Transport, refusal: Refusal) -> None:
     """Answer a handshake we will not accept, then close."""
     with trio.CancelScope(shield=True):
         try:
@@ -531,12 +509,10 @@ def _token_from(request: Request) -> str | None:
 
 
 async def serve_websocket(
-    stream: trio.abc.Stream,
+    stream: Transport,
     initial: bytes,
     *,
     hub: Hub,
-    reactor: ReadReactor,
-    engine: Engine,
     auth: Authenticator,
     anonymous: AnonymousPolicy,
     peer: str,
@@ -545,7 +521,8 @@ async def serve_websocket(
 ) -> None:
     """Handshake, then run the connection until either side closes it.
 
-    `initial`: the bytes already read from the socket (the request head and
+    `stream`: the connection's transport (a socket's, or any trio stream's).
+    `initial`: the bytes already read from it (the request head and
     anything after it). `anonymous` decides whether this request (from
     `peer`) may use the compat stream without a token.
     """
@@ -614,9 +591,7 @@ async def serve_websocket(
         await stream.send_all(ws.send(AcceptConnection(subprotocol=subprotocol)))
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         return
-    client = WsClient(
-        stream, ws, codec, machine, hub=hub, reactor=reactor, engine=engine, auth=auth, clock=clock, on_close=clients.discard
-    )
+    client = WsClient(stream, codec, machine, hub=hub, auth=auth, clock=clock, on_close=clients.discard)
     clients.add(client)
     if pipelined:
         client.pipelined = pipelined

@@ -1,0 +1,167 @@
+"""Fan-out on the trio loop: the feeds, dispatch into them, flush rounds, upkeep.
+
+Committed events reach `FanOut.dispatch` already encoded once per protocol
+in use (the bridge did that off the loop). Each is appended to every feed
+of its tenant whose filter matches (and to the compat feeds, which span
+tenants); a flush round then hands each grown feed's cursors to their
+connections (`Writer.deliver`). `tick` closes coalescing windows that are
+due, drops connections stuck past the hard byte limit, and trims feeds.
+
+Only the trio loop touches this, except `codecs_in_use`, which the bridge
+thread reads to know which encodings to prepare (an immutable frozenset
+swapped whole).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from ..core import CODECS, CloseCode, Cursor, Feed, Filter, Outgoing
+from ._compat import COMPAT, CompatCodec
+from ._config import GatewayConfig
+
+__all__ = ["FanOut", "COMPAT_CODEC", "ALL_TENANTS"]
+
+COMPAT_CODEC = CompatCodec()
+ALL_TENANTS = Filter("*")
+# A flush round starts no sooner than this many round-durations after the
+# last one ended: the loop keeps 1/(1+_PACING) of its time for fan-out at
+# most, the rest for acks, HTTP and dispatch (measured: see benchmarks).
+_PACING = 0.5
+
+
+class FanOut:
+    def __init__(self, config: GatewayConfig, clock: Any, stats: Counter[str]) -> None:
+        self.config = config
+        self.clock = clock
+        self.stats = stats
+        self._feeds: dict[tuple[str, Filter], Feed] = {}
+        self._by_tenant: dict[str, list[Feed]] = {}
+        self._global: list[Feed] = []  # compat feeds: every tenant
+        self.codecs_in_use: frozenset[str] = frozenset()
+        self._dirty: set[Feed] = set()  # feeds grown since the last flush round
+        self._flush_needed = trio.Event()
+
+    # -- feeds ------------------------------------------------------------------
+
+    def feed_for(self, codec_name: str, filter: Filter) -> Feed:
+        key = (codec_name, filter)
+        feed = self._feeds.get(key)
+        if feed is None:
+            codec = COMPAT_CODEC if codec_name == COMPAT else CODECS[codec_name]
+            cfg = self.config
+            feed = Feed(
+                codec,  # type: ignore[arg-type]
+                filter,
+                coalesce_sources=cfg.coalesce_sources if codec_name != COMPAT else (),
+                coalesce_window_ms=cfg.coalesce_window_ms,
+                coalesce_max=cfg.coalesce_max_events,
+            )
+            self._feeds[key] = feed
+            if codec_name == COMPAT:
+                self._global.append(feed)
+            else:
+                self._by_tenant.setdefault(filter.tenant, []).append(feed)
+            self._refresh_codecs()
+        return feed
+
+    def forget_cursor(self, cursor: Cursor) -> None:
+        """Detach a cursor; drop its feed once no cursor is left. Safe to call
+        twice (a hard-limit close and the connection's own cleanup both do)."""
+        cursor.close()
+        feed = cursor.feed
+        if feed.cursors:
+            return
+        key = (feed.codec.name, feed.filter)
+        if self._feeds.get(key) is not feed:
+            return  # already dropped (maybe replaced by a newer feed)
+        del self._feeds[key]
+        if feed.codec.name == COMPAT:
+            self._global.remove(feed)
+        else:
+            feeds = self._by_tenant[feed.filter.tenant]
+            feeds.remove(feed)
+            if not feeds:
+                del self._by_tenant[feed.filter.tenant]
+        self._refresh_codecs()
+
+    def _refresh_codecs(self) -> None:
+        self.codecs_in_use = frozenset(name for name, _ in self._feeds)
+
+    # -- dispatch and flush ------------------------------------------------------
+
+    def dispatch(self, items: Sequence[Outgoing]) -> None:
+        now = self.clock()
+        self.stats["events_dispatched"] += len(items)
+        by_tenant: dict[str, list[Outgoing]] = {}
+        for out in items:
+            by_tenant.setdefault(out.event.tenant, []).append(out)
+        for tenant, group in by_tenant.items():
+            for feed in self._by_tenant.get(tenant, ()):
+                if feed.offer(group, now):
+                    self._dirty.add(feed)
+        if self._global:
+            for feed in self._global:
+                if feed.offer(items, now):
+                    self._dirty.add(feed)
+        if self._dirty:
+            self._flush_needed.set()
+
+    async def flush(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Hand grown feeds to their subscribers, in adaptive rounds.
+
+        A round writes each subscriber's pending frames (directly to the
+        socket when its writer is idle). The next round starts no sooner
+        than half a round's duration after this one ends (`_PACING`), so
+        under load events accumulate into bulk frames instead of costing
+        one write per event per subscriber, and the loop keeps a third of
+        its time for everything else. A quiet stream still goes out at once.
+        """
+        task_status.started()
+        last_duration = 0.0
+        last_end = 0.0
+        while True:
+            await self._flush_needed.wait()
+            wait = last_end + last_duration * _PACING - trio.current_time()
+            if wait > 0:
+                await trio.sleep(wait)
+            self._flush_needed = trio.Event()
+            dirty, self._dirty = self._dirty, set()
+            started = trio.current_time()
+            now = self.clock()
+            written = 0
+            for feed in dirty:
+                for cursor in list(feed.cursors):
+                    try:
+                        written += cursor.owner.deliver(now)
+                    except Exception as exc:  # that connection's problem only
+                        cursor.owner.fail(exc)
+            self.stats["bytes_sent"] += written
+            last_end = trio.current_time()
+            last_duration = last_end - started
+            self.stats["flush_rounds"] += 1
+            self.stats["flush_us"] += int(last_duration * 1e6)
+
+    # -- upkeep -------------------------------------------------------------------
+
+    def tick(self, now: int) -> None:
+        hard = self.config.hard_limit_bytes
+        for feed in list(self._feeds.values()):
+            if feed.due(now) and feed.flush_held():
+                self._dirty.add(feed)
+                self._flush_needed.set()
+            if hard:
+                for cursor in list(feed.cursors):
+                    # Only a writer stuck in a send is slow; one that has
+                    # simply not run since the last dispatch is not.
+                    if cursor.owner.sending and cursor.owner.pending_bytes() > hard:
+                        self.stats["slow_consumer_closes"] += 1
+                        cursor.owner.close_soon(
+                            CloseCode.SLOW_CONSUMER, "slow consumer: past the hard byte limit; reconnect and resume", force=True
+                        )
+                        self.forget_cursor(cursor)
+            feed.trim()
