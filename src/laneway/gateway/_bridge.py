@@ -23,7 +23,7 @@ from ..core import CODECS, Event, Outgoing
 from ._compat import COMPAT
 from ._hub import COMPAT_CODEC, Hub
 
-__all__ = ["GatewayActor", "GatewaySink", "Committed"]
+__all__ = ["GatewayActor", "GatewaySink", "Committed", "prepare"]
 
 log = logging.getLogger("laneway.gateway")
 
@@ -58,7 +58,7 @@ class GatewayActor(pykka.ThreadingActor):
             # One event that fails here must not kill the actor: every
             # subscriber of every tenant would stop hearing live events.
             try:
-                items.append(self._prepare(event, codecs))
+                items.append(prepare(event, codecs, self._entity_field))
             except Exception:
                 self._hub.stats["bridge_failures"] += 1
                 log.exception("could not prepare event %s/%s seq %d for subscribers", event.tenant, event.session, event.seq)
@@ -73,15 +73,18 @@ class GatewayActor(pykka.ThreadingActor):
         # sees the dead actor (`/healthz` 503, `/metrics`) and says so.
         log.critical("the gateway's event bridge stopped: live events no longer reach subscribers", exc_info=exception_value)
 
-    def _prepare(self, event: Event, codecs: frozenset[str]) -> Outgoing:
-        encoded = {name: (COMPAT_CODEC if name == COMPAT else CODECS[name]).event(event) for name in codecs}
-        entity = None
-        payload = event.payload
-        if isinstance(payload, dict):
-            value = payload.get(self._entity_field)
-            if isinstance(value, (str, int)) and not isinstance(value, bool):
-                entity = str(value)
-        return Outgoing(event, encoded, entity)
+
+def prepare(event: Event, codecs: frozenset[str], entity_field: str) -> Outgoing:
+    """An event made ready for fan-out: encoded once per codec in use, and
+    its coalescing entity (`entity_field` of a dict payload) picked out."""
+    encoded = {name: (COMPAT_CODEC if name == COMPAT else CODECS[name]).event(event) for name in codecs}
+    entity = None
+    payload = event.payload
+    if isinstance(payload, dict):
+        value = payload.get(entity_field)
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            entity = str(value)
+    return Outgoing(event, encoded, entity)
 
 
 class GatewaySink:
