@@ -11,6 +11,7 @@ from ._directory import Directory as Directory
 from ._pool import Dispatcher as Dispatcher, Mailbox as Mailbox, PooledActor as PooledActor
 from ._recovery import (
     SessionLoader as SessionLoader,
+    restore_sessions as restore_sessions,
     snapshot_bytes as snapshot_bytes,
     write_snapshots as write_snapshots,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "Mailbox",
     "PooledActor",
     "SessionLoader",
+    "restore_sessions",
     "snapshot_bytes",
     "write_snapshots",
     "BatchToken",

@@ -9,6 +9,8 @@ records is damaged, the history the buckets held is gone: the session gets
 a new epoch, and the loss is counted, logged and visible to clients (a
 resume across the epoch change gets a ``gap``), never silently shortened.
 
+`restore_sessions` runs once at open: every session is known again from
+its head and its snapshot's head, with its buckets still on disk.
 `load_session` runs on whichever thread first touches a cold session, under
 the table lock. `write_snapshots` runs on the WAL writer thread, where every
 committed group has already been applied, so a snapshot reflects its
@@ -18,9 +20,10 @@ session exactly at ``last_lsn``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..core import (
+    BucketCounters,
     BufferedEvent,
     DataFormatError,
     DualBucket,
@@ -31,14 +34,48 @@ from ..core import (
     encode_snapshot,
 )
 from ..persistence import Log, WalWriter, WriterTask
-from ._state import SessionState, StateTable, new_epoch
+from ._state import SessionState, StateTable, TenantContext, new_epoch
 
-__all__ = ["SessionLoader", "write_snapshots", "snapshot_bytes"]
+__all__ = ["SessionLoader", "restore_sessions", "write_snapshots", "snapshot_bytes"]
 
 log = logging.getLogger("laneway.recovery")
 
 # Records replayed per read when catching a snapshot up with the WAL.
 _PAGE = 10_000
+
+
+def restore_sessions(log_: Log, table: StateTable, context: Callable[[str], TenantContext]) -> int:
+    """Know every stored session again: its head (seq, epoch, counts) from
+    the WAL and what its snapshot says of its buckets; returns how many.
+    Buckets stay on disk until a session is first used (`SessionLoader`)."""
+    heads = {(i.tenant, i.session): i.head for i in log_.snapshot_infos() if i.head is not None}
+    restored = 0
+    with table.lock:
+        for tenant, session, meta in log_.iter_sessions():
+            state = SessionState(
+                context(tenant),
+                session,
+                epoch=meta.epoch,
+                bucket=None,
+                last_seq=meta.last_seq,
+                last_ts=meta.last_ts,
+                last_lsn=meta.last_lsn,
+                counts=meta.counts,
+                counters=BucketCounters(),
+                trimmed_seq=meta.trimmed_seq,
+            )
+            head = heads.get((tenant, session))
+            if head is not None and head.epoch == meta.epoch:
+                state.counters.set(head.counters)
+                state.fill = head.fill
+                state.snap_lsn = head.lsn
+                state.snap_ts = head.taken_ts
+                state.dedupe_hits = head.dedupe_hits
+                state.history_losses = head.history_losses
+            table.totals_for(tenant).add_session(meta.counts, meta.types, meta.last_ts)
+            table.add(state)
+            restored += 1
+    return restored
 
 
 class SessionLoader:

@@ -38,7 +38,7 @@ import msgspec
 
 from ..core import ConfigError, TenantConfig, tenant_config_from
 
-__all__ = ["EngineConfig", "load_config", "ENV_PREFIX", "option_table"]
+__all__ = ["EngineConfig", "load_config", "resolve_config", "ENV_PREFIX", "option_table"]
 
 ENV_PREFIX = "LANEWAY_"
 _MiB = 1 << 20
@@ -241,3 +241,16 @@ def option_table() -> list[tuple[str, str, str, str]]:
         shown = "UserPromptSubmit, Notification, Stop, SubagentStop -> 1" if name == "rules" else repr(default)
         rows.append(("defaults / tenants.NAME", name, shown, ENV_PREFIX + "DEFAULT_" + name.upper()))
     return rows
+
+
+def resolve_config(config: EngineConfig | str | os.PathLike[str] | None) -> EngineConfig:
+    """What `Engine.open` runs with: the config given, the TOML file named
+    (layered under the ``LANEWAY_*`` environment), or for None the
+    environment over the file ``LANEWAY_CONFIG`` names, if any."""
+    if isinstance(config, EngineConfig):
+        return config
+    if config is None:
+        return load_config(os.environ.get("LANEWAY_CONFIG"))
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(config)
+    raise ConfigError(f"config must be an EngineConfig, a TOML path or None, got {type(config).__name__}")

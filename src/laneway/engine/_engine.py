@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
@@ -30,31 +29,27 @@ from ..actors import (
     SubmitMessage,
     TenantContext,
     Ticket,
+    restore_sessions,
     write_snapshots,
 )
 from ..core import (
     AuditRecord,
-    BucketCounters,
     BucketFull,
     Clock,
-    ConfigError,
     EngineClosed,
-    Event,
-    InvalidEvent,
     Item,
     LanewayError,
     Receipt,
     StorageError,
     Submission,
     TenantConfig,
-    check_priority,
     now_ms,
     validate_session,
     validate_tenant,
 )
 from ..persistence import DataDirLock, LmdbLog, Log, MemoryLog, WalWriter, WriterTask
 from ._admission import Admission, EngineOverloaded
-from ._config import EngineConfig, load_config
+from ._config import EngineConfig, resolve_config
 from ._housekeeper import Housekeeper, HousekeepingReport
 from ._intake import Intake
 from ._process import EngineForked, delegate, refuse, register, same_process, unregister
@@ -145,14 +140,7 @@ class Engine:
 
         Raises `DataDirLocked` if another engine has `path` open.
         """
-        if isinstance(config, EngineConfig):
-            resolved = config
-        elif config is None:
-            resolved = load_config(os.environ.get("LANEWAY_CONFIG"))
-        elif isinstance(config, (str, os.PathLike)):
-            resolved = load_config(config)
-        else:
-            raise ConfigError(f"config must be an EngineConfig, a TOML path or None, got {type(config).__name__}")
+        resolved = resolve_config(config)
         lock: DataDirLock | None = None
         log_: Log | None = None
         directory: Path | None = None
@@ -167,7 +155,9 @@ class Engine:
                 log_ = LmdbLog(directory / "wal", sync=resolved.fsync, map_size=resolved.map_size_bytes)
             engine = cls(config=resolved, log_=log_, lock=lock, path=directory, clock=clock)
             engine._settings.restore()
-            engine._restore()
+            restored = restore_sessions(log_, engine._table, engine._context)
+            if restored:
+                log.info("found %d sessions up to LSN %d", restored, log_.last_lsn)
             engine._writer.start()
             engine._record_upgrade()
             engine._housekeeper.start()
@@ -425,12 +415,7 @@ class Engine:
     def storage_problem(self) -> str | None:
         """What is wrong with storage, while a failed commit has the engine
         refusing work (None when it writes). The writer retries by itself."""
-        failure = self._writer.failure
-        if failure is None:
-            return None
-        since = time.time() - (self._writer.failed_since or time.time())
-        then = "it retries by itself; free space or fix the disk" if self._writer.retrying else "reopen the engine"
-        return f"{failure.cause} for {since:.0f} s: {failure}; {then}"
+        return self._writer.problem
 
     def wait_for_storage(self, timeout: float | None = None) -> bool:
         """Wait until storage takes writes (at once if it does); False if
@@ -536,41 +521,10 @@ class Engine:
         max_pending: how far the consumer may fall behind before it gets
             `SubscriptionOverflow` (which says where to resume from).
         """
-        validate_tenant(tenant)
-        for name in sessions or ():
-            validate_session(name)
-        check_priority(min_priority)
-        if type(max_pending) is not int or max_pending < 1:
-            raise InvalidEvent(f"max_pending must be an int >= 1, got {max_pending!r}")
-        resume = dict(resume or {})
-        for name, seq in resume.items():
-            validate_session(name)
-            if type(seq) is not int or seq < 0:
-                raise InvalidEvent(f"resume[{name!r}] must be an int >= 0, got {seq!r}")
         self._check_open()
-        sub = Subscription(
-            tenant,
-            sessions=sessions,
-            types=types,
-            min_priority=min_priority,
-            max_pending=max_pending,
-            on_close=self._hub.remove,
+        return self._hub.open(
+            tenant, sessions=sessions, types=types, min_priority=min_priority, resume=resume, max_pending=max_pending, read=self.events
         )
-        sub._begin_replay(resume)
-        # Register before reading the WAL: an event committed meanwhile is
-        # either in the read or arrives live (or both, and is dropped by seq).
-        self._hub.add(sub)
-        missed: list[Event] = []
-        for name, seq in resume.items():
-            after = seq
-            while True:
-                page = self.events(tenant, name, after, 1000)
-                missed.extend(page)
-                if len(page) < 1000:
-                    break
-                after = page[-1].seq
-        sub._finish_replay(missed)
-        return sub
 
     def add_sink(self, sink: Sink) -> None:
         """Receive every committed event (all tenants) on the commit thread.
@@ -584,42 +538,6 @@ class Engine:
         self._applier.remove_sink(sink)
 
     # -- restore and housekeeping --------------------------------------------
-
-    def _restore(self) -> None:
-        """Know every session again: its head (seq, epoch, counts) from the
-        WAL and what its snapshot says of its buckets. Buckets themselves
-        stay on disk until a session is first used (`SessionLoader`)."""
-        table = self._table
-        heads = {(i.tenant, i.session): i.head for i in self._log.snapshot_infos() if i.head is not None}
-        restored = 0
-        with table.lock:
-            for tenant, session, meta in self._log.iter_sessions():
-                ctx = self._context(tenant)
-                state = SessionState(
-                    ctx,
-                    session,
-                    epoch=meta.epoch,
-                    bucket=None,
-                    last_seq=meta.last_seq,
-                    last_ts=meta.last_ts,
-                    last_lsn=meta.last_lsn,
-                    counts=meta.counts,
-                    counters=BucketCounters(),
-                    trimmed_seq=meta.trimmed_seq,
-                )
-                head = heads.get((tenant, session))
-                if head is not None and head.epoch == meta.epoch:
-                    state.counters.set(head.counters)
-                    state.fill = head.fill
-                    state.snap_lsn = head.lsn
-                    state.snap_ts = head.taken_ts
-                    state.dedupe_hits = head.dedupe_hits
-                    state.history_losses = head.history_losses
-                table.totals_for(tenant).add_session(meta.counts, meta.types, meta.last_ts)
-                table.add(state)
-                restored += 1
-        if restored:
-            log.info("found %d sessions up to LSN %d", restored, self._log.last_lsn)
 
     def _record_upgrade(self) -> None:
         """Say in the audit log that this open upgraded the data format."""

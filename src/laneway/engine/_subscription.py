@@ -21,7 +21,15 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from ..core import Event, LanewayError, SubscriptionOverflow
+from ..core import (
+    Event,
+    InvalidEvent,
+    LanewayError,
+    SubscriptionOverflow,
+    check_priority,
+    validate_session,
+    validate_tenant,
+)
 
 __all__ = ["Subscription", "SubscriptionHub"]
 
@@ -227,6 +235,49 @@ class SubscriptionHub:
         self._by_tenant: dict[str, tuple[Subscription, ...]] = {}
         self._on_first = on_first
         self._on_last = on_last
+
+    def open(
+        self,
+        tenant: str,
+        *,
+        sessions: Collection[str] | None,
+        types: Collection[str] | None,
+        min_priority: int,
+        resume: Mapping[str, int] | None,
+        max_pending: int,
+        read: Callable[[str, str, int, int], list[Event]],
+    ) -> Subscription:
+        """A new subscription (see `Engine.subscribe`); `read(tenant,
+        session, after_seq, limit)` reads committed events for the replay."""
+        validate_tenant(tenant)
+        for name in sessions or ():
+            validate_session(name)
+        check_priority(min_priority)
+        if type(max_pending) is not int or max_pending < 1:
+            raise InvalidEvent(f"max_pending must be an int >= 1, got {max_pending!r}")
+        resume = dict(resume or {})
+        for name, seq in resume.items():
+            validate_session(name)
+            if type(seq) is not int or seq < 0:
+                raise InvalidEvent(f"resume[{name!r}] must be an int >= 0, got {seq!r}")
+        sub = Subscription(
+            tenant, sessions=sessions, types=types, min_priority=min_priority, max_pending=max_pending, on_close=self.remove
+        )
+        sub._begin_replay(resume)
+        # Register before reading the WAL: an event committed meanwhile is
+        # either in the read or arrives live (or both, and is dropped by seq).
+        self.add(sub)
+        missed: list[Event] = []
+        for name, seq in resume.items():
+            after = seq
+            while True:
+                page = read(tenant, name, after, 1000)
+                missed.extend(page)
+                if len(page) < 1000:
+                    break
+                after = page[-1].seq
+        sub._finish_replay(missed)
+        return sub
 
     def add(self, sub: Subscription) -> None:
         with self._lock:

@@ -278,6 +278,17 @@ class WalWriter:
         succeeds (False for failures only a reopen clears)."""
         return self.failure is not None and self._recover is not None and self.failure.cause not in _PERMANENT
 
+    @property
+    def problem(self) -> str | None:
+        """What is wrong with storage, in words for an operator (None while
+        commits succeed)."""
+        failure = self.failure
+        if failure is None:
+            return None
+        since = time.time() - (self.failed_since or time.time())
+        then = "it retries by itself; free space or fix the disk" if self.retrying else "reopen the engine"
+        return f"{failure.cause} for {since:.0f} s: {failure}; {then}"
+
     def _maybe_recover(self) -> None:
         """Probe a failed log; once it writes and the engine is quiet, clear."""
         failure = self.failure
