@@ -31,9 +31,9 @@ from laneway.core import Event
 from laneway.gateway import GatewayConfig
 from laneway.gateway._auth import AnonymousPolicy, Authenticator
 from laneway.gateway._bridge import prepare
+from laneway.gateway._handshake import serve_websocket
 from laneway.gateway._hub import Hub
 from laneway.gateway._transport import StreamTransport
-from laneway.gateway._ws import serve_websocket
 
 from .conftest import SECRET
 

@@ -24,23 +24,18 @@ off the event loop.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import importlib.resources
 import logging
 import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
 import msgspec
 import trio
 
 from ..core import (
     ITEM_FIELDS,
-    MAX_PAYLOAD_DEPTH,
-    RESERVED_KEY_PREFIX,
     DerivedKey,
     InvalidEvent,
     InvalidKey,
@@ -55,9 +50,10 @@ from ..core import (
 from ._auth import AnonymousPolicy, Authenticator, AuthError, is_loopback_origin
 from ._compat import encode_json_safely, from_hook_event, hook_event, recent_across_tenants
 from ._config import GatewayConfig
-from ._errors import wire_error
 from ._hub import Hub
+from ._idempotency import KeyHolds, idempotency_base, request_fingerprint
 from ._metrics import render_metrics
+from ._request import HttpError, Page, Request, http_error
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -67,105 +63,7 @@ __all__ = ["HttpApp", "HttpError"]
 log = logging.getLogger("laneway.gateway")
 
 _json = msgspec.json.Encoder()
-_decode = msgspec.json.Decoder()
-
-
-class HttpError(LanewayError):
-    def __init__(self, status: int, error: str, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
-        self.headers = headers or []
-
-
 _TENANT_SETTINGS = frozenset(f.name for f in msgspec.structs.fields(TenantConfig))
-
-
-
-def http_error(exc: LanewayError) -> HttpError:
-    code, status = wire_error(exc)
-    headers = [(b"retry-after", b"1")] if status in (429, 503) else None
-    return HttpError(status, code, str(exc), headers)
-
-
-def idempotency_base(key: str) -> str:
-    """The prefix of every dedupe key derived from one Idempotency-Key."""
-    if not key or len(key.encode()) > MAX_IDEMPOTENCY_KEY_BYTES:
-        raise HttpError(400, "bad_request", f"Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY_BYTES} bytes")
-    return f"{RESERVED_KEY_PREFIX}idem{RESERVED_KEY_PREFIX}{key}{RESERVED_KEY_PREFIX}"
-
-
-def request_fingerprint(body: Any) -> str:
-    """What a request with an Idempotency-Key said (one event or an array):
-    the same key with other content is a conflict, not a retry. Key order
-    and whitespace do not count."""
-    try:
-        canonical = msgspec.json.encode(body, order="sorted")
-    except RecursionError:
-        raise HttpError(400, "payload_too_deep", f"the request body nests deeper than {MAX_PAYLOAD_DEPTH} levels") from None
-    return hashlib.sha256(canonical).hexdigest()[:16]
-
-
-# Room for the prefix, fingerprint and item index within a dedupe key.
-MAX_IDEMPOTENCY_KEY_BYTES = 200
-
-
-class _KeyHolds:
-    """One request at a time per Idempotency-Key (on the trio loop)."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[trio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> Any:
-        lock, users = self._locks.get(key, (trio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
-class Request:
-    __slots__ = ("method", "path", "query", "headers", "body", "client")
-
-    def __init__(self, scope: dict[str, Any], body: bytes) -> None:
-        self.method: str = scope["method"]
-        self.path: str = scope["path"]
-        self.query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
-        self.headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
-        self.body = body
-        client = scope.get("client")
-        self.client = client[0] if client else None
-
-    def json(self) -> Any:
-        if not self.body:
-            raise HttpError(400, "bad_json", "the request body is empty; send JSON")
-        try:
-            return _decode.decode(self.body)
-        except msgspec.DecodeError as exc:
-            raise HttpError(400, "bad_json", f"the request body is not valid JSON: {exc}") from None
-        except RecursionError:
-            raise HttpError(400, "payload_too_deep", f"the request body nests deeper than {MAX_PAYLOAD_DEPTH} levels") from None
-
-    def int_param(self, name: str, default: int, low: int, high: int) -> int:
-        raw = self.query.get(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise HttpError(400, "bad_parameter", f"{name} must be an integer, got {raw!r}") from None
-        if not low <= value <= high:
-            raise HttpError(400, "bad_parameter", f"{name} must be {low}-{high}, got {value}")
-        return value
-
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -175,15 +73,6 @@ _CONTENT_TYPES = {
     "css": b"text/css; charset=utf-8",
 }
 _CSP = b"default-src 'self'; connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
-
-
-class Page(msgspec.Struct, frozen=True):
-    """A non-JSON response (the dashboard's files, metrics text)."""
-
-    body: bytes
-    content_type: bytes
-    status: int = 200
-    headers: list[tuple[bytes, bytes]] = []
 
 
 def _load_static() -> dict[str, bytes]:
@@ -208,7 +97,7 @@ class HttpApp:
         # name -> a check that returns what is wrong with that component, or None.
         self.checks: dict[str, Callable[[], str | None]] = {}
         self.anonymous = AnonymousPolicy(config)
-        self._idempotency = _KeyHolds()
+        self._idempotency = KeyHolds()
         t = r"(?P<tenant>[^/]+)"
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             ("POST", re.compile(r"/api/v1/events"), self.post_events),

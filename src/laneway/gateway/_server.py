@@ -32,12 +32,12 @@ from ..core import CloseCode, ConfigError, LanewayError, now_ms
 from ._auth import Authenticator
 from ._bridge import GatewayActor, GatewaySink
 from ._config import GatewayConfig
+from ._handshake import refuse, serve_websocket
 from ._http import HttpApp
 from ._hub import Hub
 from ._reactor import ReadReactor
 from ._transport import SocketTransport
 from ._upgrade import check_upgrade, is_upgrade
-from ._ws import refuse, serve_websocket
 
 if TYPE_CHECKING:
     from ..engine import Engine

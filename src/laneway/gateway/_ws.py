@@ -4,34 +4,30 @@ hypercorn's ASGI ``websocket.send`` costs one ASGI message and one frame
 encode per send (measured by `benchmarks/gateway.py`, scenario
 ``baseline_hypercorn_ws``), which cannot reach the fan-out targets. So the
 gateway's listener hands WebSocket upgrades for ``/ws`` and ``/stream`` to
-this module instead of hypercorn (see `_server.py`): wsproto does the
-handshake; `laneway.core.FrameReader` reads client frames after it; what
-the server sends is framed once per feed (`ws_frame`) and written with one
-write per wake-up, straight to the socket when the writer is idle.
+this module instead of hypercorn (see `_server.py`): `_handshake.py`
+accepts the upgrade; `laneway.core.FrameReader` reads client frames after
+it; what the server sends is framed once per feed (`ws_frame`) and written
+with one write per wake-up, straight to the kernel when the writer is idle
+(through its `Transport`, `_transport.py`).
 
 A connection has one task of its own, the writer (control frames and every
-subscription's cursor, batched into one write; heartbeats when idle). Its
-reading is done by the gateway's `ReadReactor` (one task for every
-connection, see `_reactor.py`), which hands the bytes to `received`: client
-frames go into the `ServerConnection` state machine, whose actions the
-connection carries out.
+subscription's cursor, batched into one write; heartbeats when idle). On a
+socket, its reading is done by the gateway's `ReadReactor` (one task for
+every connection, see `_reactor.py`), which hands the bytes to `received`:
+client frames go into the `ServerConnection` state machine, whose actions
+the connection carries out.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
-from wsproto.utilities import RemoteProtocolError
 
 from ..core import (
-    CODECS,
     Authenticate,
     Close,
     CloseCode,
@@ -39,7 +35,6 @@ from ..core import (
     FrameError,
     FrameReader,
     LanewayError,
-    Principal,
     Publish,
     Send,
     ServerConnection,
@@ -54,14 +49,13 @@ from ..core import (
     pong_frame,
     ws_frame,
 )
-from ._auth import AnonymousPolicy, Authenticator, AuthError
+from ._auth import Authenticator, AuthError
 from ._compat import COMPAT
 from ._errors import wire_error
-from ._hub import COMPAT_CODEC, Hub, PendingPublish
+from ._hub import Hub, PendingPublish
 from ._transport import Transport
-from ._upgrade import Refusal, refusal_response
 
-__all__ = ["serve_websocket", "WsClient", "refuse"]
+__all__ = ["WsClient"]
 
 log = logging.getLogger("laneway.gateway")
 
@@ -476,135 +470,3 @@ class WsClient:
                 self.send_control(ws_frame(codec.ack(pending.frame_id, outcome, now), binary=codec.binary))
         if not self._reading:
             self._read_more()
-
-
-async def refuse(stream: trio.abc.Stream | Transport, refusal: Refusal) -> None:
-    """Answer a handshake we will not accept, then close."""
-    with trio.CancelScope(shield=True):
-        try:
-            await stream.send_all(refusal_response(refusal))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        await stream.aclose()
-
-
-def _choose_protocol(offered: list[str], available: Sequence[str]) -> str | None:
-    """The first of the server's `available` subprotocols the client offers
-    (server preference wins, as the client's list order is only a hint)."""
-    if not offered:
-        return available[0]
-    for name in available:
-        if name in offered:
-            return name
-    return None
-
-
-def _token_from(request: Request) -> str | None:
-    for name, value in request.extra_headers:
-        if name.lower() == b"authorization" and value.lower().startswith(b"bearer "):
-            return value[7:].decode().strip()
-    query = parse_qs(urlsplit(request.target).query)
-    tokens = query.get("token")
-    return tokens[0] if tokens else None
-
-
-async def serve_websocket(
-    stream: Transport,
-    initial: bytes,
-    *,
-    hub: Hub,
-    auth: Authenticator,
-    anonymous: AnonymousPolicy,
-    peer: str,
-    clients: set[WsClient],
-    clock: Callable[[], int],
-) -> None:
-    """Handshake, then run the connection until either side closes it.
-
-    `stream`: the connection's transport (a socket's, or any trio stream's).
-    `initial`: the bytes already read from it (the request head and
-    anything after it). `anonymous` decides whether this request (from
-    `peer`) may use the compat stream without a token.
-    """
-    ws = WSConnection(ConnectionType.SERVER)
-    # Feed wsproto the request head only: a client may pipeline frames right
-    # behind it, and wsproto's server handshake drops bytes that follow the
-    # head. We hand those to the connection once it exists.
-    end = initial.index(b"\r\n\r\n") + 4
-    try:
-        ws.receive_data(initial[:end])
-        request = next((e for e in ws.events() if isinstance(e, Request)), None)
-    except RemoteProtocolError as exc:
-        # check_upgrade let it through, wsproto did not: still an answer.
-        await refuse(stream, Refusal(400, "bad_request", f"bad WebSocket handshake: {exc}"))
-        return
-    pipelined = initial[end:]
-    if request is None:
-        await stream.aclose()
-        return
-    path = urlsplit(request.target).path
-    compat = path == "/stream"
-
-    async def reject(status: int, message: str) -> None:
-        body = message.encode()
-        headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
-        data = ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
-        data += ws.send(RejectData(data=body, body_finished=True))
-        try:
-            await stream.send_all(data)
-        finally:
-            await stream.aclose()
-
-    token = _token_from(request)
-    principal: Principal | None = None
-    refusal: tuple[int, str] | None = None
-    if token is not None:
-        try:
-            principal = auth.verify(token)
-        except AuthError as exc:
-            refusal = (CloseCode.UNAUTHORIZED, str(exc))
-
-    if compat:
-        codec: Any = COMPAT_CODEC
-        subprotocol = None
-        if principal is None and refusal is None:
-            origin = next((v.decode("latin-1") for k, v in request.extra_headers if k.lower() == b"origin"), None)
-            why = anonymous.refusal(peer, request.host, origin)
-            if why is None:
-                principal = Principal("anonymous", ("*",), ("subscribe",))
-            elif why.forbidden:
-                refusal = (CloseCode.FORBIDDEN, why.message)
-            else:
-                refusal = (CloseCode.UNAUTHORIZED, f"the compat stream needs a token: {why.message}")
-        elif principal is not None and not ("*" in principal.tenants and principal.allows("*", "subscribe")):
-            refusal = (CloseCode.FORBIDDEN, "the compat stream spans tenants: it needs a token for tenant '*'")
-        machine = None
-    else:
-        chosen = _choose_protocol(request.subprotocols, hub.config.protocols)
-        if chosen is None:
-            await reject(400, f"unsupported subprotocol(s) {request.subprotocols}; this server speaks {list(hub.config.protocols)}")
-            return
-        codec = CODECS[chosen]
-        subprotocol = chosen if request.subprotocols else None
-        machine = ServerConnection(codec, principal, max_subscriptions=hub.config.max_subscriptions)
-    try:
-        await stream.send_all(ws.send(AcceptConnection(subprotocol=subprotocol)))
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        return
-    client = WsClient(stream, codec, machine, hub=hub, auth=auth, clock=clock, on_close=clients.discard)
-    clients.add(client)
-    if pipelined:
-        client.pipelined = pipelined
-    if principal is not None:
-        client.expires_ms = principal.expires_ms
-    if refusal is not None:
-        hub.stats["auth_refusals"] += 1
-        code, message = refusal
-        if machine is not None:
-            client._run(machine.refused(None, message, clock()) if code == CloseCode.UNAUTHORIZED else [Close(code, message)])
-        else:
-            client.close_soon(code, message)
-        await client.run()
-        return
-    hub.stats["connections"] += 1
-    await client.run(compat=compat)
