@@ -23,6 +23,11 @@ that is within its own.
 
 An oversized request (more than the limits on its own) is admitted when
 nothing else is in flight, or it could never be.
+
+The closing flag lives here too, under the same condition as the
+accounting: `close` sets it and waits for in-flight work to reach zero,
+knowing that no new work slips in after (every admission checks the flag
+under that condition, through the engine's `check`).
 """
 
 from __future__ import annotations
@@ -71,6 +76,24 @@ class Admission:
         self._check = check
         # producer -> [events, bytes] it has in flight
         self._held: dict[object, list[int]] = {}
+        self.closing = False
+
+    def close(self) -> bool:
+        """Admit nothing from now on and wait until all in-flight work has
+        settled. True for the first caller; False (at once) for later ones."""
+        with self.cond:
+            if self.closing:
+                return False
+            self.closing = True
+            self.cond.notify_all()  # waiters see the flag and leave
+            while self.inflight:
+                self.cond.wait()
+        return True
+
+    def wait_for_room(self, timeout: float | None = None) -> bool:
+        """Block until a one-event `send` would be admitted, or closing starts."""
+        with self.cond:
+            return self.cond.wait_for(lambda: self.closing or self.has_room_locked(), timeout)
 
     def _fits(self, producer: object, count: int, nbytes: int) -> bool:
         return self._room_for(count, nbytes) and self._within_share(producer, count, nbytes)

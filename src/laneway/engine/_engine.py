@@ -109,10 +109,7 @@ class Engine:
         # Names already validated: checking a set is cheaper than a regex,
         # and producers reuse the same few sessions and types. Bounded.
         self._intake = Intake(config.max_payload_bytes)
-        # Admission: in-flight accounting, the FIFO of waiting callers and
-        # the closing flag share one condition, so close() can wait for
-        # in-flight work to reach zero knowing no new work slips in after.
-        self._closing = False
+        # In-flight accounting, the FIFO of waiting callers and the closing flag.
         self._admission = Admission(config.max_inflight_events, config.max_inflight_bytes, self._check_open)
         self._closed = threading.Event()
         self._housekeeper = Housekeeper(config, self._table, self._writer, log_, self._directory, self._settings)
@@ -184,18 +181,8 @@ class Engine:
         """
         if self.forked_from is not None:
             return  # the parent's engine: its threads are not in this process
-        admission = self._admission
-        with admission.cond:
-            if self._closing:
-                first = False
-            else:
-                first = True
-                self._closing = True
-                admission.cond.notify_all()  # waiters see the closing flag and leave
-            while first and admission.inflight:
-                admission.cond.wait()
-        if not first:
-            self._closed.wait()
+        if not self._admission.close():
+            self._closed.wait()  # a second caller: the first one closes
             return
         try:
             self._housekeeper.stop()
@@ -391,9 +378,7 @@ class Engine:
 
     def wait_for_capacity(self, timeout: float | None = None) -> bool:
         """Block until a `send` of one event would be admitted (or closing)."""
-        admission = self._admission
-        with admission.cond:
-            return admission.cond.wait_for(lambda: self._closing or admission.has_room_locked(), timeout)
+        return self._admission.wait_for_room(timeout)
 
     def after_fork_in_child(self) -> None:
         """In a child forked after open (`_process`): refuse use from now on,
@@ -405,7 +390,7 @@ class Engine:
     def _check_open(self) -> None:
         if self.forked_from is not None:
             raise refuse(self.forked_from)
-        if self._closing:
+        if self._admission.closing:
             raise EngineClosed("the engine is closed; open it again to submit")
         failure = self._writer.failure
         if failure is not None:
