@@ -30,6 +30,9 @@ _EXPORTS = {
     "load_config": "laneway.engine",
     "Event": "laneway.core",
     "Item": "laneway.core",
+    "effect": "laneway.core",
+    "EffectSpec": "laneway.core",
+    "EffectRecord": "laneway.core",
     "Receipt": "laneway.core",
     "PriorityMetadata": "laneway.core",
     "PriorityRule": "laneway.core",
@@ -64,6 +67,8 @@ if TYPE_CHECKING:
         CorruptRecord,
         DataDirLocked,
         DataFormatError,
+        EffectRecord,
+        EffectSpec,
         EngineClosed,
         Event,
         InvalidEvent,
@@ -82,6 +87,7 @@ if TYPE_CHECKING:
         StorageError,
         SubscriptionOverflow,
         TenantConfig,
+        effect,
     )
     from .engine import Engine, EngineConfig, EngineForked, EngineOverloaded, Subscription, load_config
 

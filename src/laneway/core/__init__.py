@@ -29,6 +29,18 @@ from ._connection import (
     Subscribe as Subscribe,
     Unsubscribe as Unsubscribe,
 )
+from ._effects import (
+    EFFECT_STATES as EFFECT_STATES,
+    MAX_EFFECTS_PER_EVENT as MAX_EFFECTS_PER_EVENT,
+    OPEN_STATES as OPEN_STATES,
+    EffectQueue as EffectQueue,
+    EffectRecord as EffectRecord,
+    EffectSpec as EffectSpec,
+    EffectState as EffectState,
+    backoff_ms as backoff_ms,
+    effect as effect,
+    effect_key as effect_key,
+)
 from ._errors import (
     BucketFull as BucketFull,
     ConfigError as ConfigError,
@@ -68,6 +80,7 @@ from ._frames import (
     ping_frame as ping_frame,
     pong_frame as pong_frame,
 )
+from ._handlers import Handler as Handler, HandlerRun as HandlerRun, Handlers as Handlers
 from ._item import ITEM_FIELDS as ITEM_FIELDS, Item as Item
 from ._keys import (
     MAX_DEDUPE_KEY_BYTES as MAX_DEDUPE_KEY_BYTES,
@@ -232,6 +245,19 @@ __all__ = [
     "session_step",
     "Item",
     "ITEM_FIELDS",
+    "EFFECT_STATES",
+    "MAX_EFFECTS_PER_EVENT",
+    "OPEN_STATES",
+    "EffectQueue",
+    "EffectRecord",
+    "EffectSpec",
+    "EffectState",
+    "backoff_ms",
+    "effect",
+    "effect_key",
+    "Handler",
+    "HandlerRun",
+    "Handlers",
     "Filter",
     "Outgoing",
     "Feed",

@@ -68,6 +68,8 @@ class Event(msgspec.Struct, frozen=True, array_like=True, gc=False):
     priority: 0 regular, 1 high, 2 critical, 3 system.
     attrs: optional producer-supplied attributes beside the payload (the
         HookEvent compatibility layer keeps its extra fields here).
+    handler_error: set when a handler failed on this event (which one, and
+        how); the event was written all the same.
     """
 
     lsn: int
@@ -83,6 +85,7 @@ class Event(msgspec.Struct, frozen=True, array_like=True, gc=False):
     dedupe_key: str | None = None
     payload: Any = None
     attrs: dict[str, Any] | None = None
+    handler_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict with field names (the wire's event shape)."""
@@ -100,6 +103,7 @@ class Event(msgspec.Struct, frozen=True, array_like=True, gc=False):
             "dedupe_key": self.dedupe_key,
             "payload": self.payload,
             "attrs": self.attrs,
+            **({"handler_error": self.handler_error} if self.handler_error is not None else {}),
         }
 
 
@@ -153,6 +157,8 @@ class SessionMeta(msgspec.Struct, array_like=True, gc=False):
     types: dict[str, int] = msgspec.field(default_factory=dict)
     # Highest seq whose record WAL retention removed (format 2); 0: none.
     trimmed_seq: int = 0
+    # The session's handler state, msgpack (format 4); None: never set.
+    handler_state: bytes | None = None
 
 
 class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):

@@ -10,18 +10,22 @@ the timestamp (never decreasing within a session), the encoded record
 (LSN 0: the writer stamps it), and, under ``reject_new``, the exact bucket
 room reserved for it (passed in).
 
-This is also where handlers will run, per event, in seq order, between
-classification and encoding, with their effects joining the outcome.
+Handlers run here too, per event, in seq order, between classification
+and encoding (`Handlers.run`): their effects become `EffectRecord`s in the
+outcome, to commit with the event; a handler's failure is written into the
+event (``handler_error``), never instead of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
 from ._buckets import ENTRY_OVERHEAD
+from ._effects import EffectRecord
+from ._handlers import Handlers
 from ._priority import EXPLICIT, Classifier
 from ._schema import STAMP_GROWTH, Event, encode
 
@@ -64,7 +68,9 @@ class StepOutcome(msgspec.Struct, gc=False):
     """events / encoded / indices: what to write, in seq order, with each
     event's item index. reserved: bucket bytes reserved per event (None
     unless ``reject_new``). next_seq / ts: the session's new position.
-    duplicates: items the dedupe claim answered instead."""
+    duplicates: items the dedupe claim answered instead. effects: what the
+    handlers asked for, in seq order; handler_errors: events on which a
+    handler failed."""
 
     events: list[Event]
     encoded: list[bytes]
@@ -74,6 +80,8 @@ class StepOutcome(msgspec.Struct, gc=False):
     next_seq: int
     ts: int
     duplicates: int
+    effects: list[EffectRecord] = []
+    handler_errors: int = 0
 
 
 def session_step(
@@ -85,6 +93,8 @@ def session_step(
     claim: Callable[[str, int], bool],
     reserve: Callable[[int, int], bool] | None = None,
     rejected: Callable[[Submission], None] = lambda item: None,
+    handlers: Handlers | None = None,
+    handler_state: dict[str, Any] | None = None,
 ) -> StepOutcome:
     """Decide every item of one message.
 
@@ -93,6 +103,8 @@ def session_step(
     reserve(level, size): with ``reject_new``, room in the bucket for a
         record of exactly `size` bytes; False means the bucket is full, and
         the item goes to `rejected` instead of being written.
+    handlers / handler_state: run for each event written; `handler_state`
+        (the session's, changed in place) is what they see and change.
     """
     # Timestamps never go backwards within a session, so retention can
     # expire from the old end of a bucket.
@@ -103,7 +115,9 @@ def session_step(
     encoded: list[bytes] = []
     indices: list[int] = []
     reserved: list[int] | None = [] if reserve is not None else None
-    nbytes = duplicates = 0
+    nbytes = duplicates = handler_errors = 0
+    effects: list[EffectRecord] = []
+    state = handler_state if handler_state is not None else {}
     for item in items:
         key = item.dedupe_key
         if key is not None and not claim(key, item.index):
@@ -117,6 +131,22 @@ def session_step(
             0, tenant, session, seq, epoch, ts, item.type, level, meta, item.source, key,
             msgspec.Raw(item.payload), msgspec.Raw(item.attrs) if item.attrs is not None else None,
         )
+        made: list[EffectRecord] = []
+        if handlers:
+            run = handlers.run(_readable(event), state)
+            if run.error is not None:
+                handler_errors += 1
+                event = msgspec.structs.replace(event, handler_error=run.error)
+            for index, (spec, payload) in enumerate(run.effects):
+                made.append(
+                    EffectRecord(
+                        tenant, session, seq, index, item.type, spec.kind, spec.target, msgspec.Raw(payload),
+                        spec.dedupe_key or f"{tenant}:{session}:{seq}:{index}",
+                        spec.priority if spec.priority is not None else level,
+                        spec.not_before or 0, spec.deadline, ts,
+                        next_at=spec.not_before or 0, updated_ts=ts,
+                    )
+                )
         data = encode(event)
         if reserve is not None:
             # The stamped record's size is exact: what the bucket will hold.
@@ -128,6 +158,16 @@ def session_step(
         events.append(event)
         encoded.append(data)
         indices.append(item.index)
+        effects += made
         nbytes += len(data)
         seq += 1
-    return StepOutcome(events, encoded, indices, reserved, nbytes, seq, ts, duplicates)
+    return StepOutcome(events, encoded, indices, reserved, nbytes, seq, ts, duplicates, effects, handler_errors)
+
+
+_decode_event = msgspec.msgpack.Decoder(Event).decode
+
+
+def _readable(event: Event) -> Event:
+    """The event as a handler sees it: payload and attrs decoded (the step
+    holds them as raw msgpack)."""
+    return _decode_event(encode(event))

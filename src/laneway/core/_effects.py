@@ -1,0 +1,245 @@
+"""Effects: the work an event causes, as data (the transactional outbox).
+
+A handler (`Handlers`, run in the session step) returns `EffectSpec`s made
+with `effect(...)`; the step turns each into an `EffectRecord` that commits
+in the same WAL transaction as its event, so an event and the work it
+causes are durable together or not at all. The effect runner then moves
+each record through its states:
+
+    pending -> running -> done
+                       -> failed (retried after a backoff) -> running ...
+                       -> dead   (attempts used up, deadline passed, or discarded)
+
+Every transition is written back through the WAL writer. A record's
+`key` (tenant, session, seq of its event, index within the event's
+effects) is known in the step, before any LSN exists, and orders a
+session's effects by the events that caused them.
+
+Pure: the ready queue (`EffectQueue`) and the retry delay (`backoff_ms`)
+take `now` and a random source as arguments, so they are tested without
+threads or clocks.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+import msgspec
+
+from ._errors import InvalidEvent
+
+__all__ = [
+    "EFFECT_STATES",
+    "OPEN_STATES",
+    "MAX_EFFECTS_PER_EVENT",
+    "EffectState",
+    "EffectSpec",
+    "EffectRecord",
+    "effect",
+    "effect_key",
+    "backoff_ms",
+    "EffectQueue",
+]
+
+EffectState = Literal["pending", "running", "done", "failed", "dead"]
+EFFECT_STATES: tuple[EffectState, ...] = ("pending", "running", "done", "failed", "dead")
+# States the runner still has work for (restart loads these).
+OPEN_STATES = frozenset({"pending", "running", "failed"})
+MAX_EFFECTS_PER_EVENT = 1000
+_MAX_KIND = 64
+
+
+class EffectSpec(msgspec.Struct, frozen=True, gc=False):
+    """What a handler asks for; see `effect`."""
+
+    kind: str
+    target: str | None = None
+    payload: Any = None
+    dedupe_key: str | None = None
+    priority: int | None = None
+    not_before: int | None = None
+    deadline: int | None = None
+
+
+def effect(
+    kind: str,
+    target: str | None = None,
+    payload: Any = None,
+    *,
+    dedupe_key: str | None = None,
+    priority: int | None = None,
+    not_before: int | None = None,
+    deadline: int | None = None,
+) -> EffectSpec:
+    """An effect for a handler to return.
+
+    kind: how it is carried out (``"call"``: a registered callable named by
+        `target`; ``"notify"``: a message to the session's subscribers; or
+        a kind the application registered).
+    dedupe_key: handed to the executor, which uses it to tell whether it
+        already did this (`already_done`); defaults to the effect's key.
+    priority: 0-3, default the event's; higher runs first.
+    not_before / deadline: Unix ms; not run before `not_before`, moved to
+        ``dead`` if still not done at `deadline`.
+    """
+    if type(kind) is not str or not 0 < len(kind) <= _MAX_KIND:
+        raise InvalidEvent(f"effect kind must be a str of 1-{_MAX_KIND} chars, got {kind!r}")
+    if target is not None and type(target) is not str:
+        raise InvalidEvent(f"effect target must be a str or None, got {type(target).__name__}")
+    if dedupe_key is not None and (type(dedupe_key) is not str or not dedupe_key):
+        raise InvalidEvent(f"effect dedupe_key must be a non-empty str or None, got {dedupe_key!r}")
+    if priority is not None and (type(priority) is not int or not 0 <= priority <= 3):
+        raise InvalidEvent(f"effect priority must be 0-3 or None, got {priority!r}")
+    for name, value in (("not_before", not_before), ("deadline", deadline)):
+        if value is not None and (type(value) is not int or value < 0):
+            raise InvalidEvent(f"effect {name} must be Unix milliseconds (int >= 0) or None, got {value!r}")
+    return EffectSpec(kind, target, payload, dedupe_key, priority, not_before, deadline)
+
+
+def effect_key(tenant: str, session: str, seq: int, index: int) -> str:
+    """The effect's identity, as operators and executors see it."""
+    return f"{tenant}:{session}:{seq}:{index}"
+
+
+class EffectRecord(msgspec.Struct, array_like=True, gc=False):
+    """One effect and where it stands; the value stored for it.
+
+    The first fields never change; `state` and after move with each
+    transition. `payload` is kept encoded (msgpack), as the step checked it.
+    `created_lsn` is the LSN of the event that caused it (0 until that
+    commit stamps it in): age order for the runner, across sessions.
+    """
+
+    tenant: str
+    session: str
+    seq: int
+    index: int
+    event_type: str
+    kind: str
+    target: str | None
+    payload: msgspec.Raw
+    dedupe_key: str
+    priority: int
+    not_before: int
+    deadline: int | None
+    created_ts: int
+    created_lsn: int = 0
+    state: EffectState = "pending"
+    attempts: int = 0
+    next_at: int = 0  # when it may run next (not_before, or after a backoff)
+    last_error: str | None = None
+    updated_ts: int = 0
+
+    @property
+    def key(self) -> str:
+        return effect_key(self.tenant, self.session, self.seq, self.index)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "tenant": self.tenant,
+            "session": self.session,
+            "seq": self.seq,
+            "index": self.index,
+            "event_type": self.event_type,
+            "kind": self.kind,
+            "target": self.target,
+            "payload": msgspec.msgpack.decode(self.payload),
+            "dedupe_key": self.dedupe_key,
+            "priority": self.priority,
+            "not_before": self.not_before,
+            "deadline": self.deadline,
+            "created_ts": self.created_ts,
+            "created_lsn": self.created_lsn,
+            "state": self.state,
+            "attempts": self.attempts,
+            "next_at": self.next_at,
+            "last_error": self.last_error,
+            "updated_ts": self.updated_ts,
+        }
+
+
+def backoff_ms(attempts: int, base_ms: int, cap_ms: int, rand: Callable[[], float] = random.random) -> int:
+    """Delay before retry number `attempts` (1 = the first retry):
+    exponential from `base_ms`, at most `cap_ms`, with jitter that keeps
+    it between half and all of that (so retries of many effects that failed
+    together spread out, and none comes back sooner than half the step)."""
+    ceiling = min(cap_ms, base_ms * 2 ** min(attempts - 1, 62))
+    return math.ceil(ceiling * (0.5 + 0.5 * rand()))
+
+
+class EffectQueue:
+    """Open effects ordered for the runner: ready ones by priority (higher
+    first), then age (commit order); the others wait for their time.
+
+    The ordering key is `rank(record)` + age, so the next issue's tenant
+    tiers slot in by changing `rank` alone.
+    """
+
+    def __init__(self, rank: Callable[[EffectRecord], tuple[int, ...]] | None = None) -> None:
+        self._rank = rank or (lambda r: (-r.priority,))
+        self._ready: list[tuple[tuple[int, ...], int, int, str]] = []
+        self._waiting: list[tuple[int, int, str]] = []  # (next_at, order, key)
+        self._records: dict[str, EffectRecord] = {}
+        self._order = 0
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._records
+
+    def push(self, record: EffectRecord, now: int) -> None:
+        """Queue an open effect (replacing an older entry for its key)."""
+        key = record.key
+        self._records[key] = record
+        self._order += 1
+        if record.next_at <= now:
+            heapq.heappush(self._ready, (self._rank(record), record.created_lsn, self._order, key))
+        else:
+            heapq.heappush(self._waiting, (record.next_at, self._order, key))
+
+    def extend(self, records: Iterable[EffectRecord], now: int) -> None:
+        for record in records:
+            self.push(record, now)
+
+    def remove(self, key: str) -> EffectRecord | None:
+        """Forget an effect (done elsewhere, discarded); its heap entries are
+        skipped when they surface."""
+        return self._records.pop(key, None)
+
+    def _promote(self, now: int) -> None:
+        waiting = self._waiting
+        while waiting and waiting[0][0] <= now:
+            _, _, key = heapq.heappop(waiting)
+            record = self._records.get(key)
+            if record is not None and record.next_at <= now:
+                self._order += 1
+                heapq.heappush(self._ready, (self._rank(record), record.created_lsn, self._order, key))
+
+    def pop_ready(self, now: int) -> EffectRecord | None:
+        """The next effect to run at `now`, taken out of the queue."""
+        self._promote(now)
+        ready = self._ready
+        while ready:
+            _, _, _, key = heapq.heappop(ready)
+            record = self._records.get(key)
+            if record is not None and record.next_at <= now:
+                del self._records[key]
+                return record
+        return None
+
+    def next_wakeup(self) -> int | None:
+        """When the earliest waiting effect becomes ready (None: none waits)."""
+        waiting = self._waiting
+        while waiting and waiting[0][2] not in self._records:
+            heapq.heappop(waiting)
+        return waiting[0][0] if waiting else None
+
+    def has_ready(self, now: int) -> bool:
+        self._promote(now)
+        return any(key in self._records for *_, key in self._ready)
