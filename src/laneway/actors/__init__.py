@@ -8,6 +8,13 @@ tenant actor, plus the WAL writer thread on which `CommitApplier` and
 
 from ._commit import CommitApplier as CommitApplier, Sink as Sink
 from ._directory import Directory as Directory
+from ._effects import (
+    CallKind as CallKind,
+    EffectContext as EffectContext,
+    EffectRunner as EffectRunner,
+    Executor as Executor,
+    UnknownTarget as UnknownTarget,
+)
 from ._pool import Dispatcher as Dispatcher, Mailbox as Mailbox, PooledActor as PooledActor
 from ._recovery import (
     SessionLoader as SessionLoader,
@@ -62,6 +69,11 @@ __all__ = [
     "Route",
     "RouteTable",
     "Directory",
+    "CallKind",
+    "EffectContext",
+    "EffectRunner",
+    "Executor",
+    "UnknownTarget",
     "TenantActor",
     "Ticket",
 ]

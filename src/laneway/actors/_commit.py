@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from ..core import BufferedEvent, Event, Receipt, decode_event
+from ..core import BufferedEvent, EffectRecord, Event, Receipt, decode_event
 from ..persistence import WriteBatch
 from ._session import BatchToken
 from ._state import SessionState, StateTable
@@ -45,12 +45,15 @@ class CommitApplier:
         table: StateTable,
         snapshot_every: int = 0,
         on_snapshot_due: Callable[[list[SessionState]], None] = lambda states: None,
+        on_effects: Callable[[list[EffectRecord]], None] = lambda records: None,
     ) -> None:
         self._table = table
         self._sinks: tuple[Sink, ...] = ()
         self._sinks_lock = threading.Lock()
         self._snapshot_every = snapshot_every
         self._on_snapshot_due = on_snapshot_due
+        # Effects of committed batches go here (the engine sets the runner's `add`).
+        self.on_effects = on_effects
         self._rewinds: list[SessionState] = []  # sessions with a rewind_seq (writer thread)
 
     def add_sink(self, sink: Sink) -> None:
@@ -92,6 +95,8 @@ class CommitApplier:
                 bucket.offer_many(entries, now)
                 state.last_lsn = batch.first_lsn + len(batch.events) - 1
                 state.committed_seq = batch.events[-1].seq
+                if batch.handler_state is not None:
+                    state.durable_state = batch.handler_state
                 state.unsnapped += len(entries)
                 if every and state.unsnapped >= every:
                     state.unsnapped = 0
@@ -119,6 +124,11 @@ class CommitApplier:
             for event, receipt in zip(batch.events, receipts):
                 if event.dedupe_key is not None:
                     gate.committed(event.dedupe_key, receipt)
+
+        effects = [record for batch in group for record in batch.effects]
+        if effects:
+            # Durable now: the runner may start them.
+            self.on_effects(effects)
 
         if due:
             self._on_snapshot_due(due)
@@ -158,6 +168,9 @@ class CommitApplier:
             if state.rewind_seq is not None:
                 state.next_seq = state.rewind_seq
                 state.rewind_seq = None
+                # The handler state the lost batches had reached goes too.
+                state.handler_state = None
+                state.sent_state = None
                 rewound += 1
         self._rewinds = []
         return rewound

@@ -19,7 +19,7 @@ from typing import Any
 
 import pykka
 
-from ..core import EngineClosed, LanewayError
+from ..core import EngineClosed, Handlers, LanewayError
 from ..persistence import WalWriter
 from ._pool import Dispatcher
 from ._routes import Route, RouteTable
@@ -52,6 +52,7 @@ class Directory:
         *,
         threads: int,
         max_active_sessions: int,
+        handlers: Handlers | None = None,
     ) -> None:
         self._table = table
         self._context = context
@@ -62,7 +63,7 @@ class Directory:
         # Idle session actors kept for reuse: up to 5% of the cap, so a
         # steady churn of activations and passivations registers no actors.
         self.pool = SlotPool(
-            lambda: SessionActor.start(table, writer, dispatcher), max_idle=max(16, max_active_sessions // 20)
+            lambda: SessionActor.start(table, writer, dispatcher, handlers), max_idle=max(16, max_active_sessions // 20)
         )
         self.routes = RouteTable()
         self._tenants: dict[str, pykka.ActorRef[Any]] = {}

@@ -64,6 +64,7 @@ def restore_sessions(log_: Log, table: StateTable, context: Callable[[str], Tena
                 counters=BucketCounters(),
                 trimmed_seq=meta.trimmed_seq,
             )
+            state.durable_state = meta.handler_state
             head = heads.get((tenant, session))
             if head is not None and head.epoch == meta.epoch:
                 state.counters.set(head.counters)

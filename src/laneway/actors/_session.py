@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 import pykka
 
-from ..core import Submission, session_step
+from ..core import Handlers, Submission, encode, session_step
 from ..persistence import WalWriter, WriteBatch
 from ._pool import Dispatcher, PooledActor
 from ._state import SessionState, StateTable
@@ -38,6 +38,8 @@ from ._ticket import Ticket
 __all__ = ["SubmitMessage", "SessionActor", "BatchToken", "Bind", "Unbind", "SlotPool"]
 
 log = logging.getLogger("laneway.actors")
+
+_decode_state = msgspec.msgpack.Decoder(dict[str, Any]).decode
 
 
 class SubmitMessage(msgspec.Struct, gc=False):
@@ -68,11 +70,12 @@ class SessionActor(PooledActor):
     """Runs on the engine's dispatcher threads (`PooledActor`), for one bound
     session at a time. It never waits on another actor."""
 
-    def __init__(self, table: StateTable, writer: WalWriter, dispatcher: Dispatcher) -> None:
+    def __init__(self, table: StateTable, writer: WalWriter, dispatcher: Dispatcher, handlers: Handlers | None = None) -> None:
         super().__init__(dispatcher)
         self.state: SessionState | None = None
         self._table = table
         self._writer = writer
+        self._handlers = handlers if handlers is not None else Handlers()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, SubmitMessage):
@@ -129,16 +132,34 @@ class SessionActor(PooledActor):
             if item.dedupe_key is not None:
                 gate.abandon(item.dedupe_key, lambda t, i: t.reject(i))
 
+        handlers = self._handlers
+        handler_state = None
+        if handlers:
+            handler_state = state.handler_state
+            if handler_state is None:
+                raw = state.durable_state
+                handler_state = state.handler_state = _decode_state(raw) if raw is not None else {}
         outcome = session_step(
             state, message.items, classifier, now,
             claim=lambda key, index: gate.claim(key, ticket, index), reserve=reserve, rejected=rejected,
+            handlers=handlers, handler_state=handler_state,
         )
         state.dedupe_hits += outcome.duplicates
         state.next_seq = outcome.next_seq
         state.last_ts = outcome.ts
         if outcome.events:
+            changed = None
+            if handler_state is not None:
+                encoded = encode(handler_state)
+                if encoded != (state.sent_state if state.sent_state is not None else state.durable_state):
+                    changed = state.sent_state = encoded
             token = BatchToken(state, ticket, outcome.indices, outcome.reserved)
-            self._writer.put(WriteBatch(state.tenant, state.session, outcome.events, outcome.encoded, outcome.nbytes, token))
+            self._writer.put(
+                WriteBatch(
+                    state.tenant, state.session, outcome.events, outcome.encoded, outcome.nbytes, token,
+                    effects=outcome.effects, handler_state=changed,
+                )
+            )
 
 
 class SlotPool:

@@ -133,6 +133,11 @@ class SessionState:
         (clock ms) of the newest durable snapshot; `dirty` compares them.
     unsnapped: events committed since that snapshot.
     trimmed_seq: highest seq WAL retention removed (from the session head).
+    handler_state: the handlers' state (a dict), decoded on first use by
+        the session's actor, which alone changes it; durable_state: its
+        encoding as of the last commit (from the head at open), what a
+        storage rewind goes back to; sent_state: the encoding last handed
+        to the writer (a batch carries the state only when it changed).
     """
 
     __slots__ = (
@@ -159,6 +164,9 @@ class SessionState:
         "history_losses",
         "snapshot_failures",
         "rewind_seq",
+        "handler_state",
+        "durable_state",
+        "sent_state",
     )
 
     def __init__(
@@ -200,6 +208,9 @@ class SessionState:
         self.trimmed_seq = trimmed_seq
         self.history_losses = 0
         self.snapshot_failures = 0
+        self.handler_state: dict[str, Any] | None = None
+        self.durable_state: bytes | None = None
+        self.sent_state: bytes | None = None
 
     @property
     def dirty(self) -> bool:

@@ -90,6 +90,12 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     trim_interval_s: how often WAL retention (the tenants'
         ``wal_*_retention_s``) removes old records. 0: never; the WAL then
         keeps everything.
+    effect_threads: worker threads that execute effects (docs/effects.md).
+        0: effects are kept, durable and listed, but nothing runs them.
+    effect_max_attempts: executions an effect gets before it goes ``dead``.
+    effect_backoff_ms / effect_backoff_cap_ms: the delay before a retry
+        doubles from the first to at most the cap, with jitter (half to
+        all of it).
     defaults: settings of every tenant not listed in `tenants`.
     tenants: per-tenant settings (complete; `load_config` fills in the
         defaults for keys a file or override leaves out).
@@ -112,15 +118,24 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     max_active_sessions: int = 1_000
     session_threads: int = 1
     trim_interval_s: float = 60.0
+    effect_threads: int = 2
+    effect_max_attempts: int = 5
+    effect_backoff_ms: int = 200
+    effect_backoff_cap_ms: int = 60_000
     defaults: TenantConfig = TenantConfig()
     tenants: dict[str, TenantConfig] = {}
 
     def __post_init__(self) -> None:
-        positive = ("max_payload_bytes", "commit_max_events", "commit_max_bytes", "map_size_bytes", "session_threads")
+        positive = (
+            "max_payload_bytes", "commit_max_events", "commit_max_bytes", "map_size_bytes", "session_threads",
+            "effect_max_attempts", "effect_backoff_ms", "effect_backoff_cap_ms",
+        )
         for name in positive:
             value = getattr(self, name)
             if type(value) is not int or value <= 0:
                 raise ConfigError(f"{name} must be an integer > 0, got {value!r}")
+        if type(self.effect_threads) is not int or not 0 <= self.effect_threads <= 64:
+            raise ConfigError(f"effect_threads must be an integer from 0 to 64, got {self.effect_threads!r}")
         for name in ("memory_budget_bytes", "max_inflight_events", "max_inflight_bytes", "snapshot_every_events", "max_active_sessions"):
             value = getattr(self, name)
             if type(value) is not int or value < 0:

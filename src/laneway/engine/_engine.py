@@ -22,6 +22,7 @@ import msgspec
 from ..actors import (
     CommitApplier,
     Directory,
+    EffectRunner,
     SessionLoader,
     SessionState,
     Sink,
@@ -37,6 +38,7 @@ from ..core import (
     BucketFull,
     Clock,
     EngineClosed,
+    Handlers,
     Item,
     LanewayError,
     Receipt,
@@ -50,6 +52,7 @@ from ..core import (
 from ..persistence import DataDirLock, LmdbLog, Log, MemoryLog, WalWriter, WriterTask
 from ._admission import Admission, EngineOverloaded
 from ._config import EngineConfig, resolve_config
+from ._effects import Effects
 from ._housekeeper import Housekeeper, HousekeepingReport
 from ._intake import Intake
 from ._process import EngineForked, delegate, refuse, register, same_process, unregister
@@ -94,13 +97,24 @@ class Engine:
             retry_s=config.storage_retry_s,
         )
         self._table.loader = self._loader = SessionLoader(log_, self._table, self._writer)
+        self._handlers = Handlers()
         self._directory = Directory(
             self._table,
             self._writer,
             self._context,
             threads=config.session_threads,
             max_active_sessions=config.max_active_sessions,
+            handlers=self._handlers,
         )
+        self._runner = EffectRunner(
+            self._writer,
+            clock,
+            threads=config.effect_threads,
+            max_attempts=config.effect_max_attempts,
+            backoff_base_ms=config.effect_backoff_ms,
+            backoff_cap_ms=config.effect_backoff_cap_ms,
+        )
+        self._applier.on_effects = self._runner.add
         # The hub is a sink only while it has subscribers: a sink makes the
         # commit thread decode every event, which costs ~1 us each.
         self._hub = SubscriptionHub(on_first=self._applier.add_sink, on_last=self._applier.remove_sink)
@@ -114,6 +128,7 @@ class Engine:
         self._closed = threading.Event()
         self._housekeeper = Housekeeper(config, self._table, self._writer, log_, self._directory, self._settings)
         self._queries = Queries(config, self._table, log_, self._writer, self._housekeeper, self._settings.tenant_config)
+        self._effects = Effects(log_, self._runner, self._handlers, self._write_control, clock)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -156,6 +171,7 @@ class Engine:
             if restored:
                 log.info("found %d sessions up to LSN %d", restored, log_.last_lsn)
             engine._writer.start()
+            engine._runner.start(log_)
             engine._record_upgrade()
             engine._housekeeper.start()
         except BaseException:
@@ -187,6 +203,7 @@ class Engine:
         try:
             self._housekeeper.stop()
             self._directory.stop()
+            self._runner.stop()  # after the actors: every effect they caused is queued
             # A restart then reads one snapshot per session instead of
             # replaying what changed since the last one.
             try:
@@ -472,6 +489,17 @@ class Engine:
             self._writer.run_task(lambda log_: log_.write_control(puts))
         finally:
             self._admission.release(producer, 1, 0)
+
+    # -- effects (engine/_effects.py) ---------------------------------------
+
+    handler = delegate(Effects.handler, "_effects")
+    register_callable = delegate(Effects.register_callable, "_effects")
+    register_effect_kind = delegate(Effects.register_effect_kind, "_effects")
+    effects = delegate(Effects.effects, "_effects")
+    effect_counts = delegate(Effects.effect_counts, "_effects")
+    wait_for_effects = delegate(Effects.wait_for_effects, "_effects")
+    retry_effect = delegate(Effects.retry_effect, "_effects")
+    discard_effect = delegate(Effects.discard_effect, "_effects")
 
     # -- queries (engine/_queries.py) ---------------------------------------
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..core import Event, Receipt, SessionMeta, stamp_lsn
-from ._layout import pack, seq_value, session_prefix
+from ..core import EffectRecord, Event, Receipt, SessionMeta, encode, stamp_lsn
+from ._layout import effect_id, pack, seq_value, session_prefix
 
-__all__ = ["WriteBatch", "encode_batches", "advance_meta"]
+__all__ = ["WriteBatch", "CommitPlan", "encode_batches", "advance_meta"]
 
 
 class WriteBatch:
@@ -25,12 +25,26 @@ class WriteBatch:
     events already encoded with lsn 0. The writer stamps the LSNs in
     (`stamp_lsn`) and fills `first_lsn` and `records`, the final WAL records.
     `token` is the caller's: the persistence layer never looks at it.
+    `effects`: what handlers asked for, committed in the same transaction
+    (the commit stamps each one's `created_lsn`); `handler_state`: the
+    session's handler state after these events, if it changed (msgpack).
     """
 
-    __slots__ = ("tenant", "session", "events", "encoded", "nbytes", "token", "first_lsn", "records")
+    __slots__ = (
+        "tenant", "session", "events", "encoded", "nbytes", "token", "first_lsn", "records", "effects", "handler_state",
+    )
 
     def __init__(
-        self, tenant: str, session: str, events: list[Event], encoded: list[bytes], nbytes: int, token: Any
+        self,
+        tenant: str,
+        session: str,
+        events: list[Event],
+        encoded: list[bytes],
+        nbytes: int,
+        token: Any,
+        *,
+        effects: list[EffectRecord] | None = None,
+        handler_state: bytes | None = None,
     ) -> None:
         self.tenant = tenant
         self.session = session
@@ -40,20 +54,28 @@ class WriteBatch:
         self.token = token
         self.first_lsn = 0
         self.records: list[bytes] = []
+        self.effects = effects or []
+        self.handler_state = handler_state
 
 
-def encode_batches(
-    batches: Sequence[WriteBatch], last_lsn: int
-) -> tuple[int, list[tuple[bytes, bytes]], list[tuple[bytes, bytes]], list[tuple[str, str, Receipt]]]:
-    """Assign LSNs and encode: the part of a commit both logs share.
+class CommitPlan:
+    """What one commit writes, derived from its batches (see `encode_batches`)."""
 
-    Returns the new last LSN, ``(lsn key, record)`` pairs, seq-index
-    entries and, for events with a dedupe key, ``(tenant, key, receipt)``.
-    """
+    __slots__ = ("last_lsn", "records", "seq_index", "dedupes", "effects")
+
+    def __init__(self, last_lsn: int) -> None:
+        self.last_lsn = last_lsn
+        self.records: list[tuple[bytes, bytes]] = []  # (LSN key, record)
+        self.seq_index: list[tuple[bytes, bytes]] = []
+        self.dedupes: list[tuple[str, str, Receipt]] = []  # (tenant, key, receipt)
+        self.effects: list[tuple[bytes, bytes]] = []  # (effect key, encoded record)
+
+
+def encode_batches(batches: Sequence[WriteBatch], last_lsn: int) -> CommitPlan:
+    """Assign LSNs and encode: the part of a commit both logs share."""
+    plan = CommitPlan(last_lsn)
     lsn = last_lsn
-    records: list[tuple[bytes, bytes]] = []
-    seq_index: list[tuple[bytes, bytes]] = []
-    dedupes: list[tuple[str, str, Receipt]] = []
+    records, seq_index, dedupes, effects = plan.records, plan.seq_index, plan.dedupes, plan.effects
     for batch in batches:
         prefix = session_prefix(batch.tenant, batch.session)
         batch.first_lsn = lsn + 1
@@ -68,7 +90,13 @@ def encode_batches(
             if event.dedupe_key is not None:
                 receipt = Receipt(batch.tenant, batch.session, event.seq, event.priority, lsn)
                 dedupes.append((batch.tenant, event.dedupe_key, receipt))
-    return lsn, records, seq_index, dedupes
+        if batch.effects:
+            first_seq = batch.events[0].seq
+            for record in batch.effects:
+                record.created_lsn = batch.first_lsn + record.seq - first_seq
+                effects.append((effect_id(batch.tenant, batch.session, record.seq, record.index), encode(record)))
+    plan.last_lsn = lsn
+    return plan
 
 
 def advance_meta(meta: SessionMeta | None, batch: WriteBatch, now_ms: int) -> SessionMeta:
@@ -85,4 +113,6 @@ def advance_meta(meta: SessionMeta | None, batch: WriteBatch, now_ms: int) -> Se
     meta.last_seq = last.seq
     meta.last_lsn = batch.first_lsn + len(batch.events) - 1
     meta.last_ts = last.ts
+    if batch.handler_state is not None:
+        meta.handler_state = batch.handler_state
     return meta

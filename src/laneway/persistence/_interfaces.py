@@ -15,7 +15,7 @@ from typing import Protocol
 
 import msgspec
 
-from ..core import Receipt, SessionMeta, SnapshotHead
+from ..core import EffectRecord, Receipt, SessionMeta, SnapshotHead
 from ._batch import WriteBatch
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "DedupeIndex",
     "SnapshotStore",
     "ControlStore",
+    "EffectStore",
     "RetentionStore",
     "Log",
 ]
@@ -122,6 +123,18 @@ class ControlStore(Protocol):
     def read_control(self, db: str) -> list[tuple[bytes, bytes]]: ...
 
 
+class EffectStore(Protocol):
+    """The transactional outbox: effects commit with their events (in
+    `commit`); the runner writes their state changes back here."""
+
+    def write_effects(self, records: Sequence[EffectRecord]) -> None: ...
+    def open_effects(self) -> list[EffectRecord]: ...
+    def effects(
+        self, tenant: str, session: str | None = None, state: str | None = None, limit: int = 1000
+    ) -> list[EffectRecord]: ...
+    def get_effect(self, tenant: str, session: str, seq: int, index: int) -> EffectRecord | None: ...
+
+
 class RetentionStore(Protocol):
     """Removing records past their retention that a snapshot covers."""
 
@@ -129,7 +142,7 @@ class RetentionStore(Protocol):
     def reset_trim_cursors(self) -> None: ...
 
 
-class Log(EventStore, DedupeIndex, SnapshotStore, ControlStore, RetentionStore, Protocol):
+class Log(EventStore, DedupeIndex, SnapshotStore, ControlStore, EffectStore, RetentionStore, Protocol):
     """Every role of a write-ahead log, as the engine opens it."""
 
     # Set when opening upgraded an older data format (after a backup to backup_path).

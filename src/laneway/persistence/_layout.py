@@ -8,6 +8,9 @@ integrity reads the tools use all build their keys here.
   priority, the record's CRC-32; 17 bytes without the CRC before format 3);
 - ``dedupe``: `dedupe_id` -> the original `Receipt`;
 - ``sessions`` and ``snapshots``: `session_id`;
+- ``effects``: `effect_id` (the session prefix, the causing event's seq,
+  the effect's 2-byte index) -> the encoded `EffectRecord`;
+  ``effects_open``: the same keys, for the effects not yet done or dead;
 - ``meta``: ``format``, ``trim:<seconds>``, `LAST_LSN`, ``probe``.
 """
 
@@ -28,6 +31,8 @@ __all__ = [
     "session_prefix",
     "session_id",
     "dedupe_id",
+    "effect_id",
+    "tenant_prefix",
     "LAST_LSN",
 ]
 
@@ -70,3 +75,16 @@ def session_id(tenant: str, session: str) -> bytes:
 
 def dedupe_id(tenant: str, key: str) -> bytes:
     return f"{tenant}\x00{key}".encode()
+
+
+_U16 = struct.Struct(">H")
+
+
+def effect_id(tenant: str, session: str, seq: int, index: int) -> bytes:
+    """An effect's key: after its session's prefix, in (seq, index) order."""
+    return session_prefix(tenant, session) + _U64.pack(seq) + _U16.pack(index)
+
+
+def tenant_prefix(tenant: str) -> bytes:
+    """Prefix of every session-keyed entry of one tenant."""
+    return f"{tenant}\x00".encode()

@@ -25,16 +25,23 @@ too):
 - ``config``:   tenant -> its runtime configuration overrides (JSON).
 - ``audit``:    8-byte big-endian sequence -> an audit record (JSON) of an
   administrative change; the newest `AUDIT_KEEP` are kept.
+- ``effects``:  ``tenant NUL session NUL`` + 8-byte seq + 2-byte index ->
+  the `EffectRecord` (an effect an event's handlers asked for, and its
+  state); ``effects_open``: the same keys, while the effect is not done
+  or dead.
 
-A commit writes all of one group's records, seq entries, dedupe entries and
-session heads in ONE write transaction, so after a crash either all of an
-event is there (and its dedupe key) or none of it. Only the writer thread
+A commit writes all of one group's records, seq entries, dedupe entries,
+effects and session heads in ONE write transaction, so after a crash
+either all of an event is there (its dedupe key, the effects it caused)
+or none of it. Only the writer thread
 calls `commit`; reads may come from any thread.
 
 Data format versions: 1 (first release); 2 adds ``snapshots``, the
 ``trim:`` cursors and `SessionMeta.trimmed_seq`; 3 adds the record CRC to
 seq entries (older entries stay as they were, read unchecked) and
-``meta/last_lsn``. Opening an older format
+``meta/last_lsn``; 4 adds ``effects`` and ``effects_open`` (the
+transactional outbox) and `SessionMeta.handler_state` (nothing older
+changes: the upgrade creates the two databases). Opening an older format
 copies the environment to ``DATA/backups/format-N-<time>`` first, then
 upgrades it in place; a newer format is refused.
 """
@@ -52,8 +59,10 @@ import lmdb
 import msgspec
 
 from ..core import (
+    OPEN_STATES,
     CorruptRecord,
     DataFormatError,
+    EffectRecord,
     EventHead,
     Receipt,
     SessionMeta,
@@ -75,10 +84,12 @@ from ._layout import (
     SEQ_VALUE,
     checked_record,
     dedupe_id,
+    effect_id,
     pack,
     seq_value,
     session_id,
     session_prefix,
+    tenant_prefix,
     unpack,
 )
 from ._resize import ResizeGate
@@ -96,7 +107,7 @@ class IndexEntry(NamedTuple):
     ts: int
     priority: int
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 
 class _TrimHead(EventHead):
@@ -110,6 +121,7 @@ class _TrimHead(EventHead):
 
 
 _trim_head = msgspec.msgpack.Decoder(_TrimHead).decode
+_decode_effect = msgspec.msgpack.Decoder(EffectRecord).decode
 
 
 class LmdbLog:
@@ -164,6 +176,8 @@ class LmdbLog:
             self.dedupe_db = self._open_db(b"dedupe")
             self.sessions_db = self._open_db(b"sessions")
             self.snapshots_db = self._open_db(b"snapshots")
+            self.effects_db = self._open_db(b"effects")
+            self.effects_open_db = self._open_db(b"effects_open")
             self.control_dbs = {name: self._open_db(name.encode()) for name in CONTROL_DBS}
             if self.upgraded_from is not None:
                 with self.env.begin(write=True, db=self.meta_db) as txn:
@@ -278,7 +292,8 @@ class LmdbLog:
         self._write_txn(write, "storage probe")
 
     def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None:
-        last, records, seq_index, dedupes = encode_batches(batches, self.last_lsn)
+        plan = encode_batches(batches, self.last_lsn)
+        last, records, seq_index, dedupes = plan.last_lsn, plan.records, plan.seq_index, plan.dedupes
 
         # One *multi call per table, not a get and a put per session: py-lmdb
         # lets go of the GIL around each call, and under a busy event loop
@@ -293,6 +308,9 @@ class LmdbLog:
             put_new(txn.cursor(self.seq_db), seq_index, "seq")
             if dedupes:
                 put_new(txn.cursor(self.dedupe_db), [(dedupe_id(t, k), encode(r)) for t, k, r in dedupes], "dedupe key")
+            if plan.effects:
+                put_new(txn.cursor(self.effects_db), plan.effects, "effect")
+                txn.cursor(self.effects_open_db).putmulti([(key, b"") for key, _ in plan.effects])
             self.set_lsn_high_water(txn, last)
             by_session: dict[bytes, list[WriteBatch]] = {}
             for batch in batches:
@@ -568,6 +586,53 @@ class LmdbLog:
         with self.read_txn(db=self.control_dbs[db]) as txn:
             return [(bytes(k), bytes(v)) for k, v in txn.cursor()]
 
+    # -- effects (writes: writer thread only) ------------------------------------
+
+    def write_effects(self, records: Sequence[EffectRecord]) -> None:
+        """Store these effects' new states; an effect done or dead leaves
+        the open index. One transaction."""
+
+        def write(txn: lmdb.Transaction) -> None:
+            for record in records:
+                key = effect_id(record.tenant, record.session, record.seq, record.index)
+                txn.put(key, encode(record), db=self.effects_db)
+                if record.state in OPEN_STATES:
+                    txn.put(key, b"", db=self.effects_open_db)
+                else:
+                    txn.delete(key, db=self.effects_open_db)
+
+        self._write_txn(write, "writing effect states")
+
+    def open_effects(self) -> list[EffectRecord]:
+        """Every effect not yet done or dead (what a restart resumes)."""
+        with self.read_txn() as txn:
+            get = txn.get
+            return [_decode_effect(get(key, db=self.effects_db)) for key, _ in txn.cursor(self.effects_open_db)]
+
+    def effects(
+        self, tenant: str, session: str | None = None, state: str | None = None, limit: int = 1000
+    ) -> list[EffectRecord]:
+        """A tenant's (or session's) effects in key order, optionally only
+        those in `state`; at most `limit`."""
+        prefix = tenant_prefix(tenant) if session is None else session_prefix(tenant, session)
+        out: list[EffectRecord] = []
+        with self.read_txn(db=self.effects_db) as txn:
+            cursor = txn.cursor()
+            found = cursor.set_range(prefix)
+            while found and len(out) < limit:
+                if not cursor.key().startswith(prefix):
+                    break
+                record = _decode_effect(cursor.value())
+                if state is None or record.state == state:
+                    out.append(record)
+                found = cursor.next()
+        return out
+
+    def get_effect(self, tenant: str, session: str, seq: int, index: int) -> EffectRecord | None:
+        with self.read_txn(db=self.effects_db) as txn:
+            raw = txn.get(effect_id(tenant, session, seq, index))
+        return _decode_effect(raw) if raw is not None else None
+
     # -- restore (tools, under the data-dir lock) -----------------------------
 
     def replace_sessions(self, images: Sequence[SessionImage]) -> int:
@@ -631,6 +696,11 @@ class LmdbLog:
             cursor.delete()
         txn.delete(session_id(tenant, session), db=self.snapshots_db)
         txn.delete(session_id(tenant, session), db=self.sessions_db)
+        for db in (self.effects_db, self.effects_open_db):
+            cursor = txn.cursor(db)
+            cursor.set_range(prefix)
+            while bytes(cursor.key()).startswith(prefix):
+                cursor.delete()
 
     # -- integrity reads (inspect and verify) ---------------------------------
 

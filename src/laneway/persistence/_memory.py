@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from ..core import Receipt, SessionMeta, decode_event_head, read_snapshot_head
+from ..core import OPEN_STATES, EffectRecord, Receipt, SessionMeta, decode_event_head, encode, read_snapshot_head
 from ._batch import WriteBatch, advance_meta, encode_batches
 from ._interfaces import AUDIT_KEEP, CONTROL_DBS, Retention, SnapshotInfo, TrimReport
 from ._layout import pack, unpack
@@ -37,6 +37,8 @@ class MemoryLog:
         self._heads: dict[tuple[str, str], SessionMeta] = {}
         self._control: dict[str, dict[bytes, bytes]] = {name: {} for name in CONTROL_DBS}
         self._snapshots: dict[tuple[str, str], bytes] = {}
+        self._effects: dict[tuple[str, str, int, int], bytes] = {}  # kept encoded: readers get copies
+        self._open: set[tuple[str, str, int, int]] = set()
         # Reads come from other threads while the writer commits.
         self._lock = threading.Lock()
 
@@ -47,7 +49,8 @@ class MemoryLog:
         """Memory always takes writes."""
 
     def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None:
-        last, records, _, dedupes = encode_batches(batches, self.last_lsn)
+        plan = encode_batches(batches, self.last_lsn)
+        last, records, dedupes = plan.last_lsn, plan.records, plan.dedupes
         with self._lock:
             for key, data in records:
                 self._records[unpack(key)[0]] = data
@@ -63,6 +66,10 @@ class MemoryLog:
                 self._heads[sid] = advance_meta(head, batch, now_ms)
             for tenant, key, receipt in dedupes:
                 self._dedupe[(tenant, key)] = receipt
+            for batch in batches:
+                for record in batch.effects:
+                    self._effects[_effect_key(record)] = encode(record)
+                    self._open.add(_effect_key(record))
             self.last_lsn = last
 
     def write_control(self, puts: Sequence[tuple[str, bytes | None, bytes | None]]) -> None:
@@ -147,5 +154,38 @@ class MemoryLog:
         """A memory engine keeps its whole history until it closes."""
         return TrimReport()
 
+    def write_effects(self, records: Sequence[EffectRecord]) -> None:
+        with self._lock:
+            for record in records:
+                key = _effect_key(record)
+                self._effects[key] = encode(record)
+                if record.state in OPEN_STATES:
+                    self._open.add(key)
+                else:
+                    self._open.discard(key)
+
+    def open_effects(self) -> list[EffectRecord]:
+        with self._lock:
+            return [_decode_effect(self._effects[key]) for key in sorted(self._open)]
+
+    def effects(
+        self, tenant: str, session: str | None = None, state: str | None = None, limit: int = 1000
+    ) -> list[EffectRecord]:
+        with self._lock:
+            keys = sorted(k for k in self._effects if k[0] == tenant and (session is None or k[1] == session))
+            rows = [_decode_effect(self._effects[k]) for k in keys]
+        return [r for r in rows if state is None or r.state == state][:limit]
+
+    def get_effect(self, tenant: str, session: str, seq: int, index: int) -> EffectRecord | None:
+        raw = self._effects.get((tenant, session, seq, index))
+        return _decode_effect(raw) if raw is not None else None
+
     def close(self) -> None:
         pass
+
+
+_decode_effect = msgspec.msgpack.Decoder(EffectRecord).decode
+
+
+def _effect_key(record: EffectRecord) -> tuple[str, str, int, int]:
+    return (record.tenant, record.session, record.seq, record.index)
