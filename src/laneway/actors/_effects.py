@@ -146,6 +146,7 @@ class EffectRunner:
         self._write_queued = False
         self._writes_pending = 0
         self._parked: list[EffectRecord] = []  # waiting for their kind or target to be registered
+        self._registrations = 0  # bumped by `registered`: a park that raced one retries at once
         self.executed = 0
         self.skipped_done = 0  # found done by the executor's own record
         self.finished: Counter[str] = Counter()  # done / dead since open
@@ -270,6 +271,7 @@ class EffectRunner:
                     self._cond.notify_all()
 
     def _run(self, record: EffectRecord) -> None:
+        registrations = self._registrations
         now = self._clock()
         if record.deadline is not None and now > record.deadline:
             self._finish(record, "dead", f"deadline passed ({record.deadline})")
@@ -283,7 +285,7 @@ class EffectRunner:
                 self._finish(record, "done", None)
                 return
         except UnknownTarget as exc:
-            self._park(record, str(exc))
+            self._park(record, str(exc), registrations)
             return
         except Exception as exc:
             self._failed(record, f"already_done raised {type(exc).__name__}: {exc}")
@@ -296,7 +298,7 @@ class EffectRunner:
             executor.execute(EffectContext(record, record.attempts))
         except UnknownTarget as exc:
             record.attempts -= 1  # nothing was attempted
-            self._park(record, str(exc))
+            self._park(record, str(exc), registrations)
             return
         except Exception as exc:
             self._failed(record, f"{type(exc).__name__}: {exc}")
@@ -304,7 +306,7 @@ class EffectRunner:
         self.executed += 1
         self._finish(record, "done", None)
 
-    def _park(self, record: EffectRecord, error: str) -> None:
+    def _park(self, record: EffectRecord, error: str, registrations: int) -> None:
         if record.last_error != error:
             log.warning("effect %s waits: %s", record.key, error)
         record.state = "pending"
@@ -312,12 +314,18 @@ class EffectRunner:
         record.updated_ts = self._clock()
         self._persist(record)
         with self._cond:
-            self._parked.append(record)
+            if self._registrations != registrations:
+                # Something was registered while this ran: maybe what it lacked.
+                self._queue.push(record, self._clock())
+                self._cond.notify_all()
+            else:
+                self._parked.append(record)
 
     def registered(self) -> None:
         """A kind or callable was registered: parked effects try again."""
         now = self._clock()
         with self._cond:
+            self._registrations += 1
             parked, self._parked = self._parked, []
             for record in parked:
                 self._queue.push(record, now)
