@@ -6,6 +6,7 @@
     laneway demo            an embedded engine with a demo producer, printed live
     laneway bench [NAME..]  run benchmark scenarios from ./benchmarks
     laneway snapshot ...    list, inspect, verify, export, restore, backup a data dir
+    laneway effects ...     list, retry, discard a data dir's effects
     laneway config          print the effective configuration, or every option
 
 Each subcommand lives in a function below; `main` only parses arguments.
@@ -27,6 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ._effects_cli import add_effects_commands
 from ._snapshot_cli import add_snapshot_commands
 
 __all__ = ["main"]
@@ -82,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.set_defaults(run=_bench)
 
     add_snapshot_commands(sub)
+    add_effects_commands(sub)
 
     config = sub.add_parser("config", help="print the effective engine configuration")
     config.add_argument("--file", default=os.environ.get("LANEWAY_CONFIG"), help="TOML config file")

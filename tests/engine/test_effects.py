@@ -58,6 +58,7 @@ def test_an_effect_commits_with_its_event_and_runs_once(tmp_path: Path, clock: F
         assert (done.state, done.attempts, done.seq, done.created_lsn) == ("done", 1, 1, receipt.lsn)
         assert recorder.runs == [("acme:s:1:0", {"prompt": "hi", "n": 1}, 1)]
         assert engine.effect_counts() == {"pending": 0, "running": 0, "failed": 0, "done": 1, "dead": 0}
+        assert engine.statistics().effects == engine.effect_counts() and engine.statistics("acme").effects is None
     with Engine.open(tmp_path, config(), clock=clock) as engine:
         engine.register_callable("reply", recorder)
         assert engine.wait_for_effects(TIMEOUT)
@@ -94,6 +95,7 @@ def test_a_failing_handler_keeps_the_event_and_says_why(engine: Engine) -> None:
     assert event.handler_error is not None and "broken: ValueError: boom" in event.handler_error
     assert event.to_dict()["handler_error"] == event.handler_error
     assert engine.effects("acme") == []
+    assert engine.statistics("acme", "s").handler_errors == 1 and engine.statistics().handler_errors == 1
 
 
 def test_failures_are_retried_with_backoff_then_succeed(tmp_path: Path, clock: FakeClock) -> None:

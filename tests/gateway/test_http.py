@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -302,3 +303,46 @@ def test_the_protocols_option_narrows_what_the_handshake_offers(make_server: Any
         websockets.sync.client.connect(url, subprotocols=["laneway.v2.json"], open_timeout=10)
     assert refused.value.response.status_code == 400
     assert b"this server speaks ['laneway.v1.json']" in refused.value.response.body
+
+
+def test_effects_are_listed_and_an_admin_retries_or_discards_them(server: Server) -> None:
+    from laneway import effect
+
+    attempts: list[str] = []
+
+    def flaky(ctx: Any) -> None:
+        attempts.append(ctx.dedupe_key)
+        raise RuntimeError("downstream is down")
+
+    engine = server.engine
+    engine.handler("Deploy")(lambda event, state: effect("call", "deploy", {"v": event.payload}))
+    engine.register_callable("deploy", flaky)
+    engine.submit("acme", "s", "Deploy", 1)
+    engine.submit("acme", "s", "Deploy", 2)
+    deadline = time.monotonic() + 30
+    while len(engine.effects("acme", state="failed")) < 2 and time.monotonic() < deadline:
+        engine.wait_for_effects(1)
+    status, body, _ = server.http("GET", "/api/v1/tenants/acme/effects?state=failed", token=server.token(scopes="subscribe"))
+    assert status == 200, body
+    assert [e["key"] for e in body["effects"]] == ["acme:s:1:0", "acme:s:2:0"]
+    assert body["effects"][0]["last_error"].startswith("RuntimeError: downstream is down")
+    assert body["effects"][0]["payload"] == {"v": 1} and body["counts"]["failed"] == 2
+    # Changing one needs admin, in that tenant.
+    status, body, _ = server.http("POST", "/api/v1/tenants/acme/effects/acme:s:2:0/discard", token=server.token(scopes="subscribe"))
+    assert status == 403, body
+    status, body, _ = server.http("POST", "/api/v1/tenants/acme/effects/acme:s:2:0/discard")
+    assert status == 200 and body["effect"]["state"] == "dead" and body["effect"]["last_error"] == "discarded by tester"
+    status, body, _ = server.http("POST", "/api/v1/tenants/acme/effects/acme:s:9:0/retry")
+    assert status == 404 and body["error"] == "unknown_effect"
+    status, body, _ = server.http("POST", "/api/v1/tenants/acme/effects/acme:s:2:0/retry")
+    assert status == 200 and body["effect"]["state"] == "pending" and body["effect"]["attempts"] == 0
+    status, body, _ = server.http("POST", "/api/v1/tenants/acme/effects/globex:s:1:0/retry")
+    assert status == 404
+    status, body, _ = server.http("GET", "/api/v1/tenants/acme/effects?state=nonsense")
+    assert status == 422 and "state must be one of" in body["message"]
+    status, body, _ = server.http("GET", "/api/v1/audit?tenant=acme")
+    assert status == 200, body
+    actions = [(r["action"], r["actor"]) for r in body["records"] if r["action"].startswith("effect")]
+    assert actions == [("effect_discard", "tester"), ("effect_retry", "tester")]
+    _, text, _ = server.http("GET", "/metrics", token=None)
+    assert 'laneway_effects{state="dead"} 1' in text and 'laneway_effects{state="running"}' in text

@@ -207,7 +207,9 @@ class EffectRunner:
             if record.key in self._running:
                 raise LanewayError(f"effect {record.key} is running now")
             self._queue.remove(record.key)
+            self._parked = [r for r in self._parked if r.key != record.key]
             dead = msgspec.structs.replace(record, state="dead", last_error=why, updated_ts=self._clock())
+            self.finished["dead"] += 1
         self._writer.run_task(lambda log_: log_.write_effects([dead]))
         return dead
 

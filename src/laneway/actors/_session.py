@@ -145,6 +145,7 @@ class SessionActor(PooledActor):
             handlers=handlers, handler_state=handler_state,
         )
         state.dedupe_hits += outcome.duplicates
+        state.handler_errors += outcome.handler_errors
         state.next_seq = outcome.next_seq
         state.last_ts = outcome.ts
         if outcome.events:

@@ -167,6 +167,7 @@ class SessionState:
         "handler_state",
         "durable_state",
         "sent_state",
+        "handler_errors",
     )
 
     def __init__(
@@ -211,6 +212,7 @@ class SessionState:
         self.handler_state: dict[str, Any] | None = None
         self.durable_state: bytes | None = None
         self.sent_state: bytes | None = None
+        self.handler_errors = 0  # events of this session a handler failed on (since open)
 
     @property
     def dirty(self) -> bool:

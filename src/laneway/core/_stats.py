@@ -71,6 +71,11 @@ class Statistics(msgspec.Struct, frozen=True):
     sessions_active: int = 0
     passivations: int | None = None
     wal_trimmed: int | None = None
+    # Events on which a handler failed (they were written all the same).
+    handler_errors: int = 0
+    # Engine-wide: effects by state (pending, running, failed now; done,
+    # dead since the engine opened).
+    effects: dict[str, int] | None = None
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

@@ -7,6 +7,7 @@ from ._config import (
     load_config as load_config,
     option_table as option_table,
 )
+from ._effects import UnknownEffect as UnknownEffect
 from ._engine import Engine as Engine, EngineForked as EngineForked, EngineOverloaded as EngineOverloaded
 from ._subscription import Subscription as Subscription
 
@@ -20,4 +21,5 @@ __all__ = [
     "EngineOverloaded",
     "EngineForked",
     "Subscription",
+    "UnknownEffect",
 ]

@@ -127,7 +127,9 @@ class Engine:
         self._admission = Admission(config.max_inflight_events, config.max_inflight_bytes, self._check_open)
         self._closed = threading.Event()
         self._housekeeper = Housekeeper(config, self._table, self._writer, log_, self._directory, self._settings)
-        self._queries = Queries(config, self._table, log_, self._writer, self._housekeeper, self._settings.tenant_config)
+        self._queries = Queries(
+            config, self._table, log_, self._writer, self._housekeeper, self._settings.tenant_config, self._runner
+        )
         self._effects = Effects(log_, self._runner, self._handlers, self._write_control, clock)
 
     # -- lifecycle -----------------------------------------------------------

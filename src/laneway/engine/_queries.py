@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
-from ..actors import SessionState, StateTable
+from ..actors import EffectRunner, SessionState, StateTable
 from ..core import (
     MAX_SEQ,
     PRIORITY_LEVELS,
@@ -54,7 +54,9 @@ class Queries:
         writer: WalWriter,
         housekeeper: Housekeeper,
         tenant_config: Callable[[str], TenantConfig],
+        runner: EffectRunner,
     ) -> None:
+        self._runner = runner
         self._config = config
         self._table = table
         self._log = log_
@@ -225,7 +227,7 @@ class Queries:
         counts = [0, 0, 0, 0]
         evicted = expired = budget_evicted = rejected = dedupe_hits = 0
         p_events = p_bytes = r_events = r_bytes = 0
-        last_lsn = losses = failures = loaded = active = 0
+        last_lsn = losses = failures = loaded = active = handler_errors = 0
         for state in states:
             for level in PRIORITY_LEVELS:
                 counts[level] += state.counts[level]
@@ -243,6 +245,7 @@ class Queries:
             last_lsn = max(last_lsn, state.last_lsn)
             losses += state.history_losses
             failures += state.snapshot_failures
+            handler_errors += state.handler_errors
             loaded += state.bucket is not None
             active += state.active
         config = self._tenant_config(tenant) if tenant is not None else self._config.defaults
@@ -277,5 +280,7 @@ class Queries:
             sessions_active=active,
             passivations=self._housekeeper.passivations if engine_scope else None,
             wal_trimmed=self._housekeeper.trimmed if engine_scope else None,
+            handler_errors=handler_errors,
+            effects=self._runner.counts() if engine_scope else None,
         )
 

@@ -29,7 +29,7 @@ from ..core import (
     StorageError,
     SubscriptionOverflow,
 )
-from ..engine import EngineForked, EngineOverloaded
+from ..engine import EngineForked, EngineOverloaded, UnknownEffect
 from ._auth import AuthError
 
 __all__ = ["WireError", "ERRORS", "wire_error"]
@@ -58,6 +58,7 @@ ERRORS: dict[type[BaseException], WireError] = {
     CorruptRecord: WireError("corrupt_record", 500),  # named, with its LSN
     SnapshotCorrupt: WireError("snapshot_corrupt", 400),
     SubscriptionOverflow: WireError("subscription_overflow", 400),
+    UnknownEffect: WireError("unknown_effect", 404),
     ProtocolError: WireError("protocol_error", 400),
     AuthError: WireError("auth_error", 401),
     LanewayError: WireError("laneway_error", 400),

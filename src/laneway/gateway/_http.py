@@ -8,6 +8,8 @@ Routes (docs/protocol.md has request and response examples):
     GET   /api/v1/tenants/{t}/stats               statistics
     GET   /api/v1/tenants/{t}/config              current settings          (admin)
     PATCH /api/v1/tenants/{t}/config              change settings, no restart (admin)
+    GET   /api/v1/tenants/{t}/effects             effects, ?state= &session=
+    POST  /api/v1/tenants/{t}/effects/{key}/retry|discard  act on one     (admin)
     GET   /api/v1/audit                           administrative changes    (admin)
     GET   /api/v2/summaries/bulk                  per-session and per-tenant summaries
     GET   /api/v1/schema                          JSON Schema of the wire protocol
@@ -106,6 +108,8 @@ class HttpApp:
             ("GET", re.compile(rf"/api/v1/tenants/{t}/stats"), self.tenant_stats),
             ("GET", re.compile(rf"/api/v1/tenants/{t}/config"), self.get_config),
             ("PATCH", re.compile(rf"/api/v1/tenants/{t}/config"), self.patch_config),
+            ("GET", re.compile(rf"/api/v1/tenants/{t}/effects"), self.list_effects),
+            ("POST", re.compile(rf"/api/v1/tenants/{t}/effects/(?P<key>[^/]+)/(?P<action>retry|discard)"), self.change_effect),
             ("GET", re.compile(r"/api/v1/audit"), self.audit),
             ("GET", re.compile(r"/api/v2/summaries/bulk"), self.summaries),
             ("GET", re.compile(r"/api/v1/schema"), self.schema),
@@ -362,6 +366,26 @@ class HttpApp:
             raise HttpError(400, "unknown_setting", f"unknown setting(s) {unknown}; known: {sorted(_TENANT_SETTINGS)}")
         new = await trio.to_thread.run_sync(lambda: self.engine.configure(tenant, actor=principal.subject, reset=reset, **changes))
         return {"tenant": tenant, "config": new}
+
+    async def list_effects(self, request: Request, tenant: str) -> Any:
+        self._check_tenant(tenant)
+        self.require(request, tenant, "subscribe")
+        limit = request.int_param("limit", 100, 1, 10_000)
+        session = request.query.get("session")
+        if session is not None:
+            self._check_session(session)
+        state = request.query.get("state")
+        records = await trio.to_thread.run_sync(lambda: self.engine.effects(tenant, session, state, limit))
+        return {"effects": [r.to_dict() for r in records], "counts": self.engine.effect_counts()}
+
+    async def change_effect(self, request: Request, tenant: str, key: str, action: str) -> Any:
+        self._check_tenant(tenant)
+        principal = self.require(request, tenant, "admin")
+        if not key.startswith(f"{tenant}:"):
+            raise HttpError(404, "not_found", f"effect {key!r} is not one of tenant {tenant!r}")
+        change = self.engine.retry_effect if action == "retry" else self.engine.discard_effect
+        record = await trio.to_thread.run_sync(lambda: change(key, actor=principal.subject))
+        return {"effect": record.to_dict()}
 
     async def audit(self, request: Request) -> Any:
         principal = self.principal(request)

@@ -89,6 +89,11 @@ def render_metrics(engine: Engine, hub: Hub, requests: Counter[tuple[str, int]],
         "component_up", "gauge", "1 while a component works, 0 while /healthz reports a problem with it.",
         [(f'{{component="{name}"}}', 0 if name in problems else 1) for name in ("engine", "storage", *COMPONENTS)],
     )
+    counts = engine.effect_counts()
+    metric(
+        "effects", "gauge", "Effects by state: pending, running and failed now; done and dead since the engine opened.",
+        [(f'{{state="{state}"}}', n) for state, n in counts.items()],
+    )
     metric("websocket_clients", "gauge", "Open WebSocket connections.", [("", hub.open_connections())])
     for key, help_ in _HUB_COUNTERS.items():
         metric(f"{key}_total", "counter", help_, [("", hub.stats.get(key, 0))])
