@@ -227,3 +227,33 @@ def test_async_callables_run_under_trio(engine: Engine) -> None:
     engine.submit("acme", "s", "T")
     assert engine.wait_for_effects(TIMEOUT)
     assert seen == ["mine-1"]
+
+
+def test_a_notify_waits_for_a_subscriber_and_reaches_it_once(engine: Engine) -> None:
+    from laneway import Notification
+
+    engine.handler("UserPromptSubmit")(lambda event, state: effect("notify", payload={"reply": f"re: {event.payload}"}))
+    engine.submit("acme", "chat", "UserPromptSubmit", "hello")
+    assert engine.wait_for_effects(TIMEOUT)
+    (waiting,) = engine.effects("acme")
+    assert (waiting.kind, waiting.state, waiting.attempts) == ("notify", "pending", 0)
+    assert "nobody subscribes to acme:chat" in (waiting.last_error or "")
+    other = engine.subscribe("acme", sessions=["elsewhere"], notifications=True)
+    plain = engine.subscribe("acme")  # without notifications=True it takes none
+    assert engine.wait_for_effects(TIMEOUT)
+    assert engine.effects("acme")[0].state == "pending"
+    with engine.subscribe("acme", sessions=["chat"], notifications=True) as sub:
+        got = sub.get(TIMEOUT)
+        assert isinstance(got, Notification)
+        assert (got.key, got.session, got.seq, got.payload) == ("acme:chat:1:0", "chat", 1, {"reply": "re: hello"})
+        assert engine.wait_for_effects(TIMEOUT)
+        assert engine.effects("acme")[0].state == "done"
+        # Live, while subscribed: the event, then its notify.
+        engine.submit("acme", "chat", "UserPromptSubmit", "again")
+        first = sub.get(TIMEOUT)
+        second = sub.get(TIMEOUT)
+        assert {type(first).__name__, type(second).__name__} == {"Event", "Notification"}
+    assert other.get_nowait() is None and plain.get_nowait() is not None
+    assert all(not isinstance(plain.get_nowait(), Notification) for _ in range(3))
+    other.close()
+    plain.close()

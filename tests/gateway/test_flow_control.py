@@ -213,3 +213,28 @@ async def test_summaries_are_pushed_once_per_interval_for_what_changed(autojump_
     # The next push names only what changed since: session b.
     assert [s["session"] for s in second.data["payload"]["sessions"]] == ["b"]
     assert second.data["payload"]["tenants"][0]["events"] == 4
+
+
+async def test_a_notify_skips_a_connection_that_is_closing(autojump_clock: trio.testing.MockClock) -> None:
+    """A connection that is closing (its goodbye not yet written) is still
+    in its feeds; a notify queued on it would be lost with it, and counted
+    as delivered. The hub must pass it over."""
+    from laneway import Notification
+
+    async with memory_gateway() as gw:
+        leaving = await gw.connect()
+        await subscribe(leaving, sessions=["chat"])
+        (leaving_server_side,) = gw.hub.clients
+        note = Notification("acme:chat:1:0", "acme", "chat", 1, 0, {"answer": 42})
+        # In one step of the loop, with no checkpoint between: the connection
+        # is closing but still subscribed, as when a notify lands just then.
+        leaving_server_side.close_soon(1001, "going away")
+        assert leaving_server_side in gw.hub.clients and not leaving_server_side.accepting
+        assert gw.hub.notify(note) is False, "a closing connection is no recipient"
+        assert (await leaving.recv_until("close")).code == 1001 and leaving.frames == []
+        staying = await gw.connect()
+        await subscribe(staying, sessions=["chat"])
+        assert gw.hub.notify(note) is True
+        frame = await staying.recv_until("notify")
+    assert frame.data["metadata"] == {"tenant": "acme", "session": "chat", "key": "acme:chat:1:0"}
+    assert frame.data["payload"] == {"answer": 42} and frame.data["seq"] == 1

@@ -13,6 +13,9 @@ from ._effects import (
     EffectContext as EffectContext,
     EffectRunner as EffectRunner,
     Executor as Executor,
+    NoRecipient as NoRecipient,
+    Notifier as Notifier,
+    NotifyKind as NotifyKind,
     UnknownTarget as UnknownTarget,
 )
 from ._pool import Dispatcher as Dispatcher, Mailbox as Mailbox, PooledActor as PooledActor
@@ -73,6 +76,9 @@ __all__ = [
     "EffectContext",
     "EffectRunner",
     "Executor",
+    "NoRecipient",
+    "Notifier",
+    "NotifyKind",
     "UnknownTarget",
     "TenantActor",
     "Ticket",

@@ -39,16 +39,20 @@ from typing import Any, Protocol
 
 import msgspec
 
-from ..core import EffectQueue, EffectRecord, LanewayError, backoff_ms
+from ..core import EffectQueue, EffectRecord, LanewayError, Notification, backoff_ms
 from ..persistence import Log, WalWriter, WriterTask
 
-__all__ = ["EffectRunner", "EffectContext", "Executor", "CallKind", "UnknownTarget"]
+__all__ = ["EffectRunner", "EffectContext", "Executor", "CallKind", "NotifyKind", "Notifier", "UnknownTarget", "NoRecipient"]
 
 log = logging.getLogger("laneway.effects")
 
 
 class UnknownTarget(LanewayError):
     """An effect names an executor or target nobody registered."""
+
+
+class NoRecipient(UnknownTarget):
+    """A ``notify`` found nobody subscribed to its session: it waits for one."""
 
 
 class EffectContext(msgspec.Struct, frozen=True):
@@ -117,6 +121,51 @@ class CallKind:
             fn(ctx)
 
 
+class Notifier(Protocol):
+    """Where ``notify`` effects go: the engine's in-process subscriptions,
+    a gateway. Any thread; must not block for long."""
+
+    def notify(self, notification: Notification) -> bool:
+        """Hand the message to the session's subscribers; True if any took it."""
+
+
+class NotifyKind:
+    """``notify``: the effect's payload to every subscriber of its session.
+
+    Delivered means handed to at least one live subscriber; with none, the
+    effect waits (pending) until one subscribes, and is delivered then. A
+    subscriber may see a notify again after a crash between delivery and
+    its ``done`` being written: the frame carries the effect's key, and
+    laneway's client drops keys it has seen."""
+
+    def __init__(self) -> None:
+        self._notifiers: tuple[Notifier, ...] = ()
+        self._lock = threading.Lock()
+
+    def add(self, notifier: Notifier) -> None:
+        with self._lock:
+            self._notifiers = (*self._notifiers, notifier)
+
+    def remove(self, notifier: Notifier) -> None:
+        with self._lock:
+            self._notifiers = tuple(n for n in self._notifiers if n is not notifier)
+
+    def already_done(self, record: EffectRecord) -> bool:
+        return False  # see the class docstring: clients drop a key seen twice
+
+    def execute(self, ctx: EffectContext) -> None:
+        r = ctx.record
+        notification = Notification(r.key, r.tenant, r.session, r.seq, r.created_ts, ctx.payload)
+        delivered = False
+        for notifier in self._notifiers:
+            try:
+                delivered = notifier.notify(notification) or delivered
+            except Exception:
+                log.exception("notifier %r failed on %s", notifier, r.key)
+        if not delivered:
+            raise NoRecipient(f"nobody subscribes to {r.tenant}:{r.session}; delivered when someone does")
+
+
 class EffectRunner:
     def __init__(
         self,
@@ -145,7 +194,8 @@ class EffectRunner:
         self._unwritten: list[EffectRecord] = []
         self._write_queued = False
         self._writes_pending = 0
-        self._parked: list[EffectRecord] = []  # waiting for their kind or target to be registered
+        # Waiting for their kind or target to be registered, or (notify) for a subscriber.
+        self._parked: list[EffectRecord] = []
         self._registrations = 0  # bumped by `registered`: a park that raced one retries at once
         self.executed = 0
         self.skipped_done = 0  # found done by the executor's own record
@@ -300,7 +350,7 @@ class EffectRunner:
             executor.execute(EffectContext(record, record.attempts))
         except UnknownTarget as exc:
             record.attempts -= 1  # nothing was attempted
-            self._park(record, str(exc), registrations)
+            self._park(record, str(exc), registrations, quiet=isinstance(exc, NoRecipient))
             return
         except Exception as exc:
             self._failed(record, f"{type(exc).__name__}: {exc}")
@@ -308,9 +358,9 @@ class EffectRunner:
         self.executed += 1
         self._finish(record, "done", None)
 
-    def _park(self, record: EffectRecord, error: str, registrations: int) -> None:
+    def _park(self, record: EffectRecord, error: str, registrations: int, *, quiet: bool = False) -> None:
         if record.last_error != error:
-            log.warning("effect %s waits: %s", record.key, error)
+            log.log(logging.INFO if quiet else logging.WARNING, "effect %s waits: %s", record.key, error)
         record.state = "pending"
         record.last_error = error
         record.updated_ts = self._clock()
@@ -323,14 +373,21 @@ class EffectRunner:
             else:
                 self._parked.append(record)
 
-    def registered(self) -> None:
-        """A kind or callable was registered: parked effects try again."""
+    def registered(self, tenant: str | None = None, sessions: Iterable[str] | None = None) -> None:
+        """Something parked effects may have waited for arrived: a kind or
+        callable (no arguments: every parked effect tries again), or a
+        subscriber of `tenant` (its `sessions`, or all of them)."""
         now = self._clock()
+        wanted = frozenset(sessions) if sessions is not None else None
         with self._cond:
             self._registrations += 1
-            parked, self._parked = self._parked, []
-            for record in parked:
-                self._queue.push(record, now)
+            keep = []
+            for record in self._parked:
+                if tenant is None or (record.tenant == tenant and (wanted is None or record.session in wanted)):
+                    self._queue.push(record, now)
+                else:
+                    keep.append(record)
+            self._parked = keep
             self._cond.notify_all()
 
     def _failed(self, record: EffectRecord, error: str) -> None:

@@ -2,6 +2,7 @@
 
 from ._client import (
     ClientEvent as ClientEvent,
+    ClientNotification as ClientNotification,
     ClientStatistics as ClientStatistics,
     Gap as Gap,
     LanewayClient as LanewayClient,
@@ -11,4 +12,4 @@ from ._client import (
     protocol_name as protocol_name,
 )
 
-__all__ = ["ClientEvent", "ClientStatistics", "Gap", "LanewayClient", "PublishError", "Summary", "open_client", "protocol_name"]
+__all__ = ["ClientEvent", "ClientNotification", "ClientStatistics", "Gap", "LanewayClient", "PublishError", "Summary", "open_client", "protocol_name"]

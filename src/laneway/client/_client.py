@@ -86,6 +86,18 @@ class Summary(msgspec.Struct, frozen=True):
     payload: dict[str, Any]
 
 
+class ClientNotification(msgspec.Struct, frozen=True):
+    """A message a server-side handler sent to the session (a ``notify``
+    effect). `key` identifies it: the client yields each key once, even if
+    the server delivers it again after a reconnect."""
+
+    key: str
+    tenant: str
+    session: str
+    seq: int
+    payload: Any
+
+
 class ClientStatistics(msgspec.Struct, frozen=True):
     received: int
     duplicates_skipped: int
@@ -132,6 +144,8 @@ class LanewayClient:
         self.url = url
         self.tenant = tenant
         self.token = token
+        # Keys of notify messages already yielded (insertion-ordered, bounded).
+        self._notified: dict[str, None] = {}
         self.protocol = protocol_name(protocol)
         self.sessions = list(sessions) if sessions is not None else None
         self.types = list(types) if types is not None else None
@@ -161,7 +175,7 @@ class LanewayClient:
 
     async def __anext__(self) -> ClientEvent | Gap | Summary:
         """The next item: events (each once, in seq order per session), gaps,
-        summaries. Raises the connection's fatal error, if it ended in one
+        summaries, notifications (`ClientNotification`, each key once). Raises the connection's fatal error, if it ended in one
         (`ConnectionClosed` for a refusal: bad token, forbidden tenant)."""
         assert self._items is not None, "use `async with open_client(...) as client`"
         try:
@@ -243,7 +257,7 @@ class LanewayClient:
         else:
             await self._ws.send_message(msgspec.json.encode(frame).decode())
 
-    def _handle(self, message: str | bytes) -> list[ClientEvent | Gap | Summary]:
+    def _handle(self, message: str | bytes) -> list[Any]:
         envelope = _envelope_mp.decode(message) if isinstance(message, bytes) else _envelope.decode(message)
         kind = envelope.get("type")
         if kind in ("event", "priority_event"):
@@ -274,6 +288,15 @@ class LanewayClient:
             return list(gaps)
         if kind == "summary":
             return [Summary(envelope["payload"])]
+        if kind == "notify":
+            meta = envelope.get("metadata") or {}
+            key = meta.get("key")
+            if key is None or key in self._notified:
+                return []
+            self._notified[key] = None
+            if len(self._notified) > 10_000:  # remember the newest keys only
+                del self._notified[next(iter(self._notified))]
+            return [ClientNotification(key, meta.get("tenant", ""), meta.get("session", ""), envelope.get("seq") or 0, envelope.get("payload"))]
         if kind in ("ack", "error"):
             frame_id = (envelope.get("metadata") or {}).get("id")
             channel = self._acks.pop(str(frame_id), None) if frame_id is not None else None

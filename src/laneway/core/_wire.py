@@ -40,6 +40,8 @@ __all__ = [
     "PublishFrame",
     "ClientFrame",
     "EventMetadata",
+    "NotifyMetadata",
+    "Notification",
     "Envelope",
     "SyncPayload",
     "BucketHints",
@@ -220,6 +222,29 @@ class EventMetadata(msgspec.Struct, frozen=True, omit_defaults=True):
     dedupe_key: str | None = None
     attrs: dict[str, Any] | None = None
     coalesced: list[int] | None = None  # seqs this event superseded (coalescing)
+    handler_error: str | None = None  # a handler failed on this event (it was written all the same)
+
+
+class NotifyMetadata(msgspec.Struct, frozen=True):
+    """Metadata of a ``notify`` envelope: whose it is, and its effect key
+    (clients drop a key they have seen: a notify is delivered at least once
+    per subscriber and meant to be shown once)."""
+
+    tenant: str
+    session: str
+    key: str
+
+
+class Notification(msgspec.Struct, frozen=True):
+    """A message a handler sent to its session's subscribers (a ``notify``
+    effect), as in-process subscriptions and the gateway get it."""
+
+    key: str  # the effect's key
+    tenant: str
+    session: str
+    seq: int  # the event whose handler sent it
+    ts: int
+    payload: Any = None
 
 
 class V1Metadata(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -235,12 +260,13 @@ class Envelope(msgspec.Struct, frozen=True):
     """Every server frame: ``{v, type, seq, ts, metadata, payload}``.
 
     type: ``event``, ``priority_event``, ``bulk``, ``sync``, ``gap``,
-        ``summary``, ``chunk``, ``heartbeat``, ``ack``, ``error``.
-    seq: the event's seq for events, else null. ts: milliseconds.
+        ``summary``, ``chunk``, ``notify``, ``heartbeat``, ``ack``, ``error``.
+    seq: the event's seq for events (for ``notify``: the seq of the event
+        whose handler sent it), else null. ts: milliseconds.
     """
 
     v: int
-    type: Literal["event", "priority_event", "bulk", "sync", "gap", "summary", "chunk", "heartbeat", "ack", "error"]
+    type: Literal["event", "priority_event", "bulk", "sync", "gap", "summary", "chunk", "notify", "heartbeat", "ack", "error"]
     seq: int | None
     ts: int
     metadata: Any
@@ -345,9 +371,15 @@ class Codec:
             meta = EventMetadata(
                 event.tenant, event.session, event.type, event.lsn, event.epoch, event.priority,
                 _wire_priority(event.priority_metadata), event.source, event.dedupe_key, event.attrs, coalesced,
+                event.handler_error,
             )
             kind = "priority_event" if event.priority else "event"
         return self._encode(Envelope(self.version, kind, event.seq, event.ts, meta, event.payload))  # type: ignore[arg-type]
+
+    def notify(self, notification: Notification) -> bytes:
+        """A `notify` effect's message to a session's subscribers (v2)."""
+        meta = NotifyMetadata(notification.tenant, notification.session, notification.key)
+        return self._encode(Envelope(2, "notify", notification.seq, notification.ts, meta, notification.payload))
 
     def bulk(self, parts: list[bytes], ts: int) -> bytes:
         """Several already-encoded envelopes as one ``bulk`` frame, without

@@ -8,12 +8,12 @@ effect kinds) and what operators do (list, retry, discard, counts); the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 
-from ..actors import CallKind, EffectContext, EffectRunner, Executor
+from ..actors import CallKind, EffectContext, EffectRunner, Executor, Notifier, NotifyKind
 from ..core import (
     EFFECT_STATES,
     AuditRecord,
@@ -50,7 +50,9 @@ class Effects:
         self._write_control = write_control
         self._clock = clock
         self._calls = CallKind()
+        self._notify = NotifyKind()
         runner.kinds["call"] = self._calls
+        runner.kinds["notify"] = self._notify
 
     def handler(self, event_type: str | None = None) -> Callable[[Handler], Handler]:
         """Decorator: run the function for every event of `event_type` (None
@@ -90,10 +92,24 @@ class Effects:
     def register_effect_kind(self, kind: str, executor: Executor) -> None:
         """Run effects of `kind` with `executor` (``execute(ctx)`` and
         ``already_done(record)``)."""
-        if kind == "call":
-            raise InvalidEvent("'call' is built in; register callables with register_callable")
+        if kind in ("call", "notify"):
+            raise InvalidEvent(f"{kind!r} is built in; register callables with register_callable")
         self._runner.kinds[kind] = executor
         self._runner.registered()
+
+    def add_notifier(self, notifier: Notifier) -> None:
+        """Where ``notify`` effects go besides in-process subscriptions (the
+        gateway registers itself here); ``notifier.notify(n)`` returns
+        whether anyone took it."""
+        self._notify.add(notifier)
+
+    def remove_notifier(self, notifier: Notifier) -> None:
+        self._notify.remove(notifier)
+
+    def subscribed(self, tenant: str, sessions: Iterable[str] | None = None) -> None:
+        """Someone now listens to `tenant` (these `sessions`, or all): the
+        ``notify`` effects that waited for a subscriber there go out."""
+        self._runner.registered(tenant, sessions)
 
     def effects(
         self, tenant: str, session: str | None = None, state: str | None = None, limit: int = 100

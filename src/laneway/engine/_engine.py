@@ -131,6 +131,7 @@ class Engine:
             config, self._table, log_, self._writer, self._housekeeper, self._settings.tenant_config, self._runner
         )
         self._effects = Effects(log_, self._runner, self._handlers, self._write_control, clock)
+        self._effects.add_notifier(self._hub)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -502,6 +503,9 @@ class Engine:
     wait_for_effects = delegate(Effects.wait_for_effects, "_effects")
     retry_effect = delegate(Effects.retry_effect, "_effects")
     discard_effect = delegate(Effects.discard_effect, "_effects")
+    add_notifier = delegate(Effects.add_notifier, "_effects")
+    remove_notifier = delegate(Effects.remove_notifier, "_effects")
+    subscribed = delegate(Effects.subscribed, "_effects")
 
     # -- queries (engine/_queries.py) ---------------------------------------
 
@@ -527,6 +531,7 @@ class Engine:
         min_priority: int = 0,
         resume: Mapping[str, int] | None = None,
         max_pending: int = 10_000,
+        notifications: bool = False,
     ) -> Subscription:
         """Committed events of `tenant` from now on, each session in seq order.
 
@@ -535,11 +540,17 @@ class Engine:
             and no repeat.
         max_pending: how far the consumer may fall behind before it gets
             `SubscriptionOverflow` (which says where to resume from).
+        notifications: also yield the `Notification`s of ``notify`` effects
+            for these sessions (one waiting for a subscriber comes now).
         """
         self._check_open()
-        return self._hub.open(
-            tenant, sessions=sessions, types=types, min_priority=min_priority, resume=resume, max_pending=max_pending, read=self.events
+        sub = self._hub.open(
+            tenant, sessions=sessions, types=types, min_priority=min_priority, resume=resume, max_pending=max_pending,
+            read=self.events, notifications=notifications,
         )
+        if notifications:
+            self._effects.subscribed(tenant, sessions)
+        return sub
 
     def add_sink(self, sink: Sink) -> None:
         """Receive every committed event (all tenants) on the commit thread.

@@ -25,6 +25,7 @@ from ..core import (
     Event,
     InvalidEvent,
     LanewayError,
+    Notification,
     SubscriptionOverflow,
     check_priority,
     validate_session,
@@ -39,6 +40,8 @@ class Subscription:
 
     Iterate it (blocking) or ``async for`` it (trio); `close` ends both.
     `get` waits up to a timeout. Methods may be called from any thread.
+    With ``notifications=True`` it also yields the `Notification`s that
+    handlers' ``notify`` effects send to its sessions.
     """
 
     def __init__(
@@ -50,14 +53,16 @@ class Subscription:
         min_priority: int,
         max_pending: int,
         on_close: Callable[[Subscription], None],
+        notifications: bool = False,
     ) -> None:
         self.tenant = tenant
+        self.notifications = notifications
         self.sessions = frozenset(sessions) if sessions is not None else None
         self.types = frozenset(types) if types is not None else None
         self.min_priority = min_priority
         self.max_pending = max_pending
         self._on_close = on_close
-        self._queue: deque[Event] = deque()
+        self._queue: deque[Any] = deque()  # Events, and Notifications if asked for
         self._cond = threading.Condition()
         self._closed = False
         self._error: LanewayError | None = None
@@ -93,6 +98,18 @@ class Subscription:
                 self._wake()
         if overflowed:
             self._on_close(self)  # stop feeding it; the consumer still gets the error
+
+    def _offer_notification(self, notification: Notification) -> bool:
+        """Runner thread: queue a notify for one of our sessions; False if
+        this subscription does not take it."""
+        if not self.notifications or (self.sessions is not None and notification.session not in self.sessions):
+            return False
+        with self._cond:
+            if self._closed:
+                return False
+            self._queue.append(notification)
+            self._wake()
+        return True
 
     def _enqueue(self, events: Iterable[Event]) -> None:
         queued = self._queued
@@ -149,7 +166,8 @@ class Subscription:
     def _pop_locked(self) -> Event | None:
         if self._queue:
             event = self._queue.popleft()
-            self._delivered[event.session] = event.seq
+            if type(event) is Event:
+                self._delivered[event.session] = event.seq
             return event
         if self._error is not None:
             error, self._error = self._error, None
@@ -246,6 +264,7 @@ class SubscriptionHub:
         resume: Mapping[str, int] | None,
         max_pending: int,
         read: Callable[[str, str, int, int], list[Event]],
+        notifications: bool = False,
     ) -> Subscription:
         """A new subscription (see `Engine.subscribe`); `read(tenant,
         session, after_seq, limit)` reads committed events for the replay."""
@@ -261,7 +280,8 @@ class SubscriptionHub:
             if type(seq) is not int or seq < 0:
                 raise InvalidEvent(f"resume[{name!r}] must be an int >= 0, got {seq!r}")
         sub = Subscription(
-            tenant, sessions=sessions, types=types, min_priority=min_priority, max_pending=max_pending, on_close=self.remove
+            tenant, sessions=sessions, types=types, min_priority=min_priority, max_pending=max_pending,
+            on_close=self.remove, notifications=notifications,
         )
         sub._begin_replay(resume)
         # Register before reading the WAL: an event committed meanwhile is
@@ -294,6 +314,13 @@ class SubscriptionHub:
                 self._by_tenant.pop(sub.tenant, None)
             if not self._by_tenant:
                 self._on_last(self)
+
+    def notify(self, notification: Notification) -> bool:
+        """A `Notifier`: hand a notify to this tenant's subscriptions that take it."""
+        taken = False
+        for sub in self._by_tenant.get(notification.tenant, ()):
+            taken = sub._offer_notification(notification) or taken
+        return taken
 
     def publish(self, events: Sequence[Event]) -> None:
         by_tenant = self._by_tenant

@@ -19,11 +19,11 @@ import msgspec
 import pykka
 import trio
 
-from ..core import CODECS, Event, Outgoing
+from ..core import CODECS, Event, Notification, Outgoing
 from ._compat import COMPAT
 from ._hub import COMPAT_CODEC, Hub
 
-__all__ = ["GatewayActor", "GatewaySink", "Committed", "prepare"]
+__all__ = ["GatewayActor", "GatewaySink", "GatewayNotifier", "Committed", "prepare"]
 
 log = logging.getLogger("laneway.gateway")
 
@@ -85,6 +85,22 @@ def prepare(event: Event, codecs: frozenset[str], entity_field: str) -> Outgoing
         if isinstance(value, (str, int)) and not isinstance(value, bool):
             entity = str(value)
     return Outgoing(event, encoded, entity)
+
+
+class GatewayNotifier:
+    """The gateway as a `Notifier` of ``notify`` effects: the runner's
+    thread asks the loop to queue the message (`Hub.notify`) and waits for
+    whether anyone took it."""
+
+    def __init__(self, hub: Hub, token: trio.lowlevel.TrioToken) -> None:
+        self._hub = hub
+        self._token = token
+
+    def notify(self, notification: Notification) -> bool:
+        try:
+            return bool(trio.from_thread.run_sync(self._hub.notify, notification, trio_token=self._token))
+        except trio.RunFinishedError:
+            return False  # the gateway stopped
 
 
 class GatewaySink:

@@ -69,6 +69,10 @@ class FanOut:
             self._refresh_codecs()
         return feed
 
+    def feeds_of(self, tenant: str) -> list[Feed]:
+        """The feeds of one tenant's subscriptions (not the compat ones)."""
+        return self._by_tenant.get(tenant, [])
+
     def forget_cursor(self, cursor: Cursor) -> None:
         """Detach a cursor; drop its feed once no cursor is left. Safe to call
         twice (a hard-limit close and the connection's own cleanup both do)."""

@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from ..core import V1_JSON, Cursor, Filter, Outgoing, PublishFrame, SubscribeFrame, ws_frame
+from ..core import V1_JSON, Cursor, Filter, Notification, Outgoing, PublishFrame, SubscribeFrame, ws_frame
 from ._compat import COMPAT
 from ._config import GatewayConfig
 from ._feeds import ALL_TENANTS, COMPAT_CODEC, FanOut
@@ -107,12 +107,14 @@ class Hub:
             self.forget_cursor(cursor)
             raise
         cursor.floors = floors
-        cursor.pre = frames
+        cursor.pre = frames + cursor.pre  # after the sync: a notify queued meanwhile
         cursor.paused = False
         if frame.summaries and codec_name != V1_JSON:
             self.summaries.watch(frame.tenant, writer)
         self.stats["subscriptions"] += 1
         writer.wake()
+        # notify effects that waited for a subscriber of these sessions go out now.
+        self.engine.subscribed(frame.tenant, frame.sessions)
         return cursor
 
     def unsubscribe(self, writer: Writer, cursor: Cursor) -> None:
@@ -128,6 +130,28 @@ class Hub:
         cursor.paused = False
         writer.wake()
         return cursor
+
+    def notify(self, notification: Notification) -> bool:
+        """A `notify` effect's message (on the loop): to every connection
+        with a v2 subscription of its session, once per connection, after
+        that subscription's sync. True if any connection took it."""
+        reached: set[int] = set()
+        for feed in self.fanout.feeds_of(notification.tenant):
+            codec = feed.codec
+            sessions = feed.filter.sessions
+            if codec.version != 2 or (sessions is not None and notification.session not in sessions):
+                continue
+            frame = ws_frame(codec.notify(notification), binary=codec.binary)
+            for cursor in feed.cursors:
+                owner = cursor.owner
+                if id(owner) in reached or not owner.accepting:
+                    continue  # a connection on its way out would take it to the grave
+                reached.add(id(owner))
+                cursor.pre.append(frame)
+                owner.wake()
+        if reached:
+            self.stats["notify_frames"] += len(reached)
+        return bool(reached)
 
     def forget_writer(self, writer: Writer) -> None:
         self.summaries.forget(writer)

@@ -30,7 +30,7 @@ from hypercorn.utils import wrap_app
 
 from ..core import CloseCode, ConfigError, LanewayError, now_ms
 from ._auth import Authenticator
-from ._bridge import GatewayActor, GatewaySink
+from ._bridge import GatewayActor, GatewayNotifier, GatewaySink
 from ._config import GatewayConfig
 from ._handshake import refuse, serve_websocket
 from ._http import HttpApp
@@ -128,6 +128,8 @@ class Gateway:
         self.http.checks["bridge"] = lambda: None if actor.is_alive() else "the event bridge stopped: live events do not reach subscribers (see the log)"
         sink = GatewaySink(actor)
         self.engine.add_sink(sink)
+        notifier = GatewayNotifier(self.hub, trio.lowlevel.current_trio_token())
+        self.engine.add_notifier(notifier)
         try:
             async with trio.open_nursery() as handlers:
                 async with trio.open_nursery() as service:
@@ -148,6 +150,7 @@ class Gateway:
                 await self._context.terminated.set()
                 handlers.cancel_scope.deadline = trio.current_time() + self._hyper.graceful_timeout
         finally:
+            self.engine.remove_notifier(notifier)
             self.engine.remove_sink(sink)
             # Wait for the actor off the loop: once run() returns, no thread
             # of the gateway is left behind.

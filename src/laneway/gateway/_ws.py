@@ -151,6 +151,11 @@ class WsClient:
             return
         self.wake()
 
+    @property
+    def accepting(self) -> bool:
+        """Not closing: what is queued now will be written."""
+        return self._closing is None and not self._forced
+
     def pending_bytes(self) -> int:
         """Everything queued for this client: replies, an unfinished write and
         every subscription's lag: one budget, bounded by hard_limit_bytes."""
