@@ -17,8 +17,6 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from ..actors import (
     CommitApplier,
     Directory,
@@ -34,8 +32,6 @@ from ..actors import (
     write_snapshots,
 )
 from ..core import (
-    AuditRecord,
-    BucketFull,
     Clock,
     EngineClosed,
     Handlers,
@@ -54,7 +50,7 @@ from ._admission import Admission, EngineOverloaded
 from ._config import EngineConfig, resolve_config
 from ._effects import Effects
 from ._housekeeper import Housekeeper, HousekeepingReport
-from ._intake import Intake
+from ._intake import Intake, merge_outcomes
 from ._process import EngineForked, delegate, refuse, register, same_process, unregister
 from ._queries import Queries
 from ._settings import Settings
@@ -175,7 +171,7 @@ class Engine:
                 log.info("found %d sessions up to LSN %d", restored, log_.last_lsn)
             engine._writer.start()
             engine._runner.start(log_)
-            engine._record_upgrade()
+            engine._settings.record_upgrade()
             engine._housekeeper.start()
         except BaseException:
             if log_ is not None:
@@ -342,24 +338,9 @@ class Engine:
             return result
         count = len(positions)
         inner: Future[list[Receipt]] = Future()
-
-        def merge(done: Future[list[Receipt]]) -> None:
-            exc = done.exception()
-            receipts: list[Any]
-            if exc is None:
-                receipts = done.result()
-            elif isinstance(exc, BucketFull) and exc.receipts is not None:
-                rejected = BucketFull("rejected: the session's bucket is full (reject_new)")
-                receipts = [r if r is not None else rejected for r in exc.receipts]
-            else:
-                receipts = [exc] * count
-            for slot, original in enumerate(positions):
-                outcome[original] = receipts[slot]
-            result.set_result(outcome)
-
         producer = threading.get_ident()
         self._admit(producer, count, nbytes, block=False)
-        inner.add_done_callback(merge)
+        inner.add_done_callback(lambda done: result.set_result(merge_outcomes(done, positions, outcome)))
         release = self._admission.release
         ticket = Ticket(count, inner, single=False, on_done=lambda: release(producer, count, nbytes))
         for (tenant, session), submissions in grouped.items():
@@ -564,19 +545,6 @@ class Engine:
         self._applier.remove_sink(sink)
 
     # -- restore and housekeeping --------------------------------------------
-
-    def _record_upgrade(self) -> None:
-        """Say in the audit log that this open upgraded the data format."""
-        upgraded = self._log.upgraded_from
-        if upgraded is None:
-            return
-        record = AuditRecord(
-            ts=self._table.clock(),
-            actor="laneway",
-            action="upgrade",
-            changes={"from_format": upgraded, "backup": str(self._log.backup_path or "")},
-        )
-        self._write_control([("audit", None, msgspec.json.encode(record))])
 
     # -- housekeeping ----------------------------------------------------------
 

@@ -12,18 +12,21 @@ validated whole before any of it is sent, so one bad item writes nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from ..core import (
     ENCODE_ERRORS,
     ITEM_FIELDS,
     MAX_PAYLOAD_DEPTH,
+    BucketFull,
     InvalidEvent,
     InvalidPayload,
     Item,
     LanewayError,
     PayloadTooDeep,
     PayloadTooLarge,
+    Receipt,
     Submission,
     check_payload,
     check_priority,
@@ -35,7 +38,7 @@ from ..core import (
     validate_type,
 )
 
-__all__ = ["Intake"]
+__all__ = ["Intake", "merge_outcomes"]
 
 
 class Intake:
@@ -163,3 +166,19 @@ class Intake:
             )
         return Submission(type_, raw, priority, dedupe_key, source, index, raw_attrs)
 
+
+def merge_outcomes(done: Future[list[Receipt]], positions: list[int], outcome: list[Any]) -> list[Any]:
+    """`Engine.send_each`: the receipts (or errors) of the items that were
+    sent, put into their places among the items refused at validation."""
+    exc = done.exception()
+    receipts: list[Any]
+    if exc is None:
+        receipts = done.result()
+    elif isinstance(exc, BucketFull) and exc.receipts is not None:
+        rejected = BucketFull("rejected: the session's bucket is full (reject_new)")
+        receipts = [r if r is not None else rejected for r in exc.receipts]
+    else:
+        receipts = [exc] * len(positions)
+    for slot, original in enumerate(positions):
+        outcome[original] = receipts[slot]
+    return outcome

@@ -115,6 +115,19 @@ class Settings:
             records = [r for r in records if r.tenant == tenant]
         return records[-limit:]
 
+    def record_upgrade(self) -> None:
+        """Say in the audit log that this open upgraded the data format."""
+        upgraded = self._log.upgraded_from
+        if upgraded is None:
+            return
+        record = AuditRecord(
+            ts=self._table.clock(),
+            actor="laneway",
+            action="upgrade",
+            changes={"from_format": upgraded, "backup": str(self._log.backup_path or "")},
+        )
+        self._write_control([("audit", None, msgspec.json.encode(record))])
+
     def restore(self) -> None:
         """At open: the stored runtime overrides, on top of file and env."""
         for key, value in self._log.read_control("config"):
