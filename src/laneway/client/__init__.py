@@ -1,6 +1,7 @@
 """A trio-websocket client: subscribe, survive reconnects, keep local buckets."""
 
 from ._client import (
+    ClientChunk as ClientChunk,
     ClientEvent as ClientEvent,
     ClientNotification as ClientNotification,
     ClientStatistics as ClientStatistics,
@@ -12,4 +13,4 @@ from ._client import (
     protocol_name as protocol_name,
 )
 
-__all__ = ["ClientEvent", "ClientNotification", "ClientStatistics", "Gap", "LanewayClient", "PublishError", "Summary", "open_client", "protocol_name"]
+__all__ = ["ClientChunk", "ClientEvent", "ClientNotification", "ClientStatistics", "Gap", "LanewayClient", "PublishError", "Summary", "open_client", "protocol_name"]

@@ -98,6 +98,22 @@ class ClientNotification(msgspec.Struct, frozen=True):
     payload: Any
 
 
+class ClientChunk(msgspec.Struct, frozen=True):
+    """Streamed output of a server-side handler, provisional: `text` is the
+    whole stream so far, `data` what this chunk added. With `final`, the
+    stream is over: `event_seq` is the committed result's seq (show that
+    event instead), or None if the stream was abandoned."""
+
+    stream: str
+    session: str
+    reply_to: int | None
+    offset: int
+    data: str
+    text: str
+    final: bool = False
+    event_seq: int | None = None
+
+
 class ClientStatistics(msgspec.Struct, frozen=True):
     received: int
     duplicates_skipped: int
@@ -146,6 +162,8 @@ class LanewayClient:
         self.token = token
         # Keys of notify messages already yielded (insertion-ordered, bounded).
         self._notified: dict[str, None] = {}
+        # Live streamed output: stream id -> its text so far.
+        self.streams: dict[str, str] = {}
         self.protocol = protocol_name(protocol)
         self.sessions = list(sessions) if sessions is not None else None
         self.types = list(types) if types is not None else None
@@ -248,6 +266,8 @@ class LanewayClient:
             frame["recent"] = self.recent_count
         if self.summaries:
             frame["summaries"] = True
+        if self.streams:
+            frame["streams"] = {stream: len(text) for stream, text in self.streams.items()}
         return frame
 
     async def _send(self, frame: dict[str, Any]) -> None:
@@ -288,6 +308,8 @@ class LanewayClient:
             return list(gaps)
         if kind == "summary":
             return [Summary(envelope["payload"])]
+        if kind == "chunk":
+            return self._chunk(envelope)
         if kind == "notify":
             meta = envelope.get("metadata") or {}
             key = meta.get("key")
@@ -305,6 +327,26 @@ class LanewayClient:
             elif kind == "error":
                 log.warning("server error: %s", envelope.get("payload"))
         return []  # heartbeat, chunk
+
+    def _chunk(self, envelope: dict[str, Any]) -> list[Any]:
+        meta, body = envelope.get("metadata") or {}, envelope.get("payload") or {}
+        stream, offset, data = meta.get("stream"), int(body.get("offset", 0)), body.get("data", "")
+        if stream is None:
+            return []
+        text = self.streams.get(stream, "")
+        if offset > len(text):
+            log.warning("stream %s: chunk at %d after %d characters; showing it from there", stream, offset, len(text))
+            text += " " * (offset - len(text))
+        new = data[len(text) - offset :]  # what this chunk adds (the server may repeat some)
+        text += new
+        final = bool(body.get("final"))
+        if final:
+            self.streams.pop(stream, None)
+        else:
+            self.streams[stream] = text
+        if not new and not final:
+            return []
+        return [ClientChunk(stream, meta.get("session", ""), envelope.get("seq"), offset, new, text, final, body.get("event_seq"))]
 
     def _sync(self, payload: dict[str, Any]) -> list[ClientEvent | Gap | Summary]:
         hints = payload.get("buckets") or {}

@@ -203,6 +203,12 @@ class ServerConnection:
                 validate_session(name)
                 if not 0 <= epoch <= MAX_SEQ:
                     raise ProtocolError(f"epochs[{name!r}] must be from 0 to {MAX_SEQ}, got {epoch}")
+            streams = frame.streams or {}
+            if len(streams) > 1000:
+                raise ProtocolError("streams names at most 1000 streams")
+            for stream, offset in streams.items():
+                if not 0 < len(stream) <= 64 or not 0 <= offset <= MAX_SEQ:
+                    raise ProtocolError(f"streams[{stream[:64]!r}] must be an offset from 0 to {MAX_SEQ}")
             check_priority(frame.min_priority)
             if not 0 <= frame.recent <= MAX_RECENT:
                 raise ProtocolError(f"recent must be 0-{MAX_RECENT}")

@@ -42,6 +42,9 @@ __all__ = [
     "EventMetadata",
     "NotifyMetadata",
     "Notification",
+    "StreamChunk",
+    "ChunkMetadata",
+    "ChunkPayload",
     "Envelope",
     "SyncPayload",
     "BucketHints",
@@ -137,6 +140,8 @@ class SubscribeFrame(_Frame, tag="subscribe"):
         history was lost, which the server reports as a gap.
     recent: how many recent events the ``sync`` carries when not resuming.
     summaries: also push batched ``summary`` frames.
+    streams: {stream id: characters of it received} for streamed output
+        the client saw part of; a live stream continues from there.
     """
 
     tenant: str
@@ -148,6 +153,7 @@ class SubscribeFrame(_Frame, tag="subscribe"):
     epochs: dict[str, int] | None = None
     recent: int = 100
     summaries: bool = False
+    streams: dict[str, int] | None = None
 
 
 class UnsubscribeFrame(_Frame, tag="unsubscribe"):
@@ -245,6 +251,36 @@ class Notification(msgspec.Struct, frozen=True):
     seq: int  # the event whose handler sent it
     ts: int
     payload: Any = None
+
+
+class StreamChunk(msgspec.Struct, frozen=True):
+    """A piece of a handler's streamed output (provisional: the result that
+    replaces it commits as an event). `offset` counts characters from the
+    stream's start; `final` ends the stream, with `event_seq` the seq of the
+    committed result (None: the stream was abandoned)."""
+
+    stream: str
+    tenant: str
+    session: str
+    offset: int
+    data: str
+    ts: int
+    reply_to: int | None = None  # the seq of the event it answers
+    final: bool = False
+    event_seq: int | None = None
+
+
+class ChunkMetadata(msgspec.Struct, frozen=True):
+    tenant: str
+    session: str
+    stream: str
+
+
+class ChunkPayload(msgspec.Struct, frozen=True):
+    offset: int
+    data: str
+    final: bool = False
+    event_seq: int | None = None
 
 
 class V1Metadata(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -380,6 +416,12 @@ class Codec:
         """A `notify` effect's message to a session's subscribers (v2)."""
         meta = NotifyMetadata(notification.tenant, notification.session, notification.key)
         return self._encode(Envelope(2, "notify", notification.seq, notification.ts, meta, notification.payload))
+
+    def chunk(self, chunk: StreamChunk) -> bytes:
+        """A piece of streamed output (v2): ``chunk`` with the stream's id."""
+        meta = ChunkMetadata(chunk.tenant, chunk.session, chunk.stream)
+        payload = ChunkPayload(chunk.offset, chunk.data, chunk.final, chunk.event_seq)
+        return self._encode(Envelope(2, "chunk", chunk.reply_to, chunk.ts, meta, payload))
 
     def bulk(self, parts: list[bytes], ts: int) -> bytes:
         """Several already-encoded envelopes as one ``bulk`` frame, without

@@ -9,6 +9,7 @@ from ._config import (
 )
 from ._effects import UnknownEffect as UnknownEffect
 from ._engine import Engine as Engine, EngineForked as EngineForked, EngineOverloaded as EngineOverloaded
+from ._streams import OutputStream as OutputStream, StreamClosed as StreamClosed
 from ._subscription import Subscription as Subscription
 
 __all__ = [
@@ -22,4 +23,6 @@ __all__ = [
     "EngineForked",
     "Subscription",
     "UnknownEffect",
+    "OutputStream",
+    "StreamClosed",
 ]

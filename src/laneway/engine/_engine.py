@@ -54,6 +54,7 @@ from ._intake import Intake, merge_outcomes
 from ._process import EngineForked, delegate, refuse, register, same_process, unregister
 from ._queries import Queries
 from ._settings import Settings
+from ._streams import Streams
 from ._subscription import Subscription, SubscriptionHub
 
 __all__ = ["Engine", "EngineOverloaded", "EngineForked"]
@@ -128,6 +129,8 @@ class Engine:
         )
         self._effects = Effects(log_, self._runner, self._handlers, self._write_control, clock)
         self._effects.add_notifier(self._hub)
+        self._streams = Streams(self.submit, clock)
+        self._streams.add_sink(self._hub)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -487,6 +490,13 @@ class Engine:
     add_notifier = delegate(Effects.add_notifier, "_effects")
     remove_notifier = delegate(Effects.remove_notifier, "_effects")
     subscribed = delegate(Effects.subscribed, "_effects")
+
+    # -- streamed output (engine/_streams.py) -------------------------------
+
+    open_stream = delegate(Streams.open, "_streams")
+    live_streams = delegate(Streams.live, "_streams")
+    add_chunk_sink = delegate(Streams.add_sink, "_streams")
+    remove_chunk_sink = delegate(Streams.remove_sink, "_streams")
 
     # -- queries (engine/_queries.py) ---------------------------------------
 

@@ -26,6 +26,7 @@ from ..core import (
     InvalidEvent,
     LanewayError,
     Notification,
+    StreamChunk,
     SubscriptionOverflow,
     check_priority,
     validate_session,
@@ -41,7 +42,8 @@ class Subscription:
     Iterate it (blocking) or ``async for`` it (trio); `close` ends both.
     `get` waits up to a timeout. Methods may be called from any thread.
     With ``notifications=True`` it also yields the `Notification`s that
-    handlers' ``notify`` effects send to its sessions.
+    handlers' ``notify`` effects send to its sessions, and the
+    `StreamChunk`s of streamed output into them.
     """
 
     def __init__(
@@ -110,6 +112,15 @@ class Subscription:
             self._queue.append(notification)
             self._wake()
         return True
+
+    def _offer_chunk(self, chunk: StreamChunk) -> None:
+        """Writer's thread: a piece of streamed output for one of our sessions."""
+        if not self.notifications or (self.sessions is not None and chunk.session not in self.sessions):
+            return
+        with self._cond:
+            if not self._closed:
+                self._queue.append(chunk)
+                self._wake()
 
     def _enqueue(self, events: Iterable[Event]) -> None:
         queued = self._queued
@@ -321,6 +332,11 @@ class SubscriptionHub:
         for sub in self._by_tenant.get(notification.tenant, ()):
             taken = sub._offer_notification(notification) or taken
         return taken
+
+    def chunk(self, chunk: StreamChunk) -> None:
+        """A `ChunkSink`: streamed output to this tenant's subscriptions that take it."""
+        for sub in self._by_tenant.get(chunk.tenant, ()):
+            sub._offer_chunk(chunk)
 
     def publish(self, events: Sequence[Event]) -> None:
         by_tenant = self._by_tenant

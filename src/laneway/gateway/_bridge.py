@@ -19,11 +19,11 @@ import msgspec
 import pykka
 import trio
 
-from ..core import CODECS, Event, Notification, Outgoing
+from ..core import CODECS, Event, Notification, Outgoing, StreamChunk
 from ._compat import COMPAT
 from ._hub import COMPAT_CODEC, Hub
 
-__all__ = ["GatewayActor", "GatewaySink", "GatewayNotifier", "Committed", "prepare"]
+__all__ = ["GatewayActor", "GatewaySink", "GatewayNotifier", "GatewayChunkSink", "Committed", "prepare"]
 
 log = logging.getLogger("laneway.gateway")
 
@@ -101,6 +101,20 @@ class GatewayNotifier:
             return bool(trio.from_thread.run_sync(self._hub.notify, notification, trio_token=self._token))
         except trio.RunFinishedError:
             return False  # the gateway stopped
+
+
+class GatewayChunkSink:
+    """Streamed output to the loop (`Hub.chunk`), in the writer's order."""
+
+    def __init__(self, hub: Hub, token: trio.lowlevel.TrioToken) -> None:
+        self._hub = hub
+        self._token = token
+
+    def chunk(self, chunk: StreamChunk) -> None:
+        try:
+            self._token.run_sync_soon(self._hub.chunk, chunk)
+        except trio.RunFinishedError:
+            pass  # the gateway stopped
 
 
 class GatewaySink:

@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from ..core import V1_JSON, Cursor, Filter, Notification, Outgoing, PublishFrame, SubscribeFrame, ws_frame
+from ..core import V1_JSON, Cursor, Filter, Notification, Outgoing, PublishFrame, StreamChunk, SubscribeFrame, ws_frame
 from ._compat import COMPAT
 from ._config import GatewayConfig
 from ._feeds import ALL_TENANTS, COMPAT_CODEC, FanOut
@@ -135,13 +135,25 @@ class Hub:
         """A `notify` effect's message (on the loop): to every connection
         with a v2 subscription of its session, once per connection, after
         that subscription's sync. True if any connection took it."""
+        return self._to_session(
+            notification.tenant, notification.session, lambda codec: codec.notify(notification), "notify_frames"
+        )
+
+    def chunk(self, chunk: StreamChunk) -> None:
+        """Streamed output (on the loop): to every connection with a v2
+        subscription of its session, after that subscription's sync."""
+        self._to_session(chunk.tenant, chunk.session, lambda codec: codec.chunk(chunk), "chunk_frames")
+
+    def _to_session(self, tenant: str, session: str, encode: Callable[[Any], bytes], counter: str) -> bool:
+        """Queue a frame for every connection subscribed (v2) to `session`,
+        once per connection; False if none is, or all are closing."""
         reached: set[int] = set()
-        for feed in self.fanout.feeds_of(notification.tenant):
+        for feed in self.fanout.feeds_of(tenant):
             codec = feed.codec
             sessions = feed.filter.sessions
-            if codec.version != 2 or (sessions is not None and notification.session not in sessions):
+            if codec.version != 2 or (sessions is not None and session not in sessions):
                 continue
-            frame = ws_frame(codec.notify(notification), binary=codec.binary)
+            frame = ws_frame(encode(codec), binary=codec.binary)
             for cursor in feed.cursors:
                 owner = cursor.owner
                 if id(owner) in reached or not owner.accepting:
@@ -150,7 +162,7 @@ class Hub:
                 cursor.pre.append(frame)
                 owner.wake()
         if reached:
-            self.stats["notify_frames"] += len(reached)
+            self.stats[counter] += len(reached)
         return bool(reached)
 
     def forget_writer(self, writer: Writer) -> None:

@@ -30,7 +30,7 @@ from hypercorn.utils import wrap_app
 
 from ..core import CloseCode, ConfigError, LanewayError, now_ms
 from ._auth import Authenticator
-from ._bridge import GatewayActor, GatewayNotifier, GatewaySink
+from ._bridge import GatewayActor, GatewayChunkSink, GatewayNotifier, GatewaySink
 from ._config import GatewayConfig
 from ._handshake import refuse, serve_websocket
 from ._http import HttpApp
@@ -130,6 +130,8 @@ class Gateway:
         self.engine.add_sink(sink)
         notifier = GatewayNotifier(self.hub, trio.lowlevel.current_trio_token())
         self.engine.add_notifier(notifier)
+        chunks = GatewayChunkSink(self.hub, trio.lowlevel.current_trio_token())
+        self.engine.add_chunk_sink(chunks)
         try:
             async with trio.open_nursery() as handlers:
                 async with trio.open_nursery() as service:
@@ -151,6 +153,7 @@ class Gateway:
                 handlers.cancel_scope.deadline = trio.current_time() + self._hyper.graceful_timeout
         finally:
             self.engine.remove_notifier(notifier)
+            self.engine.remove_chunk_sink(chunks)
             self.engine.remove_sink(sink)
             # Wait for the actor off the loop: once run() returns, no thread
             # of the gateway is left behind.

@@ -114,6 +114,12 @@ def first_frames(
                 chunk = replay[start : start + 500]
                 body = chunk[0] if len(chunk) == 1 else codec.bulk(chunk, now)
                 frames.append(ws_frame(body, binary=codec.binary))
+    # Streamed output going on now: from where the client had it (a
+    # reconnect mid-stream continues without a gap; the client drops overlap).
+    if codec.version == 2:
+        had = frame.streams or {}
+        for stream in engine.live_streams(tenant, sessions):
+            frames.append(ws_frame(codec.chunk(stream.since(had.get(stream.id, 0))), binary=codec.binary))
     return frames, floors
 
 
