@@ -115,6 +115,7 @@ def _serve(args: argparse.Namespace) -> int:
     import trio
 
     from ._demo import DemoProducer
+    from ._demo_assistant import install_demo_assistant
     from .engine import Engine, load_config
     from .gateway import Gateway, load_gateway_config, load_or_create_secret, tune_gc
 
@@ -162,10 +163,12 @@ def _serve(args: argparse.Namespace) -> int:
 
         if args.demo:
             producer = DemoProducer(engine, rate=20)
+            stop_assistant = install_demo_assistant(engine)
         trio.run(main)
     finally:
         if producer is not None:
             producer.stop()
+            stop_assistant()
         engine.close()
     stats = engine.statistics()
     print(f"stopped cleanly: {stats.events} events, last LSN {stats.last_lsn}", flush=True)
@@ -259,12 +262,14 @@ def _tail(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     from ._demo import DemoProducer
+    from ._demo_assistant import install_demo_assistant
     from .engine import Engine
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with Engine.open(args.data) as engine:
         producer = DemoProducer(engine, rate=args.rate)
+        stop_assistant = install_demo_assistant(engine)
         subs = [engine.subscribe(tenant) for tenant in producer.tenants]
         printers = [threading.Thread(target=_print_events, args=(s,), daemon=True) for s in subs]
         for t in printers:
@@ -276,6 +281,7 @@ def _demo(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
         producer.stop()
+        stop_assistant()
         stats = engine.statistics()
     print(
         f"\n{stats.events} events in {stats.sessions} sessions; last LSN {stats.last_lsn}; "

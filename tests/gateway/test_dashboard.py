@@ -248,6 +248,10 @@ def test_the_demo_url_that_serve_prints_opens_a_live_dashboard(tmp_path: Path, p
         expect(page.locator("#lane-priority li").first).to_be_visible(timeout=WAIT_MS)
         expect(page.locator("#lane-regular li").first).to_be_visible(timeout=WAIT_MS)
         expect(page.locator("#rate")).not_to_have_text("0.0", timeout=WAIT_MS)
+        # Every prompt gets a streamed reply from the demo's assistant, then
+        # the committed AssistantReply in the lanes.
+        expect(page.locator("#stream-list li .text").first).to_contain_text("About", timeout=WAIT_MS * 2)
+        expect(page.locator("li.event .type", has_text="AssistantReply").first).to_be_visible(timeout=WAIT_MS * 2)
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
@@ -274,3 +278,24 @@ def test_the_tenant_limit_follows_the_gateways_max_subscriptions(make_server: Ca
     expect(page.locator("#notice")).to_have_text("Showing 4 of 6 tenants; pin others with ?tenant=a,b", timeout=WAIT_MS)
     expect(page.locator("#received")).to_have_text("4", timeout=WAIT_MS)
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")  # not closed with 4009
+
+
+def test_a_stream_grows_live_survives_a_gateway_restart_and_is_replaced_by_its_result(
+    make_server: Callable[..., Server], page: Page
+) -> None:
+    server = make_server()
+    prompt = server.engine.submit("acme", "chat", "UserPromptSubmit", {"prompt": "hi"})
+    page.goto(f"{server.url}/?token={server.token('acme', 'subscribe')}")
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live", timeout=WAIT_MS)
+    expect(page.locator("#streams")).to_be_hidden()
+    stream = server.engine.open_stream("acme", "chat", reply_to=prompt.seq)
+    stream.write("The answer")
+    row = page.locator("#stream-list li[data-session='chat']")
+    expect(row.locator(".text")).to_have_text("The answer", timeout=WAIT_MS)
+    expect(row.locator(".where")).to_have_text("chat · answering #1")
+    restart_gateway(server)  # the page reconnects and resumes, offsets included
+    stream.write(" is 42")
+    expect(row.locator(".text")).to_have_text("The answer is 42", timeout=WAIT_MS)
+    receipt = stream.commit("AssistantReply", {"text": "The answer is 42"})
+    expect(page.locator("#streams")).to_be_hidden(timeout=WAIT_MS)
+    expect(page.locator(f"li.event[data-session='chat'][data-seq='{receipt.seq}'] .type")).to_have_text("AssistantReply", timeout=WAIT_MS)

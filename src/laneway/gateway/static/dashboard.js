@@ -85,7 +85,31 @@ export class Store {
     this.gapCount = 0;
     this.resumes = 0;
     this.arrivals = new Map(); // unix second -> events
+    // Streamed output going on now: stream id -> {tenant, session, replyTo, text, ts}.
+    // Provisional: a final chunk removes it, and the committed result
+    // arrives as an ordinary event.
+    this.streams = new Map();
     this.dirty = true;
+  }
+
+  // A piece of a stream; the server may repeat characters we have (around
+  // a reconnect), so only what lies past our text is appended.
+  chunk(meta, payload, replyTo, ts) {
+    let s = this.streams.get(meta.stream);
+    if (!s) {
+      s = { tenant: meta.tenant, session: meta.session, replyTo, text: "", ts };
+      this.streams.set(meta.stream, s);
+    }
+    if (payload.offset <= s.text.length) s.text += payload.data.slice(s.text.length - payload.offset);
+    s.ts = ts;
+    if (payload.final) this.streams.delete(meta.stream);
+    this.dirty = true;
+  }
+
+  streamOffsets(tenant) {
+    const out = {};
+    for (const [id, s] of this.streams) if (s.tenant === tenant) out[id] = s.text.length;
+    return out;
   }
 
   session(tenant, name) {
@@ -280,6 +304,7 @@ export class Connection {
       frame.resume = resume;
       frame.epochs = epochs;
       frame.recent = 0;
+      if (this.version === 2) frame.streams = this.store.streamOffsets(tenant);
       this.resumedFrom.set(tenant, resume);
     } else {
       frame.recent = 100;
@@ -305,6 +330,9 @@ export class Connection {
         break;
       case "summary":
         this.store.summary(frame.payload);
+        break;
+      case "chunk":
+        this.store.chunk(frame.metadata, frame.payload, frame.seq, frame.ts);
         break;
       case "error":
         this.onNotice(`server: ${frame.payload.error}: ${frame.payload.message}`);
@@ -501,6 +529,7 @@ export class View {
       // The session list is rebuilt whole: at most twice a second, not per frame.
       if (now - this.sessionsDrawn >= 500) this.sessions(now);
       if (this.gapsDrawn !== store.gapCount) this.gaps();
+      this.streams();
       this.$("filter").textContent = this.filter ? `showing ${this.filter.replace("\u0000", " / ")} (click it again for all)` : "all sessions";
     }
     for (let p = 0; p < 4; p++) this.text(`count-${p}`, store.byPriority[p]);
@@ -510,6 +539,25 @@ export class View {
     this.$("kept").title = `overflow ${b.overflow}; evicted ${b.counters.evicted}, not kept ${b.counters.rejected}, over the memory cap ${b.counters.budgetEvicted}`;
     this.text("gap-count", store.gapCount);
     this.text("duplicates", store.duplicates);
+  }
+
+  // Live streamed output, one row per stream, growing as chunks come.
+  streams() {
+    const live = [...this.store.streams.entries()];
+    const panel = this.$("streams");
+    panel.hidden = live.length === 0;
+    this.$("stream-list").replaceChildren(
+      ...live.map(([id, s]) => {
+        const li = node("li", "stream");
+        li.dataset.stream = id;
+        li.dataset.session = s.session;
+        li.append(
+          node("span", "where", `${s.session}${s.replyTo ? ` · answering #${s.replyTo}` : ""}`),
+          node("span", "text", s.text),
+        );
+        return li;
+      }),
+    );
   }
 
   // Runs every frame: touch the DOM only when a figure changed.
