@@ -346,3 +346,56 @@ def test_effects_are_listed_and_an_admin_retries_or_discards_them(server: Server
     assert actions == [("effect_discard", "tester"), ("effect_retry", "tester")]
     _, text, _ = server.http("GET", "/metrics", token=None)
     assert 'laneway_effects{state="dead"} 1' in text and 'laneway_effects{state="running"}' in text
+
+
+def test_a_question_is_answered_and_the_answer_reaches_the_waiting_agent_once(make_server: Any) -> None:
+    """The observability client's human-in-the-loop flow: a hook event asks;
+    POST /events/{id}/respond answers; the answer is stored as an event, its
+    notify reaches the agent's session, and every compat view shows the
+    question answered."""
+    import websockets.sync.client
+
+    from laneway import Notification
+
+    server = make_server(anonymous_compat=True)
+    tenant, session = HOOK_EVENT["source_app"], HOOK_EVENT["session_id"]
+    question = {
+        **HOOK_EVENT,
+        "hook_event_type": "Notification",
+        "humanInTheLoop": {"question": "Deploy to production?", "type": "permission", "responseWebSocketUrl": "ws://localhost:9/x"},
+    }
+    status, asked = send_like_the_hook_script(server.running.port, question)
+    assert status == 200 and asked["humanInTheLoopStatus"] == {"status": "pending"}
+    agent = server.engine.subscribe(tenant, sessions=[session], notifications=True)  # the waiting agent
+    with websockets.sync.client.connect(f"{server.running.ws_url}/stream", open_timeout=10) as ws:
+        initial = json.loads(ws.recv(timeout=10))
+        assert initial["data"][0]["humanInTheLoopStatus"] == {"status": "pending"}
+        status, answered, _ = server.http(
+            "POST", f"/events/{asked['id']}/respond", {"permission": True, "respondedBy": "ops", "hookEvent": asked}, token=None
+        )
+        assert status == 200, answered
+        assert answered["id"] == asked["id"] and answered["humanInTheLoopStatus"]["status"] == "responded"
+        assert answered["humanInTheLoopStatus"]["response"]["permission"] is True
+        frames = [json.loads(ws.recv(timeout=10)) for _ in range(2)]  # the answer event, the question again
+    updated = [f["data"] for f in frames if f["data"]["id"] == asked["id"]]
+    assert updated and updated[0]["humanInTheLoopStatus"]["status"] == "responded"
+    got = [agent.get(10) for _ in range(2)]  # the answer event, and its notify
+    notes = [g for g in got if isinstance(g, Notification)]
+    assert len(notes) == 1 and notes[0].payload == {"type": "hitl_response", "question_id": asked["id"], "permission": True, "respondedBy": "ops"}
+    # Answering again stores nothing new; every view shows the one answer.
+    status, again, _ = server.http("POST", f"/events/{asked['id']}/respond", {"permission": False}, token=None)
+    assert status == 200 and again["humanInTheLoopStatus"]["response"]["permission"] is True
+    _, recent, _ = server.http("GET", "/events/recent", token=None)
+    shown = {e["id"]: e for e in recent}
+    assert shown[asked["id"]]["humanInTheLoopStatus"]["status"] == "responded"
+    assert [e["hook_event_type"] for e in recent].count("HumanInTheLoopResponse") == 1
+    assert server.engine.wait_for_effects(10) and [e.state for e in server.engine.effects(tenant)] == ["done"]
+    assert agent.get(0.2) is None
+    agent.close()
+    # Not a question, no such event, no answer in the body.
+    status, body, _ = server.http("POST", f"/events/{asked['id'] + 1}/respond", {"permission": True}, token=None)
+    assert status == 400 and body["error"] == "not_a_question"
+    status, body, _ = server.http("POST", "/events/999/respond", {"permission": True}, token=None)
+    assert status == 404
+    status, body, _ = server.http("POST", f"/events/{asked['id']}/respond", {"hookEvent": {}}, token=None)
+    assert status == 400 and "needs one of" in body["message"]

@@ -504,6 +504,8 @@ class Engine:
     recent_with_heads = delegate(Queries.recent_with_heads, "_queries")
     events = delegate(Queries.events, "_queries")
     find_dedupe_key = delegate(Queries.find_dedupe_key, "_queries")
+    event_at = delegate(Queries.event_at, "_queries")
+    receipt_for = delegate(Queries.receipt_for, "_queries")
     sessions = delegate(Queries.sessions, "_queries")
     tenants = delegate(Queries.tenants, "_queries")
     session_heads = delegate(Queries.session_heads, "_queries")

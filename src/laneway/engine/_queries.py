@@ -17,6 +17,7 @@ from ..core import (
     BucketStatistics,
     Event,
     InvalidEvent,
+    Receipt,
     Statistics,
     Summaries,
     TenantConfig,
@@ -151,6 +152,18 @@ class Queries:
         (the gateway checks Idempotency-Key reuse with it)."""
         validate_tenant(tenant)
         return self._log.dedupe_key_with_prefix(tenant, prefix)
+
+    def event_at(self, lsn: int) -> Event | None:
+        """The committed event with this LSN, if the WAL still has it."""
+        if type(lsn) is not int or lsn < 1:
+            raise InvalidEvent(f"lsn must be an int >= 1, got {lsn!r}")
+        raw = self._log.record_at(lsn)
+        return decode_event(raw) if raw is not None else None
+
+    def receipt_for(self, tenant: str, dedupe_key: str) -> Receipt | None:
+        """The receipt of the event that used `dedupe_key` in `tenant`, if any."""
+        validate_tenant(tenant)
+        return self._log.get_receipt(tenant, dedupe_key)
 
     def sessions(self, tenant: str) -> list[str]:
         """Names of the tenant's known sessions (those with at least one event)."""

@@ -84,6 +84,9 @@ def hook_event(event: Event) -> dict[str, Any]:
     }
     for key, value in attrs.items():
         out.setdefault(key, value)
+    if isinstance(out.get("humanInTheLoop"), dict):
+        # Just committed, so not answered yet (`_hitl.annotate` reads answers).
+        out.setdefault("humanInTheLoopStatus", {"status": "pending"})
     return out
 
 
@@ -98,8 +101,12 @@ class CompatCodec:
     def event(self, event: Event, coalesced: list[int] | None = None) -> bytes:
         return encode_json_safely({"type": "event", "data": hook_event(event)})
 
-    def initial(self, events: list[Event]) -> bytes:
-        return encode_json_safely({"type": "initial", "data": [hook_event(e) for e in events]})
+    def initial(self, hook_events: list[dict[str, Any]]) -> bytes:
+        return encode_json_safely({"type": "initial", "data": hook_events})
+
+    def update(self, hook_event: dict[str, Any]) -> bytes:
+        """An event shown again with something new about it (an answered question)."""
+        return encode_json_safely({"type": "event", "data": hook_event})
 
 
 def encode_json_safely(value: Any) -> bytes:

@@ -73,6 +73,9 @@ class FanOut:
         """The feeds of one tenant's subscriptions (not the compat ones)."""
         return self._by_tenant.get(tenant, [])
 
+    def compat_feeds(self) -> list[Feed]:
+        return list(self._global)
+
     def forget_cursor(self, cursor: Cursor) -> None:
         """Detach a cursor; drop its feed once no cursor is left. Safe to call
         twice (a hard-limit close and the connection's own cleanup both do)."""

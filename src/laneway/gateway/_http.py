@@ -14,7 +14,8 @@ Routes (docs/protocol.md has request and response examples):
     GET   /api/v2/summaries/bulk                  per-session and per-tenant summaries
     GET   /api/v1/schema                          JSON Schema of the wire protocol
     GET   /healthz, /metrics                      liveness, Prometheus text
-    POST  /events, GET /events/recent, GET /events/filter-options
+    POST  /events, GET /events/recent, GET /events/filter-options,
+    POST  /events/{id}/respond
                                                   HookEvent compatibility routes
     GET   /, /static/{file}                       the live dashboard (static files)
     GET   /api                                    an index of these routes
@@ -52,6 +53,7 @@ from ..core import (
 from ._auth import AnonymousPolicy, Authenticator, AuthError, is_loopback_origin
 from ._compat import encode_json_safely, from_hook_event, hook_event, recent_across_tenants
 from ._config import GatewayConfig
+from ._hitl import ANSWER_FIELDS, RESPONSE_TYPE, annotate, response_key
 from ._hub import Hub
 from ._idempotency import KeyHolds, idempotency_base, request_fingerprint
 from ._metrics import render_metrics
@@ -117,6 +119,7 @@ class HttpApp:
             ("GET", re.compile(r"/metrics"), self.metrics),
             ("POST", re.compile(r"/events"), self.compat_post),
             ("GET", re.compile(r"/events/recent"), self.compat_recent),
+            ("POST", re.compile(r"/events/(?P<lsn>[0-9]{1,19})/respond"), self.compat_respond),
             ("GET", re.compile(r"/events/filter-options"), self.compat_filter_options),
             ("GET", re.compile(r"/api"), self.index),
             ("GET", re.compile(r"/static/(?P<name>[A-Za-z0-9_.-]+)"), self.static),
@@ -498,7 +501,33 @@ class HttpApp:
         principal = self.compat_principal(request)
         limit = request.int_param("limit", 100, 1, 10_000)
         events, _ = await trio.to_thread.run_sync(recent_across_tenants, self.engine, limit)
-        return [hook_event(e) for e in events if principal is None or principal.allows(e.tenant, "subscribe")]
+        shown = [hook_event(e) for e in events if principal is None or principal.allows(e.tenant, "subscribe")]
+        return await trio.to_thread.run_sync(annotate, self.engine, shown)
+
+    async def compat_respond(self, request: Request, lsn: str) -> Any:
+        """The observability client's answer to a question (docs/protocol.md)."""
+        principal = self.compat_principal(request)
+        body = request.json()
+        if not isinstance(body, dict):
+            raise HttpError(400, "bad_request", "send a JSON object: {response | permission | choice, ...}")
+        question = await trio.to_thread.run_sync(self.engine.event_at, int(lsn))
+        if question is None or (principal is not None and not principal.allows(question.tenant, "subscribe")):
+            raise HttpError(404, "not_found", f"no event {lsn}")
+        if not isinstance((question.attrs or {}).get("humanInTheLoop"), dict):
+            raise HttpError(400, "not_a_question", f"event {lsn} asks no question (it has no humanInTheLoop)")
+        if principal is not None and not principal.allows(question.tenant, "publish"):
+            raise HttpError(403, "forbidden", f"the token does not grant 'publish' on tenant {question.tenant!r}")
+        answer = {k: body[k] for k in ANSWER_FIELDS if k in body}
+        if not answer:
+            raise HttpError(400, "bad_request", f"the answer needs one of {list(ANSWER_FIELDS[:6])}")
+        receipt = await self.engine.asubmit(
+            question.tenant, question.session, RESPONSE_TYPE, answer,
+            dedupe_key=response_key(question.lsn), attrs={"respondsTo": question.lsn}, source="user",
+        )
+        (updated,) = await trio.to_thread.run_sync(annotate, self.engine, [hook_event(question)])
+        if not receipt.duplicate:
+            self.hub.compat_update(updated)
+        return updated
 
     async def compat_filter_options(self, request: Request) -> Any:
         principal = self.compat_principal(request)

@@ -139,6 +139,15 @@ class Hub:
             notification.tenant, notification.session, lambda codec: codec.notify(notification), "notify_frames"
         )
 
+    def compat_update(self, hook_event: dict[str, Any]) -> None:
+        """Show an event again on every compat stream (an answered question)."""
+        frame = ws_frame(COMPAT_CODEC.update(hook_event), binary=False)
+        for feed in self.fanout.compat_feeds():
+            for cursor in feed.cursors:
+                if cursor.owner.accepting:
+                    cursor.pre.append(frame)
+                    cursor.owner.wake()
+
     def chunk(self, chunk: StreamChunk) -> None:
         """Streamed output (on the loop): to every connection with a v2
         subscription of its session, after that subscription's sync."""

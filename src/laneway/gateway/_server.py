@@ -33,6 +33,7 @@ from ._auth import Authenticator
 from ._bridge import GatewayActor, GatewayChunkSink, GatewayNotifier, GatewaySink
 from ._config import GatewayConfig
 from ._handshake import refuse, serve_websocket
+from ._hitl import install as install_hitl
 from ._http import HttpApp
 from ._hub import Hub
 from ._reactor import ReadReactor
@@ -98,6 +99,7 @@ class Gateway:
         self.auth = Authenticator(config, secret)
         self.hub = Hub(engine, config, clock)
         self.http = HttpApp(engine, config, self.auth, self.hub)
+        install_hitl(engine)  # answers to questions reach the asking session
         hyper = HyperConfig()
         hyper.accesslog = None
         hyper.keep_alive_timeout = 30

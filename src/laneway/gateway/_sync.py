@@ -28,9 +28,10 @@ from ..core import (
     SyncPayload,
     ws_frame,
 )
-from ._compat import recent_across_tenants
+from ._compat import hook_event, recent_across_tenants
 from ._config import GatewayConfig
 from ._feeds import COMPAT_CODEC
+from ._hitl import annotate
 from ._ports import EngineView, Offload, Writer
 
 __all__ = ["first_frames", "compat_initial", "Summaries"]
@@ -134,7 +135,7 @@ def compat_initial(engine: EngineView) -> tuple[bytes, dict[str, int]]:
     floors: dict[str, int] = {}
     for (_tenant, session), (_, seq) in heads.items():
         floors[session] = max(floors.get(session, 0), seq)
-    return COMPAT_CODEC.initial(events), floors
+    return COMPAT_CODEC.initial(annotate(engine, [hook_event(e) for e in events])), floors
 
 
 class Summaries:

@@ -93,6 +93,8 @@ class EventStore(Protocol):
     def probe(self) -> None:
         """A write that changes nothing read: does the disk take writes again?"""
     def read_session(self, tenant: str, session: str, after_seq: int, limit: int) -> list[bytes]: ...
+    def record_at(self, lsn: int) -> bytes | None:
+        """The record with this LSN (None: never written, or trimmed)."""
     def bucket_tail(
         self, tenant: str, session: str, priority_count: int, regular_count: int, min_ts: int
     ) -> list[bytes]: ...

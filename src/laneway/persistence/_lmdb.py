@@ -359,6 +359,11 @@ class LmdbLog:
                 out.append(checked_record(value, get(value[:8], db=self.events_db)))
         return out
 
+    def record_at(self, lsn: int) -> bytes | None:
+        with self.read_txn(db=self.events_db) as txn:
+            raw = txn.get(pack(lsn))
+        return bytes(raw) if raw is not None else None
+
     def bucket_tail(
         self, tenant: str, session: str, priority_count: int, regular_count: int, min_ts: int
     ) -> list[bytes]:

@@ -103,6 +103,9 @@ class MemoryLog:
             seqs = sorted(s for s in index if s > after_seq)[:limit]
             return [self._records[index[s]] for s in seqs]
 
+    def record_at(self, lsn: int) -> bytes | None:
+        return self._records.get(lsn)
+
     def bucket_tail(
         self, tenant: str, session: str, priority_count: int, regular_count: int, min_ts: int
     ) -> list[bytes]:
