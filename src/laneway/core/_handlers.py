@@ -74,15 +74,19 @@ class Handlers:
         """Run every handler of `event`'s type, isolating each one's failure."""
         effects: list[tuple[EffectSpec, bytes]] = []
         errors: list[str] = []
+        # The state as it was before each handler: what a failure goes back
+        # to, and (compared after it) whether the handler changed it at all.
+        before = encode(state)
         for fn in self.for_type(event.type):
-            before = encode(state)
             try:
                 out = fn(event, state)
                 produced = _specs(out)
                 encoded = [(spec, _payload(spec)) for spec in produced]
                 if len(effects) + len(encoded) > MAX_EFFECTS_PER_EVENT:
                     raise ValueError(f"more than {MAX_EFFECTS_PER_EVENT} effects for one event")
-                check_payload(state, encode(state), what="handler state")
+                after = encode(state)
+                if after != before:
+                    check_payload(state, after, what="handler state")
             except Exception as exc:
                 name = getattr(fn, "__qualname__", repr(fn))
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
@@ -91,6 +95,7 @@ class Handlers:
                 state.update(_decode_state(before))
                 continue
             effects.extend(encoded)
+            before = after
         return HandlerRun(effects, "; ".join(errors)[:1000] if errors else None)
 
 

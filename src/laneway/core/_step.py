@@ -164,10 +164,13 @@ def session_step(
     return StepOutcome(events, encoded, indices, reserved, nbytes, seq, ts, duplicates, effects, handler_errors)
 
 
-_decode_event = msgspec.msgpack.Decoder(Event).decode
+_decode = msgspec.msgpack.decode
 
 
 def _readable(event: Event) -> Event:
     """The event as a handler sees it: payload and attrs decoded (the step
     holds them as raw msgpack)."""
-    return _decode_event(encode(event))
+    attrs = event.attrs
+    return msgspec.structs.replace(
+        event, payload=_decode(event.payload), attrs=_decode(attrs) if attrs is not None else None  # type: ignore[arg-type]
+    )
