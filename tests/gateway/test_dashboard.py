@@ -299,3 +299,16 @@ def test_a_stream_grows_live_survives_a_gateway_restart_and_is_replaced_by_its_r
     receipt = stream.commit("AssistantReply", {"text": "The answer is 42"})
     expect(page.locator("#streams")).to_be_hidden(timeout=WAIT_MS)
     expect(page.locator(f"li.event[data-session='chat'][data-seq='{receipt.seq}'] .type")).to_have_text("AssistantReply", timeout=WAIT_MS)
+
+
+def test_the_header_counts_open_failed_and_dead_effects(make_server: Callable[..., Server], page: Page) -> None:
+    from laneway import effect
+
+    server = make_server()
+    server.engine.handler("T")(lambda event, state: effect("call", "not-registered"))  # waits: open
+    server.engine.submit("acme", "s", "T")
+    server.engine.submit("acme", "s", "T")
+    assert server.engine.wait_for_effects(WAIT_MS / 1000)
+    server.engine.discard_effect("acme:s:2:0", actor="test")
+    page.goto(f"{server.url}/?token={server.token('acme', 'subscribe')}")
+    expect(page.locator("#effects")).to_have_text("1 · 0 · 1", timeout=WAIT_MS)

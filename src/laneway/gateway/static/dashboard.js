@@ -541,6 +541,12 @@ export class View {
     this.text("duplicates", store.duplicates);
   }
 
+  effects(counts) {
+    if (!counts) return;
+    this.text("effects", `${counts.pending + counts.running} · ${counts.failed} · ${counts.dead}`);
+    this.$("effects").title = `done since the server started: ${counts.done}`;
+  }
+
   // Live streamed output, one row per stream, growing as chunks come.
   streams() {
     const live = [...this.store.streams.entries()];
@@ -688,6 +694,20 @@ export async function main() {
     setInterval(poll, TENANT_POLL_MS);
   }
   connection.start();
+  // Effects (engine-wide counts, as /metrics has them), every few seconds.
+  const effects = async () => {
+    const tenant = connection.tenants[0];
+    if (!tenant) return;
+    try {
+      const response = await fetch(new URL(`/api/v1/tenants/${encodeURIComponent(tenant)}/effects?limit=1`, base), {
+        headers: { Authorization: `Bearer ${token}` },
+      });
+      if (response.ok) view.effects((await response.json()).counts);
+    } catch {
+      // the next poll tries again
+    }
+  };
+  setInterval(effects, TENANT_POLL_MS);
   const frame = () => {
     view.draw(Date.now());
     requestAnimationFrame(frame);
