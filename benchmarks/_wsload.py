@@ -120,7 +120,7 @@ class Load:
         if not conn.sample and self.synced >= self.args.connections and not self.args.publish:
             # Counting only: every event envelope has one '"seq":' and a bulk
             # frame one '"seq":null' of its own; no frame parsing needed.
-            self.events += data.count(b'"seq":') - data.count(b'"seq":null')
+            self.events += data.count(b'"seq":') - data.count(b'"seq":null') + data.count(b'"type":"chunk"')
             if b"\x89\x07laneway" in data:  # the server's ping
                 conn.sock.send(_PONG)
             return
@@ -167,6 +167,10 @@ class Load:
                 inner = _event.decode(body)
                 if inner.payload is not None:
                     self.latencies.append(time.time() - inner.payload.t)
+        elif body.startswith(b'{"v":2,"type":"chunk"'):
+            self.events += 1  # streamed output: its data starts with its send time
+            if conn.sample:
+                self.latencies.append(time.time() - float(msgspec.json.decode(body)["payload"]["data"]))
         elif body.startswith(b'{"v":2,"type":"sync"'):
             self.synced += 1
         elif body.startswith(b'{"v":2,"type":"ack"'):

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import data_dir, percentiles
+from _common import Rate, data_dir, percentiles
 
 from laneway import Engine, EngineConfig
 from laneway.gateway import GatewayConfig, serve_in_thread, tune_gc
@@ -175,6 +175,51 @@ def fanout_1000_at_100(quick: bool = False) -> dict[str, Any]:
     return {**run, "target_p99_ms": 50, "target_met": run["p99_ms"] < 50 and run["delivered_fraction"] >= 0.99}
 
 
+def chunks_1000_at_200(quick: bool = False) -> dict[str, Any]:
+    """Streamed output into one session, 1,000 subscribers, 200 chunks/s:
+    write-to-client latency (target p50 <= 5 ms, p99 <= 25 ms)."""
+    rate, seconds = 200, 3 if quick else 10
+    with data_dir() as path:
+        server = _Server(path)
+        try:
+            proc = _clients(server, 1000, seconds, sample_every=10)
+            stream = server.engine.open_stream("bench", "chat")
+            stop = threading.Event()
+            written = [0]
+
+            def produce() -> None:
+                pacer = Rate(rate)
+                while not stop.is_set():
+                    stream.write(f"{time.time():.6f} ")  # each chunk carries its send time
+                    written[0] += 1
+                    pacer.wait()
+
+            producer = threading.Thread(target=produce, daemon=True)
+            producer.start()
+            time.sleep(1.0)
+            _go(proc)
+            result = _finish(proc)
+            stop.set()
+            producer.join()
+            stream.abandon()
+        finally:
+            server.close()
+    expected = rate * 1000 * result["seconds"]
+    lat = percentiles(result["latencies"])
+    return {
+        "subscribers": 1000,
+        "chunks_per_s": rate,
+        "delivered_per_s": round(result["events"] / result["seconds"]),
+        "delivered_fraction": round(result["events"] / expected, 3) if expected else 0,
+        **lat,
+        "latency_samples": len(result["latencies"]),
+        "target_p50_ms": 5,
+        "target_p99_ms": 25,
+        "target_met": lat["p50_ms"] <= 5 and lat["p99_ms"] <= 25 and result["events"] >= 0.99 * expected,
+        "client": result.get("client", "python"),
+    }
+
+
 def publish_acks_1000(quick: bool = False) -> dict[str, Any]:
     """1,000 clients each publishing 10 events/s over WebSocket, awaiting acks
     (target ack p95 < 50 ms)."""
@@ -290,6 +335,7 @@ SCENARIOS = {
     "gateway_fanout_100_at_1000": fanout_100_at_1000,
     "gateway_fanout_1000_at_100": fanout_1000_at_100,
     "gateway_publish_acks_1000": publish_acks_1000,
+    "gateway_chunks_1000_at_200": chunks_1000_at_200,
     "gateway_idle_10000": idle_connections_10000,
     "baseline_hypercorn_ws": baseline_hypercorn_ws,
 }

@@ -12,7 +12,7 @@ import readline from "node:readline";
 const [port, token, connections, seconds, publishRate, noSubscribe, sampleEvery] = process.argv.slice(2);
 const N = Number(connections), SECONDS = Number(seconds), PUBLISH = Number(publishRate);
 const SUBSCRIBE = noSubscribe !== "1", SAMPLE = Number(sampleEvery);
-const SEQ = Buffer.from('"seq":'), SEQ_NULL = Buffer.from('"seq":null');
+const SEQ = Buffer.from('"seq":'), SEQ_NULL = Buffer.from('"seq":null'), CHUNK = Buffer.from('"type":"chunk"');
 const PONG = Buffer.from([0x8a, 0x80, 0, 0, 0, 0]);
 
 let events = 0, frames = 0, synced = 0, measuring = false, acked = 0, go = false;
@@ -76,7 +76,7 @@ function connect(index) {
         if (data.length === 0) return;
       }
       if (!sample && synced >= N && !PUBLISH) {
-        events += count(data, SEQ) - count(data, SEQ_NULL);  // counting only
+        events += count(data, SEQ) - count(data, SEQ_NULL) + count(data, CHUNK);  // counting only
         if (data.indexOf("\x89\x07laneway", 0, "latin1") !== -1) sock.write(PONG);
         return;
       }
@@ -107,6 +107,10 @@ function connect(index) {
           const list = msg.type === "bulk" ? msg.payload : [msg];
           events += list.length;
           if (measuring && sample) { const now = Date.now() / 1000; for (const e of list) if (e.payload && e.payload.t) latencies.push(now - e.payload.t); }
+        } else if (msg.type === "chunk") {
+          // Streamed output: each chunk's data starts with its send time.
+          events++;
+          if (measuring && sample) latencies.push(Date.now() / 1000 - parseFloat(msg.payload.data));
         } else if (msg.type === "ack") {
           const started = pending.get(msg.metadata.id);
           if (started !== undefined) { pending.delete(msg.metadata.id); if (measuring) acks.push((performance.now() - started) / 1000); }

@@ -73,6 +73,13 @@ class FanOut:
         """The feeds of one tenant's subscriptions (not the compat ones)."""
         return self._by_tenant.get(tenant, [])
 
+    def poke(self, feed: Feed) -> None:
+        """Frames were queued on this feed's cursors outside the feed (a
+        chunk, a notify): hand them out in the next flush round, batched
+        with everything else, instead of waking each connection's writer."""
+        self._dirty.add(feed)
+        self._flush_needed.set()
+
     def compat_feeds(self) -> list[Feed]:
         return list(self._global)
 

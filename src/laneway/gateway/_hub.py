@@ -163,13 +163,16 @@ class Hub:
             if codec.version != 2 or (sessions is not None and session not in sessions):
                 continue
             frame = ws_frame(encode(codec), binary=codec.binary)
+            queued = False
             for cursor in feed.cursors:
                 owner = cursor.owner
                 if id(owner) in reached or not owner.accepting:
                     continue  # a connection on its way out would take it to the grave
                 reached.add(id(owner))
                 cursor.pre.append(frame)
-                owner.wake()
+                queued = True
+            if queued:
+                self.fanout.poke(feed)
         if reached:
             self.stats[counter] += len(reached)
         return bool(reached)
