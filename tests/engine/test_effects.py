@@ -257,3 +257,28 @@ def test_a_notify_waits_for_a_subscriber_and_reaches_it_once(engine: Engine) -> 
     assert all(not isinstance(plain.get_nowait(), Notification) for _ in range(3))
     other.close()
     plain.close()
+
+
+def test_an_application_kind_runs_its_effects_and_is_asked_already_done(engine: Engine) -> None:
+    from laneway.actors import EffectContext as Ctx
+
+    class Webhook:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, Any]] = []
+            self.delivered_before = {"acme:s:2:0"}  # what the receiving end already has
+
+        def already_done(self, record: Any) -> bool:
+            return record.dedupe_key in self.delivered_before
+
+        def execute(self, ctx: Ctx) -> None:
+            self.sent.append((ctx.target, ctx.payload))
+
+    hook = Webhook()
+    engine.register_effect_kind("webhook", hook)
+    engine.handler("T")(lambda event, state: effect("webhook", "https://example.invalid/hook", {"seq": event.seq}))
+    engine.submit_many([("acme", "s", "T", None)] * 3)
+    assert engine.wait_for_effects(TIMEOUT)
+    assert [e.state for e in engine.effects("acme")] == ["done", "done", "done"]
+    assert hook.sent == [("https://example.invalid/hook", {"seq": 1}), ("https://example.invalid/hook", {"seq": 3})]
+    with pytest.raises(InvalidEvent, match="built in"):
+        engine.register_effect_kind("call", hook)
