@@ -10,11 +10,10 @@ already shows the event.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from ..core import BufferedEvent, EffectRecord, Event, Receipt, decode_event
+from ..core import BufferedEvent, EffectRecord, Event, Listeners, Receipt, decode_event
 from ..persistence import WriteBatch
 from ._session import BatchToken
 from ._state import SessionState, StateTable
@@ -48,8 +47,7 @@ class CommitApplier:
         on_effects: Callable[[list[EffectRecord]], None] = lambda records: None,
     ) -> None:
         self._table = table
-        self._sinks: tuple[Sink, ...] = ()
-        self._sinks_lock = threading.Lock()
+        self._sinks: Listeners[Sink] = Listeners()
         self._snapshot_every = snapshot_every
         self._on_snapshot_due = on_snapshot_due
         # Effects of committed batches go here (the engine sets the runner's `add`).
@@ -57,12 +55,10 @@ class CommitApplier:
         self._rewinds: list[SessionState] = []  # sessions with a rewind_seq (writer thread)
 
     def add_sink(self, sink: Sink) -> None:
-        with self._sinks_lock:
-            self._sinks = (*self._sinks, sink)
+        self._sinks.add(sink)
 
     def remove_sink(self, sink: Sink) -> None:
-        with self._sinks_lock:
-            self._sinks = tuple(s for s in self._sinks if s is not sink)
+        self._sinks.remove(sink)
 
     def apply(self, group: list[WriteBatch]) -> None:
         """Writer thread, after the group's commit returned."""

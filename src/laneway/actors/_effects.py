@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from ..core import EffectQueue, EffectRecord, LanewayError, Notification, backoff_ms
+from ..core import EffectQueue, EffectRecord, LanewayError, Listeners, Notification, backoff_ms
 from ..persistence import Log, WalWriter, WriterTask
 
 __all__ = ["EffectRunner", "EffectContext", "Executor", "CallKind", "NotifyKind", "Notifier", "UnknownTarget", "NoRecipient"]
@@ -139,16 +139,7 @@ class NotifyKind:
     laneway's client drops keys it has seen."""
 
     def __init__(self) -> None:
-        self._notifiers: tuple[Notifier, ...] = ()
-        self._lock = threading.Lock()
-
-    def add(self, notifier: Notifier) -> None:
-        with self._lock:
-            self._notifiers = (*self._notifiers, notifier)
-
-    def remove(self, notifier: Notifier) -> None:
-        with self._lock:
-            self._notifiers = tuple(n for n in self._notifiers if n is not notifier)
+        self.notifiers: Listeners[Notifier] = Listeners()
 
     def already_done(self, record: EffectRecord) -> bool:
         return False  # see the class docstring: clients drop a key seen twice
@@ -157,7 +148,7 @@ class NotifyKind:
         r = ctx.record
         notification = Notification(r.key, r.tenant, r.session, r.seq, r.created_ts, ctx.payload)
         delivered = False
-        for notifier in self._notifiers:
+        for notifier in self.notifiers:
             try:
                 delivered = notifier.notify(notification) or delivered
             except Exception:

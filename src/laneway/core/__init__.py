@@ -96,6 +96,7 @@ from ._keys import (
     validate_tenant as validate_tenant,
     validate_type as validate_type,
 )
+from ._listeners import Listeners as Listeners
 from ._payload import (
     ENCODE_ERRORS as ENCODE_ERRORS,
     MAX_PAYLOAD_DEPTH as MAX_PAYLOAD_DEPTH,
@@ -250,6 +251,7 @@ __all__ = [
     "session_step",
     "Item",
     "ITEM_FIELDS",
+    "Listeners",
     "Notification",
     "NotifyMetadata",
     "StreamChunk",

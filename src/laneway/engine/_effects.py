@@ -101,10 +101,10 @@ class Effects:
         """Where ``notify`` effects go besides in-process subscriptions (the
         gateway registers itself here); ``notifier.notify(n)`` returns
         whether anyone took it."""
-        self._notify.add(notifier)
+        self._notify.notifiers.add(notifier)
 
     def remove_notifier(self, notifier: Notifier) -> None:
-        self._notify.remove(notifier)
+        self._notify.notifiers.remove(notifier)
 
     def subscribed(self, tenant: str, sessions: Iterable[str] | None = None) -> None:
         """Someone now listens to `tenant` (these `sessions`, or all): the

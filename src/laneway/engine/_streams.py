@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
-from ..core import InvalidEvent, LanewayError, Receipt, StreamChunk, validate_session, validate_tenant
+from ..core import InvalidEvent, LanewayError, Listeners, Receipt, StreamChunk, validate_session, validate_tenant
 
 __all__ = ["OutputStream", "Streams", "ChunkSink", "StreamClosed"]
 
@@ -152,7 +152,7 @@ class Streams:
         self._clock = clock
         self._lock = threading.Lock()
         self._live: dict[str, OutputStream] = {}
-        self._sinks: tuple[ChunkSink, ...] = ()
+        self._sinks: Listeners[ChunkSink] = Listeners()
         self._prefix = secrets.token_hex(4)  # ids differ across restarts
         self._counter = itertools.count(1)
 
@@ -176,12 +176,10 @@ class Streams:
             ]
 
     def add_sink(self, sink: ChunkSink) -> None:
-        with self._lock:
-            self._sinks = (*self._sinks, sink)
+        self._sinks.add(sink)
 
     def remove_sink(self, sink: ChunkSink) -> None:
-        with self._lock:
-            self._sinks = tuple(s for s in self._sinks if s is not sink)
+        self._sinks.remove(sink)
 
     def _close(self, stream: OutputStream) -> None:
         with self._lock:
