@@ -3,6 +3,7 @@ runner's ready queue and its retry delays."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import msgspec
@@ -12,8 +13,8 @@ from hypothesis import given, settings, strategies as st
 from laneway.core import (
     DEFAULT_RULES,
     Classifier,
-    EffectQueue,
     EffectRecord,
+    FairQueue,
     Handlers,
     InvalidEvent,
     backoff_ms,
@@ -139,45 +140,96 @@ def test_duplicates_and_rejected_items_cause_no_effects() -> None:
     assert out.events == [] and out.effects == []
 
 
-# -- the ready queue ---------------------------------------------------------------------
+# -- the ready queue (core.FairQueue) -------------------------------------------------
 
 
-def test_ready_effects_come_by_priority_then_age_and_waiting_ones_at_their_time() -> None:
-    queue = EffectQueue()
-    queue.extend([record(1, lsn=5), record(2, priority=2, lsn=9), record(3, lsn=1), record(4, priority=3, lsn=2, next_at=500)], now=0)
-    assert queue.next_wakeup() == 500
-    assert [queue.pop_ready(0).seq for _ in range(3)] == [2, 3, 1]  # type: ignore[union-attr]
-    assert queue.pop_ready(499) is None and len(queue) == 1
-    assert queue.pop_ready(500).seq == 4  # type: ignore[union-attr]
-    assert queue.next_wakeup() is None and len(queue) == 0
+def fair(tiers: dict[str, str] | None = None) -> FairQueue[str, EffectRecord]:
+    tiers = tiers or {}
+    return FairQueue(lambda r: (r.priority, tiers.get(r.tenant, "medium"), r.tenant))
 
 
-def test_a_removed_or_replaced_effect_does_not_come_out_twice() -> None:
-    queue = EffectQueue()
-    queue.push(record(1), 0)
-    queue.push(record(2), 0)
-    queue.remove("t:s:1:0")
-    assert queue.pop_ready(0).seq == 2 and queue.pop_ready(0) is None  # type: ignore[union-attr]
-    queue.push(record(3), 0)
-    queue.push(record(3, next_at=100), 0)  # retried later: the new entry wins
-    assert queue.pop_ready(50) is None
-    assert queue.pop_ready(100).seq == 3 and queue.pop_ready(100) is None  # type: ignore[union-attr]
+def rec(tenant: str, seq: int, *, priority: int = 0, next_at: int = 0) -> EffectRecord:
+    return EffectRecord(tenant, "s", seq, 0, "T", "call", "f", msgspec.Raw(b"\xc0"), f"{tenant}{seq}", priority, 0, None, 0, seq, next_at=next_at)
+
+
+def push(queue: FairQueue[str, EffectRecord], *records: EffectRecord, now: int = 0) -> None:
+    for r in records:
+        queue.push(r.key, r, r.next_at, now)
+
+
+def test_priority_is_strict_and_waiting_effects_join_at_their_time() -> None:
+    queue = fair()
+    push(queue, rec("a", 1), rec("a", 2, priority=2), rec("b", 1), rec("a", 3, priority=3, next_at=500))
+    assert queue.next_due() == 500
+    assert [(r.tenant, r.seq) for r in (queue.pop(0), queue.pop(0), queue.pop(0))] == [("a", 2), ("a", 1), ("b", 1)]
+    assert queue.pop(499) is None and len(queue) == 1
+    assert queue.pop(500).seq == 3  # type: ignore[union-attr]
+    assert queue.next_due() is None and len(queue) == 0 and queue.inversions == 0
+
+
+def test_tenants_of_a_tier_take_turns_whatever_their_volume() -> None:
+    queue = fair()
+    push(queue, *[rec("big", n) for n in range(1, 101)], rec("small", 1), rec("small", 2))
+    firsts = [queue.pop(0).tenant for _ in range(4)]  # type: ignore[union-attr]
+    assert firsts == ["big", "small", "big", "small"]
+    rest = [queue.pop(0) for _ in range(98)]
+    assert [r.seq for r in rest] == list(range(3, 101)), "each tenant's own work stays first in, first out"
+
+
+def test_backlogged_tiers_are_served_100_50_25_and_an_idle_tier_gets_no_credit() -> None:
+    queue = fair({"h": "high", "m": "medium", "l": "low"})
+    for n in range(1, 701):
+        push(queue, rec("h", n), rec("m", n), rec("l", n))
+    got = Counter(queue.pop(0).tenant for _ in range(700))  # type: ignore[union-attr]
+    assert got == Counter({"h": 400, "m": 200, "l": 100})
+    # A tier that joins late starts at the current pass: it shares from now on.
+    queue2 = fair({"h": "high", "l": "low"})
+    push(queue2, *[rec("l", n) for n in range(1, 301)])
+    for _ in range(200):
+        assert queue2.pop(0).tenant == "l"  # type: ignore[union-attr]
+    push(queue2, *[rec("h", n) for n in range(1, 101)])
+    nxt = Counter(queue2.pop(0).tenant for _ in range(50))  # type: ignore[union-attr]
+    assert abs(nxt["h"] - 40) <= 1 and nxt["h"] + nxt["l"] == 50, nxt  # 4:1, give or take the join
+
+
+def test_a_removed_or_requeued_effect_does_not_come_out_twice_nor_early() -> None:
+    queue = fair()
+    push(queue, rec("a", 1), rec("a", 2))
+    queue.remove("a:s:1:0")
+    assert queue.pop(0).seq == 2 and queue.pop(0) is None  # type: ignore[union-attr]
+    push(queue, rec("a", 3, next_at=10))
+    push(queue, rec("a", 3, next_at=100))  # retried later: the old due time no longer counts
+    assert queue.pop(50) is None
+    assert queue.pop(100).seq == 3 and queue.pop(100) is None  # type: ignore[union-attr]
+
+
+def test_the_inversion_counter_counts_work_started_past_a_higher_priority() -> None:
+    queue = fair()
+    push(queue, rec("a", 1, priority=2), rec("b", 1, priority=0))
+    assert queue.take("b:s:1:0") is not None and queue.inversions == 1, "forced out of order: counted"
+    assert queue.take("a:s:1:0") is not None and queue.inversions == 1
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 1000), st.integers(0, 50)), max_size=40), st.integers(0, 60))
-def test_the_queue_always_yields_every_due_effect_once_in_rank_order(specs: list[tuple[int, int, int]], now: int) -> None:
-    queue = EffectQueue()
-    records = [record(i + 1, priority=p, lsn=lsn, next_at=at) for i, (p, lsn, at) in enumerate(specs)]
-    queue.extend(records, 0)
+@given(st.lists(st.tuples(st.integers(0, 3), st.sampled_from(["h", "m", "l", "x"]), st.integers(0, 50)), max_size=60), st.integers(0, 60))
+def test_the_queue_yields_every_due_effect_once_highest_priority_first(
+    specs: list[tuple[int, str, int]], now: int
+) -> None:
+    tiers = {"h": "high", "m": "medium", "l": "low", "x": "low"}
+    queue = fair(tiers)
+    records = [rec(tenant, i + 1, priority=p, next_at=at) for i, (p, tenant, at) in enumerate(specs)]
+    push(queue, *records)
     out = []
-    while (r := queue.pop_ready(now)) is not None:
+    while (r := queue.pop(now)) is not None:
         out.append(r)
     due = [r for r in records if r.next_at <= now]
-    assert sorted(r.seq for r in out) == sorted(r.seq for r in due)
-    keys = [(-r.priority, r.created_lsn) for r in out]
-    assert keys == sorted(keys)
-    assert len(queue) == len(records) - len(due)
+    assert sorted(r.key for r in out) == sorted(r.key for r in due)
+    assert [r.priority for r in out] == sorted((r.priority for r in out), reverse=True)
+    for tenant in tiers:  # first ready, first out within a tenant and priority
+        for p in range(4):
+            order = [(r.next_at, r.seq) for r in out if r.tenant == tenant and r.priority == p]
+            assert order == sorted(order)
+    assert len(queue) == len(records) - len(due) and queue.inversions == 0
 
 
 # -- backoff --------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Effects reach the runner only after their event's commit (`add`, from the
 commit applier), and at open every effect not yet done or dead comes back
 from the log (`start`). Worker threads (``effect_threads``) take ready
-effects in `EffectQueue` order (priority, then age) and hand each to the
+effects in `FairQueue` order (event priority strictly; then tenant tiers
+by weight, tenants of a tier in turn, oldest first) and hand each to the
 executor of its kind.
 
 Every state change is written back through the WAL writer, batched: all
@@ -33,13 +34,14 @@ import inspect
 import logging
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import msgspec
 
-from ..core import EffectQueue, EffectRecord, LanewayError, Listeners, Notification, backoff_ms
+from ..core import EffectRecord, FairQueue, LanewayError, Listeners, Notification, SlaBook, backoff_ms
 from ..persistence import Log, WalWriter, WriterTask
 
 __all__ = ["EffectRunner", "EffectContext", "Executor", "CallKind", "NotifyKind", "Notifier", "UnknownTarget", "NoRecipient"]
@@ -168,6 +170,7 @@ class EffectRunner:
         backoff_base_ms: int,
         backoff_cap_ms: int,
         rand: Callable[[], float] = random.random,
+        tier_of: Callable[[str], str] = lambda tenant: "medium",
     ) -> None:
         self._writer = writer
         self._clock = clock
@@ -177,7 +180,13 @@ class EffectRunner:
         self._rand = rand
         self.kinds: dict[str, Executor] = {}
         self._cond = threading.Condition()
-        self._queue = EffectQueue()
+        # The tier is read when an effect is queued: work already queued
+        # keeps the tier it had, new work gets a changed one.
+        self.tier_of = tier_of
+        self._tiers: dict[str, str] = {}  # effect key -> the tier it was queued with
+        self._queue: FairQueue[str, EffectRecord] = FairQueue(self._classify)
+        self._ready_at: dict[str, int] = {}  # effect key -> when it became ready (ms)
+        self.sla = SlaBook()
         self._running: dict[str, EffectRecord] = {}
         self._stopping = False
         self._threads: list[threading.Thread] = []
@@ -192,17 +201,41 @@ class EffectRunner:
         self.skipped_done = 0  # found done by the executor's own record
         self.finished: Counter[str] = Counter()  # done / dead since open
 
+    def _classify(self, record: EffectRecord) -> tuple[int, str, str]:
+        return record.priority, self._tiers.get(record.key, "medium"), record.tenant
+
+    def _push(self, record: EffectRecord, now: int) -> None:
+        """Queue (under the condition's lock)."""
+        key = record.key
+        try:
+            self._tiers[key] = self.tier_of(record.tenant)
+        except Exception:  # a broken tier source must not lose the effect
+            log.exception("could not find the tier of %s; using medium", record.tenant)
+            self._tiers[key] = "medium"
+        self._ready_at[key] = max(now, record.next_at)
+        self._queue.push(key, record, record.next_at, now)
+
+    @property
+    def inversions(self) -> int:
+        return self._queue.inversions
+
+    def sla_rows(self) -> list[Any]:
+        with self._cond:
+            return self.sla.rows(self._queue.depth())
+
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self, log_: Log) -> int:
         """Queue every open effect the log holds; start the workers."""
         now = self._clock()
         opened = log_.open_effects()
+        # In commit order: within a tenant, the queue serves first in, first out.
+        opened.sort(key=lambda r: r.created_lsn)
         with self._cond:
             for record in opened:
                 if record.state == "running":
                     record.state = "pending"  # it was cut off; whether it got through, already_done says
-                self._queue.push(record, now)
+                self._push(record, now)
         for n in range(self._threads_wanted):
             thread = threading.Thread(target=self._work, name=f"laneway-effects-{n}", daemon=True)
             thread.start()
@@ -226,7 +259,7 @@ class EffectRunner:
         now = self._clock()
         with self._cond:
             for record in records:
-                self._queue.push(record, now)
+                self._push(record, now)
             self._cond.notify_all()
 
     def retry(self, record: EffectRecord) -> EffectRecord:
@@ -248,6 +281,8 @@ class EffectRunner:
             if record.key in self._running:
                 raise LanewayError(f"effect {record.key} is running now")
             self._queue.remove(record.key)
+            self._tiers.pop(record.key, None)
+            self._ready_at.pop(record.key, None)
             self._parked = [r for r in self._parked if r.key != record.key]
             dead = msgspec.structs.replace(record, state="dead", last_error=why, updated_ts=self._clock())
             self.finished["dead"] += 1
@@ -270,7 +305,7 @@ class EffectRunner:
         return out
 
     def _queue_records(self) -> list[EffectRecord]:
-        return list(self._queue._records.values())
+        return self._queue.values()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Until nothing is ready or running and every state change is
@@ -294,16 +329,20 @@ class EffectRunner:
                 record = None
                 while not self._stopping:
                     now = self._clock()
-                    record = self._queue.pop_ready(now)
+                    record = self._queue.pop(now)
                     if record is not None:
                         break
-                    wake = self._queue.next_wakeup()
+                    wake = self._queue.next_due()
                     # The clock is the engine's (a fake in tests): wait in
                     # short steps rather than trusting a computed real delay.
                     self._cond.wait(0.05 if wake is not None else None)
                 if record is None:
                     return
                 self._running[record.key] = record
+                ready_at = self._ready_at.pop(record.key, now)
+                tier = self._tiers.pop(record.key, "medium")
+                self.sla.started(record.priority, tier, max(0, now - ready_at))
+            started = time.perf_counter()
             try:
                 self._run(record)
             except Exception:  # a bug here must not end the worker
@@ -311,6 +350,8 @@ class EffectRunner:
             finally:
                 with self._cond:
                     self._running.pop(record.key, None)
+                    if record.state in ("done", "failed", "dead"):
+                        self.sla.finished(record.priority, tier, (time.perf_counter() - started) * 1000, record.state == "done")
                     self._cond.notify_all()
 
     def _run(self, record: EffectRecord) -> None:
@@ -359,7 +400,7 @@ class EffectRunner:
         with self._cond:
             if self._registrations != registrations:
                 # Something was registered while this ran: maybe what it lacked.
-                self._queue.push(record, self._clock())
+                self._push(record, self._clock())
                 self._cond.notify_all()
             else:
                 self._parked.append(record)
@@ -375,7 +416,7 @@ class EffectRunner:
             keep = []
             for record in self._parked:
                 if tenant is None or (record.tenant == tenant and (wanted is None or record.session in wanted)):
-                    self._queue.push(record, now)
+                    self._push(record, now)
                 else:
                     keep.append(record)
             self._parked = keep
@@ -394,7 +435,7 @@ class EffectRunner:
         log.info("effect %s failed (attempt %d), retrying in %d ms: %s", record.key, record.attempts, delay, error)
         self._persist(record)
         with self._cond:
-            self._queue.push(record, now)
+            self._push(record, now)
             self._cond.notify_all()
 
     def _finish(self, record: EffectRecord, state: str, error: str | None) -> None:

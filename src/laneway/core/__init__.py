@@ -33,7 +33,6 @@ from ._effects import (
     EFFECT_STATES as EFFECT_STATES,
     MAX_EFFECTS_PER_EVENT as MAX_EFFECTS_PER_EVENT,
     OPEN_STATES as OPEN_STATES,
-    EffectQueue as EffectQueue,
     EffectRecord as EffectRecord,
     EffectSpec as EffectSpec,
     EffectState as EffectState,
@@ -58,6 +57,7 @@ from ._errors import (
     StorageError as StorageError,
     SubscriptionOverflow as SubscriptionOverflow,
 )
+from ._fair import TIER_WEIGHTS as TIER_WEIGHTS, TIERS as TIERS, FairQueue as FairQueue
 from ._fanout import (
     MAX_BULK as MAX_BULK,
     Cursor as Cursor,
@@ -133,6 +133,7 @@ from ._schema import (
     restamp_lsn as restamp_lsn,
     stamp_lsn as stamp_lsn,
 )
+from ._sla import DEFAULT_TIER_DEADLINES_S as DEFAULT_TIER_DEADLINES_S, SlaBook as SlaBook, SlaRow as SlaRow
 from ._snapshot import (
     SNAPSHOT_VERSION as SNAPSHOT_VERSION,
     SessionSnapshot as SessionSnapshot,
@@ -252,6 +253,12 @@ __all__ = [
     "Item",
     "ITEM_FIELDS",
     "Listeners",
+    "FairQueue",
+    "SlaBook",
+    "SlaRow",
+    "DEFAULT_TIER_DEADLINES_S",
+    "TIERS",
+    "TIER_WEIGHTS",
     "Notification",
     "NotifyMetadata",
     "StreamChunk",
@@ -260,7 +267,6 @@ __all__ = [
     "EFFECT_STATES",
     "MAX_EFFECTS_PER_EVENT",
     "OPEN_STATES",
-    "EffectQueue",
     "EffectRecord",
     "EffectSpec",
     "EffectState",

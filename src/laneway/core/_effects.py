@@ -15,17 +15,15 @@ Every transition is written back through the WAL writer. A record's
 effects) is known in the step, before any LSN exists, and orders a
 session's effects by the events that caused them.
 
-Pure: the ready queue (`EffectQueue`) and the retry delay (`backoff_ms`)
-take `now` and a random source as arguments, so they are tested without
-threads or clocks.
+Pure: the retry delay (`backoff_ms`) takes a random source as an
+argument; the runner's ready queue is `core.FairQueue`.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
@@ -42,7 +40,6 @@ __all__ = [
     "effect",
     "effect_key",
     "backoff_ms",
-    "EffectQueue",
 ]
 
 EffectState = Literal["pending", "running", "done", "failed", "dead"]
@@ -170,76 +167,3 @@ def backoff_ms(attempts: int, base_ms: int, cap_ms: int, rand: Callable[[], floa
     together spread out, and none comes back sooner than half the step)."""
     ceiling = min(cap_ms, base_ms * 2 ** min(attempts - 1, 62))
     return math.ceil(ceiling * (0.5 + 0.5 * rand()))
-
-
-class EffectQueue:
-    """Open effects ordered for the runner: ready ones by priority (higher
-    first), then age (commit order); the others wait for their time.
-
-    The ordering key is `rank(record)` + age, so the next issue's tenant
-    tiers slot in by changing `rank` alone.
-    """
-
-    def __init__(self, rank: Callable[[EffectRecord], tuple[int, ...]] | None = None) -> None:
-        self._rank = rank or (lambda r: (-r.priority,))
-        self._ready: list[tuple[tuple[int, ...], int, int, str]] = []
-        self._waiting: list[tuple[int, int, str]] = []  # (next_at, order, key)
-        self._records: dict[str, EffectRecord] = {}
-        self._order = 0
-
-    def __len__(self) -> int:
-        return len(self._records)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._records
-
-    def push(self, record: EffectRecord, now: int) -> None:
-        """Queue an open effect (replacing an older entry for its key)."""
-        key = record.key
-        self._records[key] = record
-        self._order += 1
-        if record.next_at <= now:
-            heapq.heappush(self._ready, (self._rank(record), record.created_lsn, self._order, key))
-        else:
-            heapq.heappush(self._waiting, (record.next_at, self._order, key))
-
-    def extend(self, records: Iterable[EffectRecord], now: int) -> None:
-        for record in records:
-            self.push(record, now)
-
-    def remove(self, key: str) -> EffectRecord | None:
-        """Forget an effect (done elsewhere, discarded); its heap entries are
-        skipped when they surface."""
-        return self._records.pop(key, None)
-
-    def _promote(self, now: int) -> None:
-        waiting = self._waiting
-        while waiting and waiting[0][0] <= now:
-            _, _, key = heapq.heappop(waiting)
-            record = self._records.get(key)
-            if record is not None and record.next_at <= now:
-                self._order += 1
-                heapq.heappush(self._ready, (self._rank(record), record.created_lsn, self._order, key))
-
-    def pop_ready(self, now: int) -> EffectRecord | None:
-        """The next effect to run at `now`, taken out of the queue."""
-        self._promote(now)
-        ready = self._ready
-        while ready:
-            _, _, _, key = heapq.heappop(ready)
-            record = self._records.get(key)
-            if record is not None and record.next_at <= now:
-                del self._records[key]
-                return record
-        return None
-
-    def next_wakeup(self) -> int | None:
-        """When the earliest waiting effect becomes ready (None: none waits)."""
-        waiting = self._waiting
-        while waiting and waiting[0][2] not in self._records:
-            heapq.heappop(waiting)
-        return waiting[0][0] if waiting else None
-
-    def has_ready(self, now: int) -> bool:
-        self._promote(now)
-        return any(key in self._records for *_, key in self._ready)
