@@ -197,6 +197,7 @@ class EffectRunner:
         # Waiting for their kind or target to be registered, or (notify) for a subscriber.
         self._parked: list[EffectRecord] = []
         self._registrations = 0  # bumped by `registered`: a park that raced one retries at once
+        self._said: set[str] = set()  # reasons to wait already logged
         self.executed = 0
         self.skipped_done = 0  # found done by the executor's own record
         self.finished: Counter[str] = Counter()  # done / dead since open
@@ -339,22 +340,21 @@ class EffectRunner:
                 if record is None:
                     return
                 self._running[record.key] = record
-                ready_at = self._ready_at.pop(record.key, now)
+                wait_ms = max(0, now - self._ready_at.pop(record.key, now))
                 tier = self._tiers.pop(record.key, "medium")
-                self.sla.started(record.priority, tier, max(0, now - ready_at))
             started = time.perf_counter()
             try:
-                self._run(record)
+                self._run(record, tier, wait_ms)
             except Exception:  # a bug here must not end the worker
                 log.exception("effect %s: the runner failed", record.key)
             finally:
                 with self._cond:
                     self._running.pop(record.key, None)
-                    if record.state in ("done", "failed", "dead"):
+                    if record.attempts and record.state in ("done", "failed", "dead"):
                         self.sla.finished(record.priority, tier, (time.perf_counter() - started) * 1000, record.state == "done")
                     self._cond.notify_all()
 
-    def _run(self, record: EffectRecord) -> None:
+    def _run(self, record: EffectRecord, tier: str = "medium", wait_ms: float = 0) -> None:
         registrations = self._registrations
         now = self._clock()
         if record.deadline is not None and now > record.deadline:
@@ -378,6 +378,8 @@ class EffectRunner:
         record.state = "running"
         record.updated_ts = now
         self._persist(record)
+        with self._cond:
+            self.sla.started(record.priority, tier, wait_ms)
         try:
             executor.execute(EffectContext(record, record.attempts))
         except UnknownTarget as exc:
@@ -391,8 +393,9 @@ class EffectRunner:
         self._finish(record, "done", None)
 
     def _park(self, record: EffectRecord, error: str, registrations: int, *, quiet: bool = False) -> None:
-        if record.last_error != error:
-            log.log(logging.INFO if quiet else logging.WARNING, "effect %s waits: %s", record.key, error)
+        if error not in self._said:  # once per reason, not once per effect
+            self._said.add(error)
+            log.log(logging.INFO if quiet else logging.WARNING, "effect %s (and any like it) waits: %s", record.key, error)
         record.state = "pending"
         record.last_error = error
         record.updated_ts = self._clock()

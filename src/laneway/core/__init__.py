@@ -133,7 +133,7 @@ from ._schema import (
     restamp_lsn as restamp_lsn,
     stamp_lsn as stamp_lsn,
 )
-from ._sla import DEFAULT_TIER_DEADLINES_S as DEFAULT_TIER_DEADLINES_S, SlaBook as SlaBook, SlaRow as SlaRow
+from ._sla import DEFAULT_TIER_DEADLINES_S as DEFAULT_TIER_DEADLINES_S, SlaBook as SlaBook
 from ._snapshot import (
     SNAPSHOT_VERSION as SNAPSHOT_VERSION,
     SessionSnapshot as SessionSnapshot,
@@ -147,6 +147,7 @@ from ._snapshot import (
 from ._stats import (
     BucketStatistics as BucketStatistics,
     CommitStatistics as CommitStatistics,
+    SlaRow as SlaRow,
     Statistics as Statistics,
     percentile as percentile,
 )
@@ -167,6 +168,12 @@ from ._tenant import (
     Overflow as Overflow,
     TenantConfig as TenantConfig,
     tenant_config_from as tenant_config_from,
+)
+from ._tiers import (
+    TierBook as TierBook,
+    TierChange as TierChange,
+    TierOverride as TierOverride,
+    check_tier as check_tier,
 )
 from ._wire import (
     CODECS as CODECS,
@@ -254,6 +261,10 @@ __all__ = [
     "ITEM_FIELDS",
     "Listeners",
     "FairQueue",
+    "TierBook",
+    "TierChange",
+    "TierOverride",
+    "check_tier",
     "SlaBook",
     "SlaRow",
     "DEFAULT_TIER_DEADLINES_S",

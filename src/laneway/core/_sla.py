@@ -12,35 +12,13 @@ from __future__ import annotations
 
 from collections import deque
 
-import msgspec
+from ._stats import SlaRow, percentile
 
-from ._stats import percentile
-
-__all__ = ["SlaRow", "SlaBook", "DEFAULT_TIER_DEADLINES_S"]
+__all__ = ["SlaBook", "DEFAULT_TIER_DEADLINES_S"]
 
 # From the product this came from: a workspace's work within 2 hours,
 # tracked-only within 24; low tier: three days.
 DEFAULT_TIER_DEADLINES_S = {"high": 2 * 3600.0, "medium": 24 * 3600.0, "low": 72 * 3600.0}
-
-
-class SlaRow(msgspec.Struct, frozen=True):
-    priority: int
-    tier: str
-    depth: int  # ready now
-    started: int
-    succeeded: int
-    failed: int
-    deadline_misses: int
-    wait_ms_p50: float
-    wait_ms_p95: float
-    wait_ms_p99: float
-    processing_ms_p50: float
-    processing_ms_p99: float
-
-    @property
-    def success_rate(self) -> float:
-        done = self.succeeded + self.failed
-        return self.succeeded / done if done else 1.0
 
 
 class _Cell:

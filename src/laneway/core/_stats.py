@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-__all__ = ["BucketStatistics", "CommitStatistics", "Statistics", "percentile"]
+__all__ = ["BucketStatistics", "CommitStatistics", "SlaRow", "Statistics", "percentile"]
 
 
 class BucketStatistics(msgspec.Struct, frozen=True):
@@ -43,6 +43,29 @@ class CommitStatistics(msgspec.Struct, frozen=True):
     storage_failures: int = 0  # failed commits that stopped the writer (each cleared by a recovery)
     storage_recoveries: int = 0
     storage_failing: bool = False
+
+
+class SlaRow(msgspec.Struct, frozen=True):
+    """One (event priority, tenant tier) of the effect runner: see `core._sla`."""
+
+    priority: int
+    tier: str
+    depth: int  # ready now
+    started: int
+    succeeded: int
+    failed: int
+    deadline_misses: int
+    wait_ms_p50: float
+    wait_ms_p95: float
+    wait_ms_p99: float
+    processing_ms_p50: float
+    processing_ms_p99: float
+
+    @property
+    def success_rate(self) -> float:
+        done = self.succeeded + self.failed
+        return self.succeeded / done if done else 1.0
+
 
 
 class Statistics(msgspec.Struct, frozen=True):
@@ -76,6 +99,10 @@ class Statistics(msgspec.Struct, frozen=True):
     # Engine-wide: effects by state (pending, running, failed now; done,
     # dead since the engine opened).
     effects: dict[str, int] | None = None
+    # Engine-wide: the effect runner's SLA rows per (priority, tier), and
+    # how often work started past a higher priority that was ready (0).
+    sla: list[SlaRow] | None = None
+    priority_inversions: int | None = None
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

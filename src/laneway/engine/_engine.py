@@ -56,6 +56,7 @@ from ._queries import Queries
 from ._settings import Settings
 from ._streams import Streams
 from ._subscription import Subscription, SubscriptionHub
+from ._tiers import Tiers
 
 __all__ = ["Engine", "EngineOverloaded", "EngineForked"]
 
@@ -95,6 +96,7 @@ class Engine:
         )
         self._table.loader = self._loader = SessionLoader(log_, self._table, self._writer)
         self._handlers = Handlers()
+        self._tiers = Tiers(log_, self._write_control, clock)
         self._directory = Directory(
             self._table,
             self._writer,
@@ -110,6 +112,7 @@ class Engine:
             max_attempts=config.effect_max_attempts,
             backoff_base_ms=config.effect_backoff_ms,
             backoff_cap_ms=config.effect_backoff_cap_ms,
+            tier_of=self._tiers.tier_of,
         )
         self._applier.on_effects = self._runner.add
         # The hub is a sink only while it has subscribers: a sink makes the
@@ -169,6 +172,7 @@ class Engine:
                 log_ = LmdbLog(directory / "wal", sync=resolved.fsync, map_size=resolved.map_size_bytes)
             engine = cls(config=resolved, log_=log_, lock=lock, path=directory, clock=clock)
             engine._settings.restore()
+            engine._tiers.restore()
             restored = restore_sessions(log_, engine._table, engine._context)
             if restored:
                 log.info("found %d sessions up to LSN %d", restored, log_.last_lsn)
@@ -490,6 +494,16 @@ class Engine:
     add_notifier = delegate(Effects.add_notifier, "_effects")
     remove_notifier = delegate(Effects.remove_notifier, "_effects")
     subscribed = delegate(Effects.subscribed, "_effects")
+
+    # -- tenant tiers (engine/_tiers.py) -------------------------------------
+
+    set_tier = delegate(Tiers.set_tier, "_tiers")
+    tier_of = delegate(Tiers.tier_of, "_tiers")
+    tiers = delegate(Tiers.tiers, "_tiers")
+    workspaces = delegate(Tiers.workspaces, "_tiers")
+    set_workspace_members = delegate(Tiers.set_workspace_members, "_tiers")
+    add_to_workspace = delegate(Tiers.add_to_workspace, "_tiers")
+    remove_from_workspace = delegate(Tiers.remove_from_workspace, "_tiers")
 
     # -- streamed output (engine/_streams.py) -------------------------------
 

@@ -295,5 +295,7 @@ class Queries:
             wal_trimmed=self._housekeeper.trimmed if engine_scope else None,
             handler_errors=handler_errors,
             effects=self._runner.counts() if engine_scope else None,
+            sla=self._runner.sla_rows() if engine_scope else None,
+            priority_inversions=self._runner.inversions if engine_scope else None,
         )
 

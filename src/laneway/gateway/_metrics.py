@@ -94,6 +94,15 @@ def render_metrics(engine: Engine, hub: Hub, requests: Counter[tuple[str, int]],
         "effects", "gauge", "Effects by state: pending, running and failed now; done and dead since the engine opened.",
         [(f'{{state="{state}"}}', n) for state, n in counts.items()],
     )
+    rows = stats.sla or []
+    metric(
+        "effect_wait_ms", "gauge", "Effect wait from ready to start, by priority and tenant tier (last 4096).",
+        [(f'{{priority="{r.priority}",tier="{r.tier}",quantile="{q}"}}', v) for r in rows
+         for q, v in (("0.5", r.wait_ms_p50), ("0.95", r.wait_ms_p95), ("0.99", r.wait_ms_p99))],
+    )
+    metric("effect_queue_depth", "gauge", "Ready effects waiting, by priority and tier.", [(f'{{priority="{r.priority}",tier="{r.tier}"}}', r.depth) for r in rows])
+    metric("effect_deadline_misses_total", "counter", "Effects that waited past their tier's deadline.", [(f'{{priority="{r.priority}",tier="{r.tier}"}}', r.deadline_misses) for r in rows])
+    metric("priority_inversions_total", "counter", "Work started while work of a higher priority was ready (should stay 0).", [("", stats.priority_inversions or 0)])
     metric("websocket_clients", "gauge", "Open WebSocket connections.", [("", hub.open_connections())])
     for key, help_ in _HUB_COUNTERS.items():
         metric(f"{key}_total", "counter", help_, [("", hub.stats.get(key, 0))])

@@ -36,7 +36,7 @@ __all__ = [
 
 
 # Databases that hold control records rather than events.
-CONTROL_DBS = ("config", "audit")
+CONTROL_DBS = ("config", "audit", "tiers")
 AUDIT_KEEP = 10_000
 
 

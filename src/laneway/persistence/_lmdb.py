@@ -178,7 +178,7 @@ class LmdbLog:
             self.snapshots_db = self._open_db(b"snapshots")
             self.effects_db = self._open_db(b"effects")
             self.effects_open_db = self._open_db(b"effects_open")
-            self.control_dbs = {name: self._open_db(name.encode()) for name in CONTROL_DBS}
+            self.control_dbs = {name: self._open_control_db(name) for name in CONTROL_DBS}
             if self.upgraded_from is not None:
                 with self.env.begin(write=True, db=self.meta_db) as txn:
                     txn.put(b"format", str(FORMAT_VERSION).encode())
@@ -229,6 +229,16 @@ class LmdbLog:
             return self.env.open_db(name, create=False)
         except lmdb.NotFoundError:
             raise DataFormatError(f"{self.directory} has no {name.decode()!r} database: not laneway data") from None
+
+    def _open_control_db(self, name: str) -> Any:
+        """A control database; read-only, one this data dir does not have
+        yet (it is made on the first write) reads as empty."""
+        if self.readonly:
+            try:
+                return self.env.open_db(name.encode(), create=False)
+            except lmdb.NotFoundError:
+                return None
+        return self.env.open_db(name.encode())
 
     def _check_format(self) -> None:
         """Refuse a newer format; back up an older one before it is upgraded
@@ -588,6 +598,8 @@ class LmdbLog:
                 cursor.delete()
 
     def read_control(self, db: str) -> list[tuple[bytes, bytes]]:
+        if self.control_dbs[db] is None:
+            return []
         with self.read_txn(db=self.control_dbs[db]) as txn:
             return [(bytes(k), bytes(v)) for k, v in txn.cursor()]
 
