@@ -444,3 +444,30 @@ async def test_a_client_with_too_many_unacked_publishes_is_not_read_until_acks_m
             assert [a["payload"]["receipt"]["seq"] for a in acks] == list(range(1, 11))
     finally:
         gate.set()
+
+
+def test_a_refused_client_that_keeps_sending_still_gets_its_close_frame(server: Server) -> None:
+    """Closing a socket with unread input makes the kernel send a reset,
+    which can destroy the close frame just written (the client then sees
+    1006 and retries instead of reading 4001). The server lingers: it stops
+    writing, reads what is left, then closes."""
+    import socket
+
+    for _ in range(5):
+        sock = socket.create_connection(("127.0.0.1", server.running.port))
+        sock.sendall(
+            b"GET /ws?token=not-a-jwt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        ping = bytes((0x89, 0x80 | 4)) + b"\x01\x02\x03\x04" + bytes(b ^ m for b, m in zip(b"abcd", b"\x01\x02\x03\x04"))
+        sock.sendall(ping * 2000)  # frames the server will never read
+        sock.settimeout(10)
+        received = b""
+        while True:
+            chunk = sock.recv(65536)  # a reset would raise ConnectionResetError here
+            if not chunk:
+                break
+            received += chunk
+        sock.close()
+        assert b"101 Switching Protocols" in received
+        assert (4001).to_bytes(2, "big") in received, "the close frame with 4001 arrived"

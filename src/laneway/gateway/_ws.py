@@ -114,6 +114,7 @@ class WsClient:
         self._unacked: collections.deque[PendingPublish] = collections.deque()
         self._reading = False  # in the reactor's set
         self._done_reading = False  # the client closed, or sent garbage
+        self._peer_done = False  # the client sent its close frame, or closed: nothing more will come
 
     # -- called by the hub and by actions ------------------------------------
 
@@ -202,7 +203,7 @@ class WsClient:
             self._on_close(self)
             with trio.CancelScope(shield=True):
                 try:
-                    await self.transport.aclose()
+                    await self.transport.aclose(linger=not self._peer_done)
                 except trio.BrokenResourceError:
                     pass
 
@@ -354,6 +355,7 @@ class WsClient:
         if self._done_reading:
             return
         if not data:
+            self._peer_done = True
             self._stop_reading()
             self.close_soon(CloseCode.NORMAL, "")
             return
@@ -372,6 +374,7 @@ class WsClient:
             elif isinstance(frame, WsPing):
                 self.send_control(pong_frame(frame.payload))
             elif isinstance(frame, WsClose):
+                self._peer_done = True
                 if self._closing is None:
                     # Echo the client's code, as RFC 6455 asks.
                     self._closing = (frame.code if frame.code != 1005 else CloseCode.NORMAL, "")
