@@ -34,7 +34,7 @@ async def test_chunks_arrive_live_then_the_committed_result_replaces_them(server
         for part in ("Hel", "lo, ", "world"):
             await write(stream, part)
         last = await next_of(client, ClientChunk, lambda c: c.text == "Hello, world")
-        assert last.data == "world" and not last.final
+        assert last.data.endswith("world") and not last.final  # the last write, or a catch-up holding it
         receipt = await trio.to_thread.run_sync(lambda: stream.commit("AssistantReply", {"text": "Hello, world"}))
         # The final chunk and the committed event travel separately: either may come first.
         final = event = None
