@@ -399,3 +399,26 @@ def test_a_question_is_answered_and_the_answer_reaches_the_waiting_agent_once(ma
     assert status == 404
     status, body, _ = server.http("POST", f"/events/{asked['id']}/respond", {"hookEvent": {}}, token=None)
     assert status == 400 and "needs one of" in body["message"]
+
+
+def test_tiers_workspaces_and_sla_over_http(server: Server) -> None:
+    everything = server.token(["*"], "subscribe publish admin")
+    status, body, _ = server.http("GET", "/api/v1/tenants/acme/tier", token=server.token(scopes="subscribe"))
+    assert (status, body) == (200, {"tenant": "acme", "tier": "medium"})
+    status, body, _ = server.http("PUT", "/api/v1/workspaces/ws1", {"tenants": ["acme", "globex"], "why": "signed up"}, token=everything)
+    assert status == 200 and [c["new"] for c in body["changes"]] == ["high", "high"]
+    status, body, _ = server.http("PUT", "/api/v1/workspaces/ws1", {"tenants": ["acme"]})  # admin on acme only
+    assert status == 403
+    status, body, _ = server.http("PUT", "/api/v1/tenants/acme/tier", {"tier": "low", "why": "abuse"})
+    assert (status, body) == (200, {"tenant": "acme", "tier": "low"})
+    status, body, _ = server.http("PUT", "/api/v1/tenants/acme/tier", {"tier": "platinum"})
+    assert status == 422 and "tier must be one of" in body["message"]
+    status, body, _ = server.http("PUT", "/api/v1/tenants/acme/tier", {"tier": "low"}, token=server.token(scopes="subscribe"))
+    assert status == 403
+    status, body, _ = server.http("GET", "/api/v1/audit?tenant=acme")
+    assert [(r["changes"]["old"], r["changes"]["new"], r["actor"]) for r in body["records"] if r["action"] == "tier"] == [
+        ("medium", "high", "tester"), ("high", "low", "tester"),
+    ]
+    status, body, _ = server.http("GET", "/api/v1/sla", token=everything)
+    assert status == 200 and body["priority_inversions"] == 0 and isinstance(body["sla"], list)
+    assert server.http("GET", "/api/v1/sla")[0] == 403

@@ -10,6 +10,9 @@ Routes (docs/protocol.md has request and response examples):
     PATCH /api/v1/tenants/{t}/config              change settings, no restart (admin)
     GET   /api/v1/tenants/{t}/effects             effects, ?state= &session=
     POST  /api/v1/tenants/{t}/effects/{key}/retry|discard  act on one     (admin)
+    GET   /api/v1/tenants/{t}/tier, PUT ...        a tenant's tier (PUT: admin)
+    PUT   /api/v1/workspaces/{w}                  a workspace's tenants   (admin on *)
+    GET   /api/v1/sla                             the runner's SLA rows   (admin on *)
     GET   /api/v1/audit                           administrative changes    (admin)
     GET   /api/v2/summaries/bulk                  per-session and per-tenant summaries
     GET   /api/v1/schema                          JSON Schema of the wire protocol
@@ -112,6 +115,10 @@ class HttpApp:
             ("PATCH", re.compile(rf"/api/v1/tenants/{t}/config"), self.patch_config),
             ("GET", re.compile(rf"/api/v1/tenants/{t}/effects"), self.list_effects),
             ("POST", re.compile(rf"/api/v1/tenants/{t}/effects/(?P<key>[^/]+)/(?P<action>retry|discard)"), self.change_effect),
+            ("GET", re.compile(rf"/api/v1/tenants/{t}/tier"), self.get_tier),
+            ("PUT", re.compile(rf"/api/v1/tenants/{t}/tier"), self.put_tier),
+            ("PUT", re.compile(r"/api/v1/workspaces/(?P<workspace>[^/]+)"), self.put_workspace),
+            ("GET", re.compile(r"/api/v1/sla"), self.sla),
             ("GET", re.compile(r"/api/v1/audit"), self.audit),
             ("GET", re.compile(r"/api/v2/summaries/bulk"), self.summaries),
             ("GET", re.compile(r"/api/v1/schema"), self.schema),
@@ -389,6 +396,45 @@ class HttpApp:
         change = self.engine.retry_effect if action == "retry" else self.engine.discard_effect
         record = await trio.to_thread.run_sync(lambda: change(key, actor=principal.subject))
         return {"effect": record.to_dict()}
+
+    async def get_tier(self, request: Request, tenant: str) -> Any:
+        self._check_tenant(tenant)
+        self.require(request, tenant, "subscribe")
+        return {"tenant": tenant, "tier": self.engine.tier_of(tenant)}
+
+    async def put_tier(self, request: Request, tenant: str) -> Any:
+        self._check_tenant(tenant)
+        principal = self.require(request, tenant, "admin")
+        body = request.json()
+        if not isinstance(body, dict) or "tier" not in body:
+            raise HttpError(422, "bad_request", 'send {"tier": "high" | "medium" | "low" | null, "why": "..."}')
+        why = body.get("why", "")
+        if not isinstance(why, str):
+            raise HttpError(422, "bad_request", "why must be a string")
+        tier = await trio.to_thread.run_sync(
+            lambda: self.engine.set_tier(tenant, body["tier"], why=why, actor=principal.subject)
+        )
+        return {"tenant": tenant, "tier": tier}
+
+    async def put_workspace(self, request: Request, workspace: str) -> Any:
+        principal = self.principal(request)
+        if not ("*" in principal.tenants and principal.allows("*", "admin")):
+            raise HttpError(403, "forbidden", "workspaces span tenants: this needs admin on '*'")
+        body = request.json()
+        tenants = body.get("tenants") if isinstance(body, dict) else None
+        if not isinstance(tenants, list) or not all(isinstance(t, str) for t in tenants):
+            raise HttpError(422, "bad_request", 'send {"tenants": ["a", "b"], "why": "..."}')
+        moves = await trio.to_thread.run_sync(
+            lambda: self.engine.set_workspace_members(workspace, tenants, why=str(body.get("why", "")), actor=principal.subject)
+        )
+        return {"workspace": workspace, "tenants": sorted(set(tenants)), "changes": [msgspec.to_builtins(m) for m in moves]}
+
+    async def sla(self, request: Request) -> Any:
+        principal = self.principal(request)
+        if not ("*" in principal.tenants and principal.allows("*", "admin")):
+            raise HttpError(403, "forbidden", "SLA figures span tenants: this needs admin on '*'")
+        stats = await trio.to_thread.run_sync(self.engine.statistics)
+        return {"sla": stats.sla or [], "priority_inversions": stats.priority_inversions or 0}
 
     async def audit(self, request: Request) -> Any:
         principal = self.principal(request)
