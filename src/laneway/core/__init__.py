@@ -80,6 +80,7 @@ from ._frames import (
     ping_frame as ping_frame,
     pong_frame as pong_frame,
 )
+from ._schedule import Cron as Cron, Every as Every, Schedule as Schedule
 from ._handlers import Handler as Handler, HandlerRun as HandlerRun, Handlers as Handlers
 from ._item import ITEM_FIELDS as ITEM_FIELDS, Item as Item
 from ._keys import (
@@ -261,6 +262,9 @@ __all__ = [
     "ITEM_FIELDS",
     "Listeners",
     "FairQueue",
+    "Cron",
+    "Every",
+    "Schedule",
     "TierBook",
     "TierChange",
     "TierOverride",
