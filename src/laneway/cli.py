@@ -7,6 +7,7 @@
     laneway bench [NAME..]  run benchmark scenarios from ./benchmarks
     laneway snapshot ...    list, inspect, verify, export, restore, backup a data dir
     laneway effects ...     list, retry, discard a data dir's effects
+    laneway jobs ...        list or trigger a running server's recurring jobs
     laneway config          print the effective configuration, or every option
 
 Each subcommand lives in a function below; `main` only parses arguments.
@@ -29,6 +30,7 @@ from types import ModuleType
 from typing import Any
 
 from ._effects_cli import add_effects_commands
+from ._jobs_cli import add_jobs_commands
 from ._snapshot_cli import add_snapshot_commands
 
 __all__ = ["main"]
@@ -85,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     add_snapshot_commands(sub)
     add_effects_commands(sub)
+    add_jobs_commands(sub)
 
     config = sub.add_parser("config", help="print the effective engine configuration")
     config.add_argument("--file", default=os.environ.get("LANEWAY_CONFIG"), help="TOML config file")

@@ -422,3 +422,21 @@ def test_tiers_workspaces_and_sla_over_http(server: Server) -> None:
     status, body, _ = server.http("GET", "/api/v1/sla", token=everything)
     assert status == 200 and body["priority_inversions"] == 0 and isinstance(body["sla"], list)
     assert server.http("GET", "/api/v1/sla")[0] == 403
+
+
+def test_jobs_are_listed_and_triggered_over_http_and_from_the_cli(server: Server, capsys: Any) -> None:
+    from laneway.cli import main
+
+    everything = server.token(["*"], "subscribe admin")
+    status, body, _ = server.http("GET", "/api/v1/jobs", token=everything)
+    assert status == 200 and [j["name"] for j in body["jobs"]] == ["tiers.sync"]
+    assert server.http("POST", "/api/v1/jobs/tiers.sync/trigger")[0] == 403  # admin on acme only
+    assert main(["jobs", "trigger", "tiers.sync", "--url", server.url, "--token", everything]) == 0
+    assert "tiers.sync: started" in capsys.readouterr().out
+    assert server.engine.wait_for_jobs(30)
+    assert main(["jobs", "list", "--url", server.url, "--token", everything]) == 0
+    assert "last ok (manual)" in capsys.readouterr().out
+    status, body, _ = server.http("POST", "/api/v1/jobs/nope/trigger", token=everything)
+    assert status == 422 and "no job" in body["message"]
+    assert main(["jobs", "list", "--url", server.url, "--token", server.token()]) == 2
+    assert "403" in capsys.readouterr().err

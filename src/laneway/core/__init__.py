@@ -80,7 +80,6 @@ from ._frames import (
     ping_frame as ping_frame,
     pong_frame as pong_frame,
 )
-from ._schedule import Cron as Cron, Every as Every, Schedule as Schedule
 from ._handlers import Handler as Handler, HandlerRun as HandlerRun, Handlers as Handlers
 from ._item import ITEM_FIELDS as ITEM_FIELDS, Item as Item
 from ._keys import (
@@ -114,6 +113,7 @@ from ._priority import (
     PriorityRule as PriorityRule,
     check_priority as check_priority,
 )
+from ._schedule import Cron as Cron, Every as Every, Schedule as Schedule
 from ._schema import (
     PRIORITY_LEVELS as PRIORITY_LEVELS,
     PRIORITY_NAMES as PRIORITY_NAMES,

@@ -90,6 +90,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     trim_interval_s: how often WAL retention (the tenants'
         ``wal_*_retention_s``) removes old records. 0: never; the WAL then
         keeps everything.
+    jobs_tick_s: how often the recurring-job scheduler looks for due jobs.
+        0: never by itself (call `Engine.run_due_jobs`).
     effect_threads: worker threads that execute effects (docs/effects.md).
         0: effects are kept, durable and listed, but nothing runs them.
     effect_max_attempts: executions an effect gets before it goes ``dead``.
@@ -118,6 +120,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     max_active_sessions: int = 1_000
     session_threads: int = 1
     trim_interval_s: float = 60.0
+    jobs_tick_s: float = 1.0
     effect_threads: int = 2
     effect_max_attempts: int = 5
     effect_backoff_ms: int = 200
@@ -142,7 +145,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
                 raise ConfigError(f"{name} must be an integer >= 0 (0 = unlimited), got {value!r}")
         if not 0 < self.storage_retry_s <= 3600:
             raise ConfigError(f"storage_retry_s must be > 0 and at most 3600, got {self.storage_retry_s!r}")
-        for name in ("commit_delay_ms", "sweep_interval_s", "snapshot_interval_s", "session_idle_timeout_s", "trim_interval_s"):
+        for name in ("commit_delay_ms", "sweep_interval_s", "snapshot_interval_s", "session_idle_timeout_s", "trim_interval_s", "jobs_tick_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 

@@ -51,6 +51,7 @@ from ._config import EngineConfig, resolve_config
 from ._effects import Effects
 from ._housekeeper import Housekeeper, HousekeepingReport
 from ._intake import Intake, merge_outcomes
+from ._jobs import Jobs
 from ._process import EngineForked, delegate, refuse, register, same_process, unregister
 from ._queries import Queries
 from ._settings import Settings
@@ -97,6 +98,7 @@ class Engine:
         self._table.loader = self._loader = SessionLoader(log_, self._table, self._writer)
         self._handlers = Handlers()
         self._tiers = Tiers(log_, self._write_control, clock)
+        self._jobs = Jobs(log_, self._write_control, clock, tick_s=config.jobs_tick_s)
         self._directory = Directory(
             self._table,
             self._writer,
@@ -173,6 +175,7 @@ class Engine:
             engine = cls(config=resolved, log_=log_, lock=lock, path=directory, clock=clock)
             engine._settings.restore()
             engine._tiers.restore()
+            engine._jobs.restore()
             restored = restore_sessions(log_, engine._table, engine._context)
             if restored:
                 log.info("found %d sessions up to LSN %d", restored, log_.last_lsn)
@@ -180,6 +183,9 @@ class Engine:
             engine._runner.start(log_)
             engine._settings.record_upgrade()
             engine._housekeeper.start()
+            # The workspace tier sync, besides the update on every change.
+            engine._jobs.every(6 * 3600, "tiers.sync", lambda: engine._tiers.sync(engine.tenants()))
+            engine._jobs.start()
         except BaseException:
             if log_ is not None:
                 log_.close()
@@ -203,6 +209,7 @@ class Engine:
         """
         if self.forked_from is not None:
             return  # the parent's engine: its threads are not in this process
+        self._jobs.stop()  # before admission closes: a run may still submit and record itself
         if not self._admission.close():
             self._closed.wait()  # a second caller: the first one closes
             return
@@ -504,6 +511,16 @@ class Engine:
     set_workspace_members = delegate(Tiers.set_workspace_members, "_tiers")
     add_to_workspace = delegate(Tiers.add_to_workspace, "_tiers")
     remove_from_workspace = delegate(Tiers.remove_from_workspace, "_tiers")
+
+    # -- recurring jobs (engine/_jobs.py) -------------------------------------
+
+    every = delegate(Jobs.every, "_jobs")
+    cron = delegate(Jobs.cron, "_jobs")
+    trigger = delegate(Jobs.trigger, "_jobs")
+    jobs = delegate(Jobs.jobs, "_jobs")
+    job_runs = delegate(Jobs.runs, "_jobs")
+    run_due_jobs = delegate(Jobs.run_due, "_jobs")
+    wait_for_jobs = delegate(Jobs.wait_idle, "_jobs")
 
     # -- streamed output (engine/_streams.py) -------------------------------
 

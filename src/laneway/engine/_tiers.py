@@ -50,6 +50,7 @@ class Tiers:
         self._book = TierBook()
         self._lock = threading.Lock()  # one change at a time: book, store and audit agree
         self.failures = 0
+        self._synced: dict[str, str] = {}  # tiers as of the last sync
 
     def restore(self) -> None:
         """At open: the stored overrides and memberships."""
@@ -71,6 +72,32 @@ class Tiers:
             self.failures += 1
             log.exception("could not work out the tier of %s; using medium", tenant)
             return "medium"
+
+    def sync(self, tenants: Iterable[str]) -> dict[str, object]:
+        """The workspace tier sync (a recurring job): every tier worked out
+        again from the stored memberships and overrides, and what moved
+        since the last sync."""
+        errors = 0
+        now: dict[str, str] = {}
+        with self._lock:
+            known = set(tenants) | self._book.all_tenants()
+            in_workspace = {t for members in self._book.workspaces.values() for t in members}
+            for tenant in sorted(known):
+                try:
+                    now[tenant] = self._book.tier_of(tenant)
+                except Exception:
+                    errors += 1
+                    self.failures += 1
+                    log.exception("tier sync: could not work out the tier of %s", tenant)
+                    now[tenant] = "medium"
+            changes = [{"tenant": t, "old": self._synced.get(t, "medium"), "new": tier} for t, tier in now.items() if self._synced.get(t, "medium") != tier]
+            self._synced = now
+        return {
+            "workspace_tenants": len(in_workspace),
+            "tracked_only_tenants": len(known - in_workspace),
+            "changes": changes,
+            "errors": errors,
+        }
 
     def tiers(self) -> dict[str, str]:
         """Every tenant with an override or a workspace, and its tier."""

@@ -13,6 +13,7 @@ Routes (docs/protocol.md has request and response examples):
     GET   /api/v1/tenants/{t}/tier, PUT ...        a tenant's tier (PUT: admin)
     PUT   /api/v1/workspaces/{w}                  a workspace's tenants   (admin on *)
     GET   /api/v1/sla                             the runner's SLA rows   (admin on *)
+    GET   /api/v1/jobs, POST .../jobs/{n}/trigger recurring jobs, runs  (admin on *)
     GET   /api/v1/audit                           administrative changes    (admin)
     GET   /api/v2/summaries/bulk                  per-session and per-tenant summaries
     GET   /api/v1/schema                          JSON Schema of the wire protocol
@@ -119,6 +120,8 @@ class HttpApp:
             ("PUT", re.compile(rf"/api/v1/tenants/{t}/tier"), self.put_tier),
             ("PUT", re.compile(r"/api/v1/workspaces/(?P<workspace>[^/]+)"), self.put_workspace),
             ("GET", re.compile(r"/api/v1/sla"), self.sla),
+            ("GET", re.compile(r"/api/v1/jobs"), self.list_jobs),
+            ("POST", re.compile(r"/api/v1/jobs/(?P<name>[^/]+)/trigger"), self.trigger_job),
             ("GET", re.compile(r"/api/v1/audit"), self.audit),
             ("GET", re.compile(r"/api/v2/summaries/bulk"), self.summaries),
             ("GET", re.compile(r"/api/v1/schema"), self.schema),
@@ -417,9 +420,7 @@ class HttpApp:
         return {"tenant": tenant, "tier": tier}
 
     async def put_workspace(self, request: Request, workspace: str) -> Any:
-        principal = self.principal(request)
-        if not ("*" in principal.tenants and principal.allows("*", "admin")):
-            raise HttpError(403, "forbidden", "workspaces span tenants: this needs admin on '*'")
+        principal = self._require_admin_everywhere(request, "workspaces")
         body = request.json()
         tenants = body.get("tenants") if isinstance(body, dict) else None
         if not isinstance(tenants, list) or not all(isinstance(t, str) for t in tenants):
@@ -429,10 +430,27 @@ class HttpApp:
         )
         return {"workspace": workspace, "tenants": sorted(set(tenants)), "changes": [msgspec.to_builtins(m) for m in moves]}
 
-    async def sla(self, request: Request) -> Any:
+    def _require_admin_everywhere(self, request: Request, what: str) -> Principal:
         principal = self.principal(request)
         if not ("*" in principal.tenants and principal.allows("*", "admin")):
-            raise HttpError(403, "forbidden", "SLA figures span tenants: this needs admin on '*'")
+            raise HttpError(403, "forbidden", f"{what} span tenants: this needs admin on '*'")
+        return principal
+
+    async def list_jobs(self, request: Request) -> Any:
+        self._require_admin_everywhere(request, "jobs")
+        limit = request.int_param("runs", 10, 0, 1000)
+        jobs = self.engine.jobs()
+        runs = await trio.to_thread.run_sync(lambda: {j.name: self.engine.job_runs(j.name, limit) for j in jobs} if limit else {})
+        return {"jobs": jobs, "runs": runs}
+
+    async def trigger_job(self, request: Request, name: str) -> Any:
+        principal = self._require_admin_everywhere(request, "jobs")
+        triggered = self.engine.trigger(name)
+        log.info("job %s triggered by %s: %s", name, principal.subject, "started" if triggered else "already running")
+        return {"job": name, "triggered": triggered}  # False: a run of it is going on
+
+    async def sla(self, request: Request) -> Any:
+        self._require_admin_everywhere(request, "SLA figures")
         stats = await trio.to_thread.run_sync(self.engine.statistics)
         return {"sla": stats.sla or [], "priority_inversions": stats.priority_inversions or 0}
 

@@ -21,6 +21,7 @@ from ._batch import WriteBatch
 __all__ = [
     "AUDIT_KEEP",
     "CONTROL_DBS",
+    "JOB_RUNS_KEEP",
     "SnapshotInfo",
     "TrimReport",
     "Retention",
@@ -36,8 +37,10 @@ __all__ = [
 
 
 # Databases that hold control records rather than events.
-CONTROL_DBS = ("config", "audit", "tiers")
+CONTROL_DBS = ("config", "audit", "tiers", "jobs", "job_runs")
+# The newest records kept of the append-only control databases.
 AUDIT_KEEP = 10_000
+JOB_RUNS_KEEP = 1_000
 
 
 class SnapshotInfo(msgspec.Struct, frozen=True):

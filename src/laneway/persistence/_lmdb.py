@@ -77,7 +77,7 @@ from ..core import (
 from ._batch import WriteBatch, advance_meta, encode_batches
 from ._datafile import check_data_file
 from ._faults import put_new, storage_cause
-from ._interfaces import AUDIT_KEEP, CONTROL_DBS, Retention, SessionImage, SnapshotInfo, TrimReport
+from ._interfaces import AUDIT_KEEP, CONTROL_DBS, JOB_RUNS_KEEP, Retention, SessionImage, SnapshotInfo, TrimReport
 from ._layout import (
     LAST_LSN,
     MAX_U64,
@@ -589,13 +589,15 @@ class LmdbLog:
         self._write_txn(write, "resetting WAL retention")
 
     def _trim_audit(self, txn: lmdb.Transaction) -> None:
-        db = self.control_dbs["audit"]
-        excess = txn.stat(db)["entries"] - AUDIT_KEEP
-        if excess > 0:
-            cursor = txn.cursor(db)
-            cursor.first()
-            for _ in range(excess):
-                cursor.delete()
+        """Keep the newest records of the append-only control databases."""
+        for name, keep in (("audit", AUDIT_KEEP), ("job_runs", JOB_RUNS_KEEP)):
+            db = self.control_dbs[name]
+            excess = txn.stat(db)["entries"] - keep
+            if excess > 0:
+                cursor = txn.cursor(db)
+                cursor.first()
+                for _ in range(excess):
+                    cursor.delete()
 
     def read_control(self, db: str) -> list[tuple[bytes, bytes]]:
         if self.control_dbs[db] is None:

@@ -15,7 +15,7 @@ import msgspec
 
 from ..core import OPEN_STATES, EffectRecord, Receipt, SessionMeta, decode_event_head, encode, read_snapshot_head
 from ._batch import WriteBatch, advance_meta, encode_batches
-from ._interfaces import AUDIT_KEEP, CONTROL_DBS, Retention, SnapshotInfo, TrimReport
+from ._interfaces import AUDIT_KEEP, CONTROL_DBS, JOB_RUNS_KEEP, Retention, SnapshotInfo, TrimReport
 from ._layout import pack, unpack
 
 __all__ = ["MemoryLog"]
@@ -82,9 +82,10 @@ class MemoryLog:
                     db.pop(key, None)
                 else:
                     db[key] = value
-            audit = self._control["audit"]
-            for key in sorted(audit)[: max(0, len(audit) - AUDIT_KEEP)]:
-                del audit[key]
+            for name, keep in (("audit", AUDIT_KEEP), ("job_runs", JOB_RUNS_KEEP)):
+                records = self._control[name]
+                for key in sorted(records)[: max(0, len(records) - keep)]:
+                    del records[key]
 
     def read_control(self, db: str) -> list[tuple[bytes, bytes]]:
         with self._lock:
