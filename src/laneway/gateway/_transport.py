@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import select
 import socket as socket_module
+from collections.abc import Callable
 from typing import Protocol
 
 import trio
@@ -25,10 +26,8 @@ from ._reactor import Readable, ReadReactor
 __all__ = ["Transport", "SocketTransport", "StreamTransport"]
 
 _READ_SIZE = 65536
-# How long a closing connection keeps reading what its peer still sends,
-# at most, and the pause in its sending that ends the wait sooner.
+# How long a closing connection keeps reading what its peer still sends, at most.
 LINGER_S = 2.0
-_QUIET_S = 0.05
 
 
 class Transport(Protocol):
@@ -49,7 +48,8 @@ class Transport(Protocol):
     def input_waiting(self) -> bool:
         """Bytes from the peer arrived and are not read yet."""
 
-    async def aclose(self, *, linger: bool = True) -> None: ...
+    async def aclose(self, *, until: Callable[[bytes], bool] | None = None) -> None:
+        """Close; `until`: the peer is still sending, read until it says done."""
 
 
 class SocketTransport:
@@ -85,29 +85,26 @@ class SocketTransport:
         poller.register(self._fd, select.POLLIN)
         return bool(poller.poll(0))
 
-    async def aclose(self, *, linger: bool = True) -> None:
+    async def aclose(self, *, until: Callable[[bytes], bool] | None = None) -> None:
         """Close without losing what was just written: closing a socket
         with unread input makes the kernel send a reset, which can destroy
-        the close frame in flight. So, unless the peer is done sending (it
-        closed, or sent its close frame: then the server closes first, as
-        RFC 6455 wants), stop writing (FIN after the data), read and drop
-        what the peer still sends until it closes (or `LINGER_S`), then
-        close. A peer that goes quiet for `_QUIET_S` has read what it will
-        read: no need to wait for its FIN."""
+        the close frame in flight (the peer then sees 1006, not our code).
+        So, given `until` (the peer is not done sending), stop writing (FIN
+        after the data), read what the peer still sends until `until(data)`
+        says it is done (its close frame came), it closes, or `LINGER_S`;
+        then close. Without `until` (the peer closed or sent its close
+        frame already) close at once: the server closes first, as RFC 6455
+        wants."""
         stream = self._stream
-        if not linger:
-            await stream.aclose()
-            return
-        try:
-            stream.socket.shutdown(socket_module.SHUT_WR)  # type: ignore[attr-defined]
-            with trio.move_on_after(LINGER_S):
-                while True:
-                    with trio.move_on_after(_QUIET_S) as quiet:
-                        data = await stream.receive_some(_READ_SIZE)
-                    if quiet.cancelled_caught or not data:
-                        break
-        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+        if until is not None:
+            try:
+                stream.socket.shutdown(socket_module.SHUT_WR)  # type: ignore[attr-defined]
+                with trio.move_on_after(LINGER_S):
+                    while data := await stream.receive_some(_READ_SIZE):
+                        if until(data):
+                            break
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
         await stream.aclose()
 
 
@@ -147,6 +144,6 @@ class StreamTransport:
     def input_waiting(self) -> bool:
         return False
 
-    async def aclose(self, *, linger: bool = True) -> None:
-        self._closed = True
+    async def aclose(self, *, until: Callable[[bytes], bool] | None = None) -> None:
+        self._closed = True  # a memory stream has no reset to fear
         await self._stream.aclose()

@@ -203,7 +203,7 @@ class WsClient:
             self._on_close(self)
             with trio.CancelScope(shield=True):
                 try:
-                    await self.transport.aclose(linger=not self._peer_done)
+                    await self.transport.aclose(until=None if self._peer_done else self._peer_finished)
                 except trio.BrokenResourceError:
                     pass
 
@@ -382,6 +382,13 @@ class WsClient:
                 self.wake()
                 return
         self._read_more()
+
+    def _peer_finished(self, data: bytes) -> bool:
+        """While closing: has the client's close frame come (or garbage)?"""
+        try:
+            return any(isinstance(frame, WsClose) for frame in self._frames.feed(data))
+        except FrameError:
+            return True
 
     def _stop_reading(self) -> None:
         self._done_reading = True
