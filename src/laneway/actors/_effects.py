@@ -295,7 +295,7 @@ class EffectRunner:
     def counts(self) -> dict[str, int]:
         """Open effects by state, now; done and dead: since the engine opened."""
         with self._cond:
-            queued = Counter("failed" if r.state == "failed" else "pending" for r in (*self._queue_records(), *self._parked))
+            queued = Counter("failed" if r.state == "failed" else "pending" for r in (*self._queue.values(), *self._parked))
             out = {
                 "pending": queued["pending"],
                 "running": len(self._running),
@@ -304,9 +304,6 @@ class EffectRunner:
                 "dead": self.finished["dead"],
             }
         return out
-
-    def _queue_records(self) -> list[EffectRecord]:
-        return self._queue.values()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Until nothing is ready or running and every state change is

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ._buckets import ENTRY_OVERHEAD
-from ._effects import EffectRecord
+from ._effects import EffectRecord, effect_key
 from ._handlers import Handlers
 from ._priority import EXPLICIT, Classifier
 from ._schema import STAMP_GROWTH, Event, encode
@@ -132,7 +132,7 @@ def session_step(
             msgspec.Raw(item.payload), msgspec.Raw(item.attrs) if item.attrs is not None else None,
         )
         made: list[EffectRecord] = []
-        if handlers:
+        if handlers and handlers.for_type(item.type):  # decode the event only for a handler that reads it
             run = handlers.run(_readable(event), state)
             if run.error is not None:
                 handler_errors += 1
@@ -141,7 +141,7 @@ def session_step(
                 made.append(
                     EffectRecord(
                         tenant, session, seq, index, item.type, spec.kind, spec.target, msgspec.Raw(payload),
-                        spec.dedupe_key or f"{tenant}:{session}:{seq}:{index}",
+                        spec.dedupe_key or effect_key(tenant, session, seq, index),
                         spec.priority if spec.priority is not None else level,
                         spec.not_before or 0, spec.deadline, ts,
                         next_at=spec.not_before or 0, updated_ts=ts,

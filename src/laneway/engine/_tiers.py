@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 
 import msgspec
 
-from ..core import AuditRecord, TierBook, TierChange, TierOverride, check_tier, validate_tenant
+from ..core import AuditRecord, InvalidEvent, TierBook, TierChange, TierOverride, check_tier, validate_tenant
 from ..persistence import Log
 
 __all__ = ["Tiers"]
@@ -31,8 +31,6 @@ _MAX_NAME = 128
 
 def _check_workspace(name: object) -> str:
     if type(name) is not str or not 0 < len(name) <= _MAX_NAME:
-        from ..core import InvalidEvent
-
         raise InvalidEvent(f"a workspace name is a str of 1-{_MAX_NAME} chars, got {name!r}")
     return name
 

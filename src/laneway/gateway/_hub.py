@@ -146,7 +146,7 @@ class Hub:
             for cursor in feed.cursors:
                 if cursor.owner.accepting:
                     cursor.pre.append(frame)
-                    cursor.owner.wake()
+            self.fanout.poke(feed)  # out with the next flush round, like chunks and notifies
 
     def chunk(self, chunk: StreamChunk) -> None:
         """Streamed output (on the loop): to every connection with a v2

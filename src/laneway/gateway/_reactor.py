@@ -24,12 +24,12 @@ from typing import Any, Protocol
 
 import trio
 
-__all__ = ["ReadReactor", "Readable"]
+__all__ = ["ReadReactor", "Readable", "READ_SIZE"]
 
 # Most ready sockets taken per turn; the rest are reported on the next one,
 # after the other tasks of the loop have had theirs.
 _MAX_EVENTS = 1024
-_READ_SIZE = 65536
+READ_SIZE = 65536
 
 
 class Readable(Protocol):
@@ -76,7 +76,7 @@ class ReadReactor:
                     if reader is None:  # removed by an earlier reader this turn
                         continue
                     try:
-                        data = os.read(fd, _READ_SIZE)
+                        data = os.read(fd, READ_SIZE)
                     except (BlockingIOError, InterruptedError):
                         continue
                     except OSError:

@@ -21,11 +21,10 @@ from typing import Protocol
 
 import trio
 
-from ._reactor import Readable, ReadReactor
+from ._reactor import READ_SIZE, Readable, ReadReactor
 
 __all__ = ["Transport", "SocketTransport", "StreamTransport"]
 
-_READ_SIZE = 65536
 # How long a closing connection keeps reading what its peer still sends, at most.
 LINGER_S = 2.0
 
@@ -100,7 +99,7 @@ class SocketTransport:
             try:
                 stream.socket.shutdown(socket_module.SHUT_WR)  # type: ignore[attr-defined]
                 with trio.move_on_after(LINGER_S):
-                    while data := await stream.receive_some(_READ_SIZE):
+                    while data := await stream.receive_some(READ_SIZE):
                         if until(data):
                             break
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -134,7 +133,7 @@ class StreamTransport:
         while True:
             await self._wanted.wait()
             try:
-                data = await self._stream.receive_some(_READ_SIZE)
+                data = await self._stream.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
             reader.received(data)
