@@ -8,10 +8,10 @@ tenant actor, plus the WAL writer thread on which `CommitApplier` and
 
 from ._commit import CommitApplier as CommitApplier, Sink as Sink
 from ._directory import Directory as Directory
-from ._effects import (
+from ._effects import EffectRunner as EffectRunner
+from ._kinds import (
     CallKind as CallKind,
     EffectContext as EffectContext,
-    EffectRunner as EffectRunner,
     Executor as Executor,
     NoRecipient as NoRecipient,
     Notifier as Notifier,
