@@ -34,9 +34,21 @@ class RawWs:
         self.sock.close()
 
 
-def raw_upgrade(server: Server, path: str = "/ws", *, token: str | None = None, extra: bytes = b"", protocol: str = "laneway.v2.json") -> RawWs:
-    """A TCP socket past the WebSocket handshake (asserted 101)."""
-    sock = socket.create_connection(("127.0.0.1", server.running.port), timeout=10)
+def raw_upgrade(
+    server: Server, path: str = "/ws", *, token: str | None = None, extra: bytes = b"", protocol: str = "laneway.v2.json", rcvbuf: int | None = None
+) -> RawWs:
+    """A TCP socket past the WebSocket handshake (asserted 101).
+
+    `rcvbuf`: a small receive buffer for a client that will not read. It is
+    set before connecting: shrunk afterwards, it leaves the window already
+    advertised larger than the buffer, the kernel drops what arrives past
+    it, and on a loaded machine both ends fall into retransmission backoff
+    (seen: 10 s with nothing moving either way)."""
+    sock = socket.socket()
+    sock.settimeout(10)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect(("127.0.0.1", server.running.port))
     query = f"?token={token}" if token else ""
     key = base64.b64encode(os.urandom(16)).decode()
     head = (

@@ -46,8 +46,7 @@ def test_a_client_that_never_reads_is_closed_once_its_replies_pass_the_limit(
     make_server: Callable[..., Server], make_frame: Callable[[str], bytes]
 ) -> None:
     server = make_server(hard_limit_bytes=HARD)
-    ws = raw_upgrade(server, token=server.token())
-    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ws = raw_upgrade(server, token=server.token(), rcvbuf=4096)
     ws.sendall(masked_frame(0x9, b"hello"))  # a pong back means the connection is set up
     assert ws.leftover or ws.sock.recv(4096)
     (client,) = server.hub.clients
@@ -61,8 +60,7 @@ def test_a_client_that_never_reads_is_closed_once_its_replies_pass_the_limit(
 
 def test_acks_of_publishes_count_in_the_budget(make_server: Callable[..., Server]) -> None:
     server = make_server(hard_limit_bytes=HARD)
-    ws = raw_upgrade(server, token=server.token())
-    ws.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ws = raw_upgrade(server, token=server.token(), rcvbuf=4096)
     publish = masked_frame(0x1, json.dumps({"type": "publish", "tenant": "acme", "session": "s", "event_type": "T", "id": "y" * 40}).encode())
     _flood_until_closed(server, ws, publish, rounds=2000)
     ws.close()
