@@ -60,6 +60,7 @@ class FairQueue(Generic[K, T]):
         self._items: dict[K, T] = {}
         self._where: dict[K, tuple[int, str, str]] = {}  # ready items: their lane
         self._lanes: dict[tuple[int, str], _Lane[K, T]] = {}
+        self._active: dict[tuple[int, str], _Lane[K, T]] = {}  # lanes with ready items
         self._passes: dict[tuple[int, str], float] = {}
         self._clock_pass: dict[int, float] = {}  # per priority: the pass of the last pick
         self._waiting: list[tuple[int, int, K]] = []  # (due, order, key)
@@ -103,6 +104,7 @@ class FairQueue(Generic[K, T]):
         if not lane.size:
             # Joining: no credit for the time the tier was idle.
             self._passes[lane_key] = max(self._passes.get(lane_key, 0.0), self._clock_pass.get(priority, 0.0))
+            self._active[lane_key] = lane
         fifo = lane.fifos.get(tenant)
         if fifo is None:
             fifo = lane.fifos[tenant] = deque()
@@ -124,6 +126,8 @@ class FairQueue(Generic[K, T]):
                 if k == key:
                     del fifo[i]
                     lane.size -= 1
+                    if not lane.size:
+                        del self._active[(where[0], where[1])]
                     break
             if not fifo:
                 del lane.fifos[where[2]]
@@ -142,13 +146,17 @@ class FairQueue(Generic[K, T]):
 
     def pop(self, now: int) -> T | None:
         """The next item by the policy, taken out; None if nothing is ready."""
-        self._promote(now)
-        ready = [(p, tier) for (p, tier), lane in self._lanes.items() if lane.size]
-        if not ready:
+        if self._waiting:
+            self._promote(now)
+        active = self._active
+        if len(active) == 1:  # one kind of work ready: nothing to weigh
+            return self._take_from(next(iter(active)))
+        if not active:
             return None
-        top = max(p for p, _ in ready)
+        top = max(p for p, _ in active)
+        passes = self._passes
         lane_key = min(
-            ((p, tier) for p, tier in ready if p == top), key=lambda k: (self._passes.get(k, 0.0), -TIER_WEIGHTS.get(k[1], 1))
+            ((p, tier) for p, tier in active if p == top), key=lambda k: (passes.get(k, 0.0), -TIER_WEIGHTS.get(k[1], 1))
         )
         return self._take_from(lane_key)
 
@@ -158,7 +166,7 @@ class FairQueue(Generic[K, T]):
         where = self._where.get(key)
         if where is None:
             return None
-        top = max((p for (p, _), lane in self._lanes.items() if lane.size), default=where[0])
+        top = max((p for p, _ in self._active), default=where[0])
         if where[0] < top:
             self.inversions += 1
         item = self.remove(key)
@@ -171,6 +179,8 @@ class FairQueue(Generic[K, T]):
         fifo = lane.fifos[tenant]
         key, item = fifo.popleft()
         lane.size -= 1
+        if not lane.size:
+            del self._active[lane_key]
         if fifo:
             lane.ring.append(tenant)
         else:
@@ -193,8 +203,8 @@ class FairQueue(Generic[K, T]):
 
     def has_ready(self, now: int) -> bool:
         self._promote(now)
-        return any(lane.size for lane in self._lanes.values())
+        return bool(self._active)
 
     def depth(self) -> dict[tuple[int, str], int]:
         """Ready items per (priority, tier)."""
-        return {k: lane.size for k, lane in self._lanes.items() if lane.size}
+        return {k: lane.size for k, lane in self._active.items()}

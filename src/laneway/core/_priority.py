@@ -192,6 +192,17 @@ class _Compiled:
         self.tests = tuple(_compile_predicate(p) for p in rule.when)
 
 
+def _bound(candidates: Sequence[_Compiled]) -> int:
+    """Highest level among the rules that can match, up to the first one
+    that matches whatever the payload."""
+    level = 0
+    for rule in candidates:
+        level = max(level, rule.level)
+        if not rule.tests:
+            break
+    return level
+
+
 class Classifier:
     """Evaluates a tenant's rules; immutable once built.
 
@@ -199,7 +210,7 @@ class Classifier:
     it decodes only when a candidate rule has payload predicates.
     """
 
-    __slots__ = ("rules", "_by_type", "_wildcard", "_needs_payload")
+    __slots__ = ("rules", "_by_type", "_wildcard", "_needs_payload", "_bounds", "_wildcard_bound")
 
     def __init__(self, rules: Sequence[PriorityRule] = DEFAULT_RULES) -> None:
         self.rules = tuple(rules)
@@ -212,6 +223,13 @@ class Classifier:
             for name in {t for t, _ in compiled} - {"*"}
         }
         self._needs_payload = any(c.tests for _, c in compiled)
+        self._bounds = {name: _bound(rules) for name, rules in self._by_type.items()}
+        self._wildcard_bound = _bound(self._wildcard)
+
+    def level_bound(self, type_: str) -> int:
+        """The highest level an event of this type can get, without its
+        payload: what a scheduler ranks work by before the step classifies it."""
+        return self._bounds.get(type_, self._wildcard_bound)
 
     @property
     def needs_payload(self) -> bool:

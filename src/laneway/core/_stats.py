@@ -43,6 +43,8 @@ class CommitStatistics(msgspec.Struct, frozen=True):
     storage_failures: int = 0  # failed commits that stopped the writer (each cleared by a recovery)
     storage_recoveries: int = 0
     storage_failing: bool = False
+    ordered_commits: int = 0  # commits filled by priority and tier: more was queued than one takes
+    backlog_events: int = 0  # queued for the writer beyond what it has taken so far (approximate)
 
 
 class SlaRow(msgspec.Struct, frozen=True):

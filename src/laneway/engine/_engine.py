@@ -84,6 +84,8 @@ class Engine:
         self._lock = lock
         self._table = StateTable(config.memory_budget_bytes, clock)
         self._applier = CommitApplier(self._table, config.snapshot_every_events, self._snapshot_soon)
+        # Tiers order the writer's, the dispatcher's and the runner's queues.
+        self._tiers = Tiers(log_, self._write_control, clock)
         self._writer = WalWriter(
             log_,
             self._applier.apply,
@@ -94,10 +96,10 @@ class Engine:
             clock=clock,
             recover=self._recover_storage,
             retry_s=config.storage_retry_s,
+            tier_of=self._tiers.tier_of,
         )
         self._table.loader = self._loader = SessionLoader(log_, self._table, self._writer)
         self._handlers = Handlers()
-        self._tiers = Tiers(log_, self._write_control, clock)
         self._jobs = Jobs(log_, self._write_control, clock, tick_s=config.jobs_tick_s)
         self._directory = Directory(
             self._table,

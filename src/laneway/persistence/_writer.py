@@ -1,8 +1,9 @@
 """The WAL writer thread: group commit.
 
 Session actors hand `WriteBatch`es to `WalWriter.put` from the dispatcher threads.
-The writer takes whatever is queued (up to ``max_events`` / ``max_bytes``),
-writes it in one transaction and fsyncs once. Batching is what makes
+The writer takes whatever is queued (up to ``max_events`` / ``max_bytes``;
+when more is queued than that, in priority and tier order, see
+`_backlog.py`), writes it in one transaction and fsyncs once. Batching is what makes
 durability affordable: a sync commit here costs ~0.3-0.5 ms whether it holds
 one event or a thousand, and while one commit waits on the disk the next
 group is already queueing. ``delay_s`` (default 0) additionally waits for
@@ -25,6 +26,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..core import Clock, CommitStatistics, EngineClosed, StorageError, now_ms, percentile
+from ._backlog import CommitBacklog
 from ._batch import WriteBatch
 from ._faults import CONFLICTING_WRITER, INTERNAL_ERROR
 from ._interfaces import Log
@@ -73,6 +75,7 @@ class WalWriter:
         seqs back (`CommitApplier.rewind`). Then the failure is cleared.
         Without it, a failure lasts until the engine is reopened.
     retry_s: how often a failed log is probed.
+    tier_of(tenant): the tenant's tier, for ordering a backlog (`_backlog.py`).
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class WalWriter:
         clock: Clock = now_ms,
         recover: Callable[[], bool] | None = None,
         retry_s: float = 2.0,
+        tier_of: Callable[[str], str] = lambda tenant: "medium",
     ) -> None:
         self._log = log_
         self._clock = clock
@@ -96,6 +100,7 @@ class WalWriter:
         self._max_bytes = max_bytes
         self._delay_s = delay_s
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._backlog = CommitBacklog(tier_of)  # the writer thread's
         self._thread = threading.Thread(target=self._run, name="laneway-wal-writer", daemon=True)
         self.failure: StorageError | None = None
         self.healthy = threading.Event()  # set while no failure stands
@@ -157,31 +162,38 @@ class WalWriter:
             storage_failures=self.failures,
             storage_recoveries=self.recoveries,
             storage_failing=self.failure is not None,
+            ordered_commits=self._backlog.ordered,
+            backlog_events=self._backlog.events,
         )
 
     # -- writer thread ------------------------------------------------------
 
     def _run(self) -> None:
         get = self._queue.get
-        carried: object = None  # an item _gather took but could not group
+        backlog = self._backlog
+        barrier: object = None  # a task or the stop marker: waits for the backlog
         while True:
-            if carried is not None:
-                first, carried = carried, None
-            elif self.failure is not None and self._recover is not None:
-                self._maybe_recover()
-                try:
-                    first = get(timeout=self._retry_s)
-                except queue.Empty:
+            if not backlog:
+                if barrier is not None:
+                    first, barrier = barrier, None
+                elif self.failure is not None and self._recover is not None:
+                    self._maybe_recover()
+                    try:
+                        first = get(timeout=self._retry_s)
+                    except queue.Empty:
+                        continue
+                else:
+                    first = get()
+                if first is _STOP:
+                    break
+                if isinstance(first, WriterTask):
+                    self._task(first)
                     continue
-            else:
-                first = get()
-            if first is _STOP:
-                break
-            if isinstance(first, WriterTask):
-                self._task(first)
-                continue
-            assert isinstance(first, WriteBatch)
-            group, count, carried = self._gather(first)
+                assert isinstance(first, WriteBatch)
+                backlog.add(first)
+            if barrier is None:
+                barrier = self._gather()
+            group, count = backlog.take(self._max_events, self._max_bytes)
             if self._commit(group, count):
                 self._ack(group)
         self._drain_after_stop()
@@ -205,34 +217,31 @@ class WalWriter:
         elif error is not None and not isinstance(error, EngineClosed):
             log.error("writer task %r failed: %s", task.run, error)
 
-    def _gather(self, first: WriteBatch) -> tuple[list[WriteBatch], int, object]:
-        """Take what is queued behind `first`, within the group bounds. Stops
-        at a task or the stop marker and hands it back, so it is handled
-        after this group, in queue order."""
+    def _gather(self) -> object:
+        """Move what is queued into the backlog. Stops at a task or the stop
+        marker and hands it back: it runs once the backlog before it is
+        committed, in queue order. With `delay_s`, waits that long for
+        stragglers while the backlog is smaller than one commit."""
         get, get_nowait = self._queue.get, self._queue.get_nowait
-        group = [first]
-        count, nbytes = len(first.events), first.nbytes
+        backlog = self._backlog
         deadline = 0.0
-        while count < self._max_events and nbytes < self._max_bytes:
+        while True:
             try:
                 item = get_nowait()
             except queue.Empty:
-                if self._delay_s <= 0:
-                    break
+                if self._delay_s <= 0 or backlog.events >= self._max_events or backlog.nbytes >= self._max_bytes:
+                    return None
                 now = time.monotonic()
                 deadline = deadline or now + self._delay_s
                 if now >= deadline:
-                    break
+                    return None
                 try:
                     item = get(timeout=deadline - now)
                 except queue.Empty:
-                    break
+                    return None
             if not isinstance(item, WriteBatch):
-                return group, count, item
-            group.append(item)
-            count += len(item.events)
-            nbytes += item.nbytes
-        return group, count, None
+                return item
+            backlog.add(item)
 
     def _commit(self, group: list[WriteBatch], count: int) -> bool:
         """Write the group; on failure fail it (and everything after it)."""
@@ -319,12 +328,14 @@ class WalWriter:
         # The engine stops admitting work before it stops the writer, so
         # this finds nothing unless something raced a close; fail it loudly
         # rather than leave a producer waiting forever.
+        closed = EngineClosed("the engine closed before this was written")
+        if self._backlog:
+            self._fail(self._backlog.drain(), closed)
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return
-            closed = EngineClosed("the engine closed before this was written")
             if isinstance(item, WriteBatch):
                 self._fail([item], closed)
             elif isinstance(item, WriterTask) and item.on_done is not None:
