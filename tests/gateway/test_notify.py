@@ -73,7 +73,7 @@ async def test_a_notify_made_while_the_client_was_away_arrives_once_after_it_rec
     # A notify can overtake the event that caused it (it is not part of the
     # event stream): the first prompt's own event may come only now.
     seqs = [i.event.seq for i in items if isinstance(i, ClientEvent)]
-    assert seqs in ([2], [1, 2]), "the prompt itself, resumed, and nothing twice"
+    assert seqs in ([2], [1, 2]), f"the prompt itself, resumed, and nothing twice: {items} {stats}"
     assert stats.reconnects >= 1
     assert await trio.to_thread.run_sync(engine.wait_for_effects, TIMEOUT)
     assert [e.state for e in engine.effects("acme")] == ["done", "done"]

@@ -9,8 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 import msgspec
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from laneway.core import Event, PriorityMetadata, encode
 from laneway.persistence import MemoryLog, WalWriter, WriteBatch, WriterTask

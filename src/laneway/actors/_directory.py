@@ -53,6 +53,7 @@ class Directory:
         threads: int,
         max_active_sessions: int,
         handlers: Handlers | None = None,
+        tier_of: Callable[[str], str] = lambda tenant: "medium",
     ) -> None:
         self._table = table
         self._context = context
@@ -63,7 +64,7 @@ class Directory:
         # Idle session actors kept for reuse: up to 5% of the cap, so a
         # steady churn of activations and passivations registers no actors.
         self.pool = SlotPool(
-            lambda: SessionActor.start(table, writer, dispatcher, handlers), max_idle=max(16, max_active_sessions // 20)
+            lambda: SessionActor.start(table, writer, dispatcher, handlers, tier_of), max_idle=max(16, max_active_sessions // 20)
         )
         self.routes = RouteTable()
         self._tenants: dict[str, pykka.ActorRef[Any]] = {}

@@ -31,7 +31,7 @@ import pykka
 
 from ..core import Handlers, Submission, encode, session_step
 from ..persistence import WalWriter, WriteBatch
-from ._pool import Dispatcher, PooledActor
+from ._pool import CONTROL, Dispatcher, PooledActor, Rank
 from ._state import SessionState, StateTable
 from ._ticket import Ticket
 
@@ -70,12 +70,35 @@ class SessionActor(PooledActor):
     """Runs on the engine's dispatcher threads (`PooledActor`), for one bound
     session at a time. It never waits on another actor."""
 
-    def __init__(self, table: StateTable, writer: WalWriter, dispatcher: Dispatcher, handlers: Handlers | None = None) -> None:
+    def __init__(
+        self,
+        table: StateTable,
+        writer: WalWriter,
+        dispatcher: Dispatcher,
+        handlers: Handlers | None = None,
+        tier_of: Callable[[str], str] = lambda tenant: "medium",
+    ) -> None:
         super().__init__(dispatcher)
         self.state: SessionState | None = None
         self._table = table
         self._writer = writer
         self._handlers = handlers if handlers is not None else Handlers()
+        self._tier_of = tier_of
+
+    def rank(self, message: Any) -> Rank:
+        """A submit ranks by the highest priority its items can get (explicit,
+        or the bound of the tenant's rules for the type: the payload is not
+        decoded here) and the tenant's tier."""
+        state = self.state
+        if not isinstance(message, SubmitMessage) or state is None:
+            return CONTROL
+        bound = state.ctx.rules[1].level_bound
+        priority = max((item.priority if item.priority is not None else bound(item.type) for item in message.items), default=0)
+        try:
+            tier = self._tier_of(state.tenant)
+        except Exception:  # a broken tier source must not stop the session
+            tier = "medium"
+        return priority, tier, state.tenant
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, SubmitMessage):

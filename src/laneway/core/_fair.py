@@ -82,7 +82,8 @@ class FairQueue(Generic[K, T]):
 
     def push(self, key: K, item: T, due: int, now: int) -> None:
         """Queue `item`, ready at `due` (replacing what `key` held)."""
-        self.remove(key)
+        if key in self._items:
+            self.remove(key)
         self._items[key] = item
         if due <= now:
             self._ready(key, item)

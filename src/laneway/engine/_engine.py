@@ -108,6 +108,7 @@ class Engine:
             threads=config.session_threads,
             max_active_sessions=config.max_active_sessions,
             handlers=self._handlers,
+            tier_of=self._tiers.tier_of,
         )
         self._runner = EffectRunner(
             self._writer,

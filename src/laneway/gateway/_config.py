@@ -62,6 +62,9 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     coalesce_entity_field: payload field that identifies an entity; held
         events with the same value are merged (the newest wins).
     summary_interval_ms: how often ``summary`` frames are pushed.
+    flush_round_bytes: a flush round ends once it has written this much;
+        the feeds it did not reach go first in the next round. Rounds take
+        feeds by (event priority, tenant tier, age). 0: no limit.
     max_subscriptions: per connection.
     max_replay_events: most events a resume replays over the socket; older
         missed events are reported as a gap (fetch them over HTTP).
@@ -94,6 +97,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     coalesce_max_events: int = 50
     coalesce_entity_field: str = "entity_id"
     summary_interval_ms: int = 1000
+    flush_round_bytes: int = 1 * _MiB
     max_subscriptions: int = 16
     max_replay_events: int = 10_000
     protocols: tuple[str, ...] = PROTOCOLS
@@ -105,7 +109,7 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         for name in ("max_body_bytes", "max_frame_bytes", "coalesce_max_events", "max_subscriptions", "max_replay_events"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
-        for name in ("soft_limit_bytes", "hard_limit_bytes", "coalesce_window_ms", "summary_interval_ms"):
+        for name in ("soft_limit_bytes", "hard_limit_bytes", "coalesce_window_ms", "summary_interval_ms", "flush_round_bytes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
         if not 0 < self.request_timeout_s <= 3600:

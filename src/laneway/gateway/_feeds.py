@@ -7,6 +7,13 @@ tenants); a flush round then hands each grown feed's cursors to their
 connections (`Writer.deliver`). `tick` closes coalescing windows that are
 due, drops connections stuck past the hard byte limit, and trims feeds.
 
+A round visits the grown feeds by (highest event priority waiting, tenant
+tier, how long the feed has waited), and ends once it has written
+`flush_round_bytes`: the feeds it did not reach go first in the next round
+(after anything of a higher priority that grew in between). A feed is
+always handed out whole, and one connection's frames go out in order, so
+no session's order changes.
+
 Only the trio loop touches this, except `codecs_in_use`, which the bridge
 thread reads to know which encodings to prepare (an immutable frozenset
 swapped whole).
@@ -15,7 +22,7 @@ swapped whole).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import trio
@@ -32,18 +39,25 @@ ALL_TENANTS = Filter("*")
 # last one ended: the loop keeps 1/(1+_PACING) of its time for fan-out at
 # most, the rest for acks, HTTP and dispatch (measured: see benchmarks).
 _PACING = 0.5
+_TIER_ORDER = {"high": 0, "medium": 1, "low": 2}
 
 
 class FanOut:
-    def __init__(self, config: GatewayConfig, clock: Any, stats: Counter[str]) -> None:
+    def __init__(
+        self, config: GatewayConfig, clock: Any, stats: Counter[str], *, tier_of: Callable[[str], str] = lambda tenant: "medium"
+    ) -> None:
         self.config = config
         self.clock = clock
         self.stats = stats
+        self._tier_of = tier_of
         self._feeds: dict[tuple[str, Filter], Feed] = {}
         self._by_tenant: dict[str, list[Feed]] = {}
         self._global: list[Feed] = []  # compat feeds: every tenant
         self.codecs_in_use: frozenset[str] = frozenset()
-        self._dirty: set[Feed] = set()  # feeds grown since the last flush round
+        # Feeds grown since they were last handed out: their round order,
+        # (-highest priority waiting, tier rank, arrival number).
+        self._dirty: dict[Feed, tuple[int, int, int]] = {}
+        self._arrivals = 0
         self._flush_needed = trio.Event()
 
     # -- feeds ------------------------------------------------------------------
@@ -77,7 +91,7 @@ class FanOut:
         """Frames were queued on this feed's cursors outside the feed (a
         chunk, a notify): hand them out in the next flush round, batched
         with everything else, instead of waking each connection's writer."""
-        self._dirty.add(feed)
+        self._mark(feed, self._tenant_rank(feed.filter.tenant, 0))
         self._flush_needed.set()
 
     def compat_feeds(self) -> list[Feed]:
@@ -115,15 +129,42 @@ class FanOut:
         for out in items:
             by_tenant.setdefault(out.event.tenant, []).append(out)
         for tenant, group in by_tenant.items():
-            for feed in self._by_tenant.get(tenant, ()):
+            feeds = self._by_tenant.get(tenant)
+            if not feeds:
+                continue
+            rank = self._rank(tenant, group)
+            for feed in feeds:
                 if feed.offer(group, now):
-                    self._dirty.add(feed)
+                    self._mark(feed, rank)
         if self._global:
+            rank = min(self._rank(tenant, group) for tenant, group in by_tenant.items())
             for feed in self._global:
                 if feed.offer(items, now):
-                    self._dirty.add(feed)
+                    self._mark(feed, rank)
         if self._dirty:
             self._flush_needed.set()
+
+    def _rank(self, tenant: str, group: Sequence[Outgoing]) -> tuple[int, int]:
+        return self._tenant_rank(tenant, max(out.event.priority for out in group))
+
+    def _tenant_rank(self, tenant: str, priority: int) -> tuple[int, int]:
+        if tenant == ALL_TENANTS.tenant:
+            return -priority, _TIER_ORDER["medium"]
+        try:
+            tier = _TIER_ORDER.get(self._tier_of(tenant), 1)
+        except Exception:  # a broken tier source must not stop the fan-out
+            tier = 1
+        return -priority, tier
+
+    def _mark(self, feed: Feed, rank: tuple[int, int]) -> None:
+        """`feed` has frames to hand out; it keeps its place in line, moved
+        up if what arrived ranks higher."""
+        had = self._dirty.get(feed)
+        if had is None:
+            self._arrivals += 1
+            self._dirty[feed] = (rank[0], rank[1], self._arrivals)
+        elif rank < had[:2]:
+            self._dirty[feed] = (rank[0], rank[1], had[2])
 
     async def flush(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Hand grown feeds to their subscribers, in adaptive rounds.
@@ -144,21 +185,35 @@ class FanOut:
             if wait > 0:
                 await trio.sleep(wait)
             self._flush_needed = trio.Event()
-            dirty, self._dirty = self._dirty, set()
             started = trio.current_time()
-            now = self.clock()
-            written = 0
-            for feed in dirty:
-                for cursor in list(feed.cursors):
-                    try:
-                        written += cursor.owner.deliver(now)
-                    except Exception as exc:  # that connection's problem only
-                        cursor.owner.fail(exc)
+            written = self.round(self.clock())
             self.stats["bytes_sent"] += written
             last_end = trio.current_time()
             last_duration = last_end - started
             self.stats["flush_rounds"] += 1
             self.stats["flush_us"] += int(last_duration * 1e6)
+
+    def round(self, now: int) -> int:
+        """One flush round (see the module doc); returns the bytes written."""
+        dirty = self._dirty
+        if len(dirty) == 1:
+            order = list(dirty)
+        else:
+            order = sorted(dirty, key=dirty.__getitem__)
+        budget = self.config.flush_round_bytes or -1
+        written = 0
+        for feed in order:
+            if written >= budget > 0:
+                self.stats["flush_rounds_cut"] += 1
+                self._flush_needed.set()  # the rest keep their place in line
+                return written
+            del dirty[feed]
+            for cursor in list(feed.cursors):
+                try:
+                    written += cursor.owner.deliver(now)
+                except Exception as exc:  # that connection's problem only
+                    cursor.owner.fail(exc)
+        return written
 
     # -- upkeep -------------------------------------------------------------------
 
@@ -166,7 +221,7 @@ class FanOut:
         hard = self.config.hard_limit_bytes
         for feed in list(self._feeds.values()):
             if feed.due(now) and feed.flush_held():
-                self._dirty.add(feed)
+                self._mark(feed, self._tenant_rank(feed.filter.tenant, 0))
                 self._flush_needed.set()
             if hard:
                 for cursor in list(feed.cursors):

@@ -49,7 +49,7 @@ class Hub:
         self.offload = offload
         self.stats: Counter[str] = Counter()
         self.clients: set[Any] = set()  # open connections, kept by the server
-        self.fanout = FanOut(config, clock, self.stats)
+        self.fanout = FanOut(config, clock, self.stats, tier_of=engine.tier_of)
         self.publishing = Publishing(engine, self.stats)
         self.summaries = Summaries(engine, offload, self.stats)
 
