@@ -5,12 +5,18 @@ the scheduling costs.
 effect that holds a runner thread for 2 ms (work that waits on I/O, the
 common case for effects). Demand is twice what the runner can do, but each
 tenant keeps at most `WINDOW` effects open, as a real client with a
-concurrency limit would; so every tier stays backlogged and waits stay
-bounded, which is what lets shares and waits be compared at all (with
-unbounded queues every wait only grows with the length of the run).
-Measured after a warm-up: the share of completed effects per tier, wait
-(ready to start) percentiles per tier, the inversion counter, and the
-high tier's p99 wait in a run of the same high-tier load alone.
+concurrency limit would, so waits stay bounded (with unbounded queues
+every wait only grows with the length of the run, and no two runs compare).
+Two mixes, each measured after a warm-up:
+
+- every tier offers 2/3 of capacity, so all three are backlogged: the
+  shares of completed effects, wait (ready to start) percentiles per tier,
+  the inversion counter;
+- the high tier offers less than its 100/175 share (0.4x capacity; medium
+  and low 0.8x each): its p99 wait against the same high-tier load alone.
+  (A tier that is itself backlogged gets its share and no more, so its
+  waits cannot stay near the unloaded figure; what tiers promise is that
+  work within its share is not slowed by the tiers below.)
 
 `tiers_cost`: ingest_batches' shape and the effect runner's backlog
 throughput with three tenants in three tiers against the same three
@@ -21,6 +27,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future
 from typing import Any
 
 from _common import PAYLOAD, data_dir, percentiles, run_threads
@@ -54,11 +62,11 @@ def _place(engine: Engine, tiers: list[str]) -> None:
 class _Load:
     """Paced producers with a per-tenant window, and what the work saw."""
 
-    def __init__(self, engine: Engine, tiers: list[str], rate: float) -> None:
+    def __init__(self, engine: Engine, rates: dict[str, float]) -> None:
         self.engine = engine
-        self.tenants = [t for tier in tiers for t in _tenants(tier)]
-        self.tier_of = {t: tier for tier in tiers for t in _tenants(tier)}
-        self.per_tenant = rate / len(self.tenants)
+        self.tenants = [t for tier in rates for t in _tenants(tier)]
+        self.tier_of = {t: tier for tier in rates for t in _tenants(tier)}
+        self.rate = {t: rates[tier] / TENANTS_PER_TIER for t, tier in self.tier_of.items()}
         self.open = dict.fromkeys(self.tenants, 0)
         self.sent = dict.fromkeys(self.tenants, 0)
         self.lock = threading.Lock()
@@ -86,10 +94,10 @@ class _Load:
         while (now := time.perf_counter()) < end:
             self.measuring = now - started >= warmup
             items = []
-            due_total = (now - started) * self.per_tenant
+            elapsed = now - started
             with self.lock:
                 for tenant in self.tenants:
-                    n = min(int(due_total) - self.sent[tenant], WINDOW - self.open[tenant])
+                    n = min(int(elapsed * self.rate[tenant]) - self.sent[tenant], WINDOW - self.open[tenant])
                     if n > 0:
                         self.sent[tenant] += n
                         self.open[tenant] += n
@@ -113,10 +121,11 @@ def _capacity(quick: bool) -> float:
         return count / (time.perf_counter() - started)
 
 
-def _overload(tiers: list[str], rate: float, seconds: float) -> _Load:
+def _overload(rates: dict[str, float], seconds: float) -> _Load:
+    """Offered effects/s per tier for `seconds`; the first quarter is warm-up."""
     with data_dir() as path, Engine.open(path, _config(effect_threads=RUNNER_THREADS)) as engine:
-        _place(engine, tiers)
-        load = _Load(engine, tiers, rate)
+        _place(engine, list(rates))
+        load = _Load(engine, rates)
         load.run(seconds, warmup=seconds / 4)
         load.inversions = engine.statistics().priority_inversions
         engine.wait_for_effects(120)
@@ -124,35 +133,47 @@ def _overload(tiers: list[str], rate: float, seconds: float) -> _Load:
 
 
 def tiers_overload(quick: bool = False) -> dict[str, Any]:
-    """3 tiers x 300 tenants at 2x the runner's capacity: shares 100:50:25
-    (+-5%), inversions 0, low p99 wait <= 10x high p99, high p99 within 2x
-    of the same high-tier load alone."""
+    """3 tiers x 300 tenants offering 2x the runner's capacity. Backlogged
+    (each tier offers 2/3 of capacity): shares 100:50:25 (+-5%), low p99
+    wait <= 10x high p99, inversions 0. High within its share (high 0.4x,
+    medium and low 0.8x capacity each): high p99 within 2x of the same
+    high-tier load alone."""
     seconds = 12.0 if quick else 60.0
     capacity = _capacity(quick)
-    offered = 2 * capacity
-    load = _overload(["high", "medium", "low"], offered, seconds)
-    # The same high-tier tenants at the same per-tenant rate, alone.
-    alone = _overload(["high"], offered / 3, seconds / 2)
-    total = sum(load.done.values())
+    backlogged = _overload({tier: 2 * capacity / 3 for tier in WEIGHTS}, seconds)
+    within = {"high": 0.4 * capacity, "medium": 0.8 * capacity, "low": 0.8 * capacity}
+    protected = _overload(within, seconds)
+    alone = _overload({"high": within["high"]}, seconds / 2)
+
+    done = backlogged.done
+    total = sum(done.values())
     expected = {tier: w / sum(WEIGHTS.values()) for tier, w in WEIGHTS.items()}
-    shares = {tier: load.done[tier] / total if total else 0.0 for tier in WEIGHTS}
-    p99 = {tier: percentiles(load.waits[tier])["p99_ms"] for tier in WEIGHTS}
-    high_alone = percentiles(alone.waits["high"])["p99_ms"]
+    shares = {tier: done[tier] / total if total else 0.0 for tier in WEIGHTS}
     share_error = max(abs(shares[t] / expected[t] - 1) for t in WEIGHTS)
+    p99 = {tier: percentiles(backlogged.waits[tier])["p99_ms"] for tier in WEIGHTS}
     low_over_high = p99["low"] / p99["high"] if p99["high"] else float("inf")
-    high_over_alone = p99["high"] / high_alone if high_alone else float("inf")
-    inversions = load.inversions
+    high_loaded = percentiles(protected.waits["high"])["p99_ms"]
+    high_alone = percentiles(alone.waits["high"])["p99_ms"]
+    high_over_alone = high_loaded / high_alone if high_alone else float("inf")
+    inversions = (backlogged.inversions or 0) + (protected.inversions or 0)
     return {
         "capacity_per_s": round(capacity),
-        "offered_per_s": round(offered),
-        "completed_per_s": round(total / (seconds * 3 / 4)),
         "tenants": 3 * TENANTS_PER_TIER,
         "window_per_tenant": WINDOW,
-        "shares": {t: round(s, 4) for t, s in shares.items()},
-        "expected_shares": {t: round(s, 4) for t, s in expected.items()},
+        "backlogged": {
+            "offered_per_s": {t: round(2 * capacity / 3) for t in WEIGHTS},
+            "completed_per_s": round(total / (seconds * 3 / 4)),
+            "shares": {t: round(s, 4) for t, s in shares.items()},
+            "expected_shares": {t: round(s, 4) for t, s in expected.items()},
+            "wait_ms": {t: percentiles(backlogged.waits[t]) for t in WEIGHTS},
+        },
+        "high_within_share": {
+            "offered_per_s": {t: round(r) for t, r in within.items()},
+            "completed_per_s": {t: round(n / (seconds * 3 / 4)) for t, n in protected.done.items()},
+            "wait_ms": {t: percentiles(protected.waits[t]) for t in WEIGHTS},
+            "high_alone_wait_ms": percentiles(alone.waits["high"]),
+        },
         "share_error_max": round(share_error, 4),
-        "wait_ms": {t: percentiles(load.waits[t]) for t in WEIGHTS},
-        "high_alone_wait_ms": percentiles(alone.waits["high"]),
         "low_p99_over_high_p99": round(low_over_high, 2),
         "high_p99_over_alone": round(high_over_alone, 2),
         "priority_inversions": inversions,
@@ -177,9 +198,16 @@ def _ingest(tiered: bool, batches: int, commit_max_events: int) -> dict[str, Any
         per = batches // 4
 
         def produce(worker: int) -> None:
+            # Up to 16 batches in flight per producer: more queued than a
+            # commit of 1,000 takes, so with that bound the writer chooses.
+            window: deque[Future[Any]] = deque()
             for b in range(per):
                 tenant = _COST_TENANTS[(worker + b) % 3]
-                engine.submit_many([(tenant, f"s{b % 33}", "PreToolUse", PAYLOAD)] * 100)
+                window.append(engine.send_many([(tenant, f"s{b % 33}", "PreToolUse", PAYLOAD)] * 100))
+                if len(window) >= 16:
+                    window.popleft().result()
+            for future in window:
+                future.result()
 
         elapsed = run_threads(4, produce)
         commit = engine.statistics().commit
@@ -202,13 +230,14 @@ def _runner(tiered: bool, backlog: int) -> float:
 
 
 def tiers_cost(quick: bool = False) -> dict[str, Any]:
-    """Three tenants in three tiers against the same in one tier, same run:
-    ingest (4 producers, batches of 100; with the default commit size and
-    with commits of 1,000 so the writer must choose) and the runner's
-    backlog throughput (target: tiered within 10% of single-tier)."""
+    """Three tenants in three tiers against the same in one tier, same run,
+    best of 3 alternating rounds: ingest (4 producers, batches of 100, 16 in
+    flight each; with the default commit size and with commits of 1,000 so
+    the writer must choose) and the runner's backlog throughput (target:
+    tiered within 10% of single-tier)."""
     batches = 200 if quick else 800
     backlog = 10_000 if quick else 40_000
-    rounds = 1 if quick else 2
+    rounds = 1 if quick else 3
     figures: dict[str, list[float]] = {}
     ordered: dict[str, int] = {}
     for _ in range(rounds):

@@ -82,6 +82,13 @@ def _session_script(rng: random.Random, session: str) -> Iterator[Step]:
         yield "Stop", {**base, "summary": f"Done: {prompt.lower()}"}, "ai", None
 
 
+def place_demo_tenants(engine: Any) -> None:
+    """team-alpha is in a workspace (high tier), team-beta is not (medium),
+    so the dashboard's tier panel has two tiers to show."""
+    if engine.workspaces().get("demo") != ["team-alpha"]:
+        engine.set_workspace_members("demo", ["team-alpha"], why="the demo's paying team", actor="demo")
+
+
 class DemoProducer:
     """Runs the simulated sessions on a thread at about `rate` events/s."""
 

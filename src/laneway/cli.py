@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import trio
 
-    from ._demo import DemoProducer
+    from ._demo import DemoProducer, place_demo_tenants
     from ._demo_assistant import install_demo_assistant
     from .engine import Engine, load_config
     from .gateway import Gateway, load_gateway_config, load_or_create_secret, tune_gc
@@ -165,6 +165,7 @@ def _serve(args: argparse.Namespace) -> int:
                     print(f"  demo producer: ~{producer.rate:g} events/s into {', '.join(producer.tenants)}; Ctrl-C to stop", flush=True)
 
         if args.demo:
+            place_demo_tenants(engine)
             producer = DemoProducer(engine, rate=20)
             stop_assistant = install_demo_assistant(engine)
         trio.run(main)
@@ -264,13 +265,14 @@ def _tail(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from ._demo import DemoProducer
+    from ._demo import DemoProducer, place_demo_tenants
     from ._demo_assistant import install_demo_assistant
     from .engine import Engine
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with Engine.open(args.data) as engine:
+        place_demo_tenants(engine)
         producer = DemoProducer(engine, rate=args.rate)
         stop_assistant = install_demo_assistant(engine)
         subs = [engine.subscribe(tenant) for tenant in producer.tenants]

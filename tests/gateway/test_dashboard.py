@@ -312,3 +312,31 @@ def test_the_header_counts_open_failed_and_dead_effects(make_server: Callable[..
     server.engine.discard_effect("acme:s:2:0", actor="test")
     page.goto(f"{server.url}/?token={server.token('acme', 'subscribe')}")
     expect(page.locator("#effects")).to_have_text("1 · 0 · 1", timeout=WAIT_MS)
+
+
+def test_the_sla_panel_charts_waits_per_tier_and_shows_the_inversion_counter(make_server: Callable[..., Server], page: Page) -> None:
+    from laneway import effect
+
+    server = make_server()
+    engine = server.engine
+    engine.set_tier("globex", "low", why="test")
+    engine.set_workspace_members("ws", ["acme"], why="test")
+    engine.register_callable("work", lambda ctx: None)
+    engine.handler("T")(lambda event, state: effect("call", "work"))
+    for tenant in ("acme", "globex", "initech"):
+        engine.submit(tenant, "s", "T")
+    assert engine.wait_for_effects(WAIT_MS / 1000)
+    page.goto(f"{server.url}/?token={server.token(['*'], 'subscribe')}")
+    expect(page.locator("#sla")).to_be_visible(timeout=WAIT_MS)
+    expect(page.locator("#sla-inversions")).to_have_text("0", timeout=WAIT_MS)
+    for tier in ("high", "medium", "low"):
+        expect(page.locator(f"#sla-rows tr[data-tier='{tier}'] td").nth(5)).to_have_text("1", timeout=WAIT_MS)  # started
+    # A second poll adds a point to every tier's lines.
+    expect(page.locator("#sla-chart")).to_have_attribute("data-samples", "2", timeout=WAIT_MS)
+    assert page.locator("#sla-chart polyline.high.p99").get_attribute("points")
+
+
+def test_the_sla_panel_says_what_a_one_tenant_token_lacks(make_server: Callable[..., Server], page: Page) -> None:
+    server = make_server()
+    page.goto(f"{server.url}/?token={server.token('acme', 'subscribe')}")
+    expect(page.locator("#sla-note")).to_contain_text("token for every tenant", timeout=WAIT_MS)

@@ -154,11 +154,16 @@ class FairQueue(Generic[K, T]):
             return self._take_from(next(iter(active)))
         if not active:
             return None
-        top = max(p for p, _ in active)
+        top = max(active)[0]
         passes = self._passes
-        lane_key = min(
-            ((p, tier) for p, tier in active if p == top), key=lambda k: (passes.get(k, 0.0), -TIER_WEIGHTS.get(k[1], 1))
-        )
+        lane_key = None
+        best = (0.0, 0)
+        for key in active:
+            if key[0] == top:
+                rank = (passes.get(key, 0.0), -TIER_WEIGHTS.get(key[1], 1))
+                if lane_key is None or rank < best:
+                    lane_key, best = key, rank
+        assert lane_key is not None
         return self._take_from(lane_key)
 
     def take(self, key: K) -> T | None:

@@ -12,7 +12,7 @@ Routes (docs/protocol.md has request and response examples):
     POST  /api/v1/tenants/{t}/effects/{key}/retry|discard  act on one     (admin)
     GET   /api/v1/tenants/{t}/tier, PUT ...        a tenant's tier (PUT: admin)
     PUT   /api/v1/workspaces/{w}                  a workspace's tenants   (admin on *)
-    GET   /api/v1/sla                             the runner's SLA rows   (admin on *)
+    GET   /api/v1/sla                             the runner's SLA rows   (subscribe on *)
     GET   /api/v1/jobs, POST .../jobs/{n}/trigger recurring jobs, runs  (admin on *)
     GET   /api/v1/audit                           administrative changes    (admin)
     GET   /api/v2/summaries/bulk                  per-session and per-tenant summaries
@@ -450,7 +450,11 @@ class HttpApp:
         return {"job": name, "triggered": triggered}  # False: a run of it is going on
 
     async def sla(self, request: Request) -> Any:
-        self._require_admin_everywhere(request, "SLA figures")
+        # Aggregates, no tenant's data: any token that may read every tenant
+        # (the dashboard's subscribe token) may see them.
+        principal = self.principal(request)
+        if not ("*" in principal.tenants and principal.allows("*", "subscribe")):
+            raise HttpError(403, "forbidden", "SLA figures span tenants: this needs subscribe (or admin) on '*'")
         stats = await trio.to_thread.run_sync(self.engine.statistics)
         return {"sla": stats.sla or [], "priority_inversions": stats.priority_inversions or 0}
 

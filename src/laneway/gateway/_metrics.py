@@ -85,6 +85,8 @@ def render_metrics(engine: Engine, hub: Hub, requests: Counter[tuple[str, int]],
             [('{quantile="0.5"}', c.latency_ms_p50), ('{quantile="0.99"}', c.latency_ms_p99), ('{quantile="1"}', c.latency_ms_max)],
         )
         metric("commit_batch_mean", "gauge", "Mean events per group commit (last 4096).", [("", c.batch_mean)])
+        metric("commits_ordered_total", "counter", "Commits filled by priority and tier: more was queued than one commit takes.", [("", c.ordered_commits)])
+        metric("commit_backlog_events", "gauge", "Events queued for the WAL writer that it has not taken yet.", [("", c.backlog_events)])
     metric(
         "component_up", "gauge", "1 while a component works, 0 while /healthz reports a problem with it.",
         [(f'{{component="{name}"}}', 0 if name in problems else 1) for name in ("engine", "storage", *COMPONENTS)],

@@ -4,6 +4,7 @@
 // as is (docs/protocol.md describes every frame handled here).
 
 import { DualBucket } from "./buckets.js";
+import { SlaPanel } from "./sla.js";
 
 const PROTOCOL_V2 = "laneway.v2.json";
 const PROTOCOL_V1 = "laneway.v1.json";
@@ -12,6 +13,7 @@ const SESSION_ROWS = 100;
 const LIVE_WINDOW_MS = 60_000; // a session with an event this recent is "live"
 const BACKFILL_LIMIT = 1000; // newest events fetched for a session first seen on a resume
 const TENANT_POLL_MS = 3000;
+const SLA_POLL_MS = 2000;
 const PING_MS = 15_000;
 const RATE_WINDOW_S = 5;
 const MAX_GAP_NOTES = 50;
@@ -708,6 +710,19 @@ export async function main() {
     }
   };
   setInterval(effects, TENANT_POLL_MS);
+  // Waits per tier and the inversion counter (needs a token for every tenant).
+  const sla = new SlaPanel(document.getElementById("sla"));
+  const slaPoll = async () => {
+    try {
+      const response = await fetch(new URL("/api/v1/sla", base), { headers: { Authorization: `Bearer ${token}` } });
+      if (response.ok) sla.update(await response.json());
+      else if (response.status === 403) sla.unavailable("Waits per tier need a token for every tenant (subscribe on '*').");
+    } catch {
+      // the next poll tries again
+    }
+  };
+  slaPoll();
+  setInterval(slaPoll, SLA_POLL_MS);
   const frame = () => {
     view.draw(Date.now());
     requestAnimationFrame(frame);
