@@ -1,5 +1,6 @@
 import msgspec
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from laneway.core import (
     DEFAULT_RULES,
@@ -165,3 +166,25 @@ def test_patterns_that_backtrack_exponentially_in_re_run_in_linear_time(pattern:
 def test_patterns_re2_cannot_run_are_refused_when_the_rule_is_set(pattern: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Classifier((PriorityRule("T", 1, (PayloadPredicate("s", "matches", pattern),)),))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["A", "B", "*"]), st.integers(0, 3), st.booleans()),
+        max_size=6,
+    ),
+    st.sampled_from(["A", "B", "C"]),
+    st.sampled_from(["high", "low", None]),
+)
+def test_the_level_bound_is_never_below_what_classify_gives(rules: list[tuple[str, int, bool]], type_: str, severity: str | None) -> None:
+    """Schedulers rank by `level_bound` before the payload is decoded; a
+    bound below the real level would let the event wait behind lower work."""
+    compiled = Classifier(
+        [PriorityRule(t, level, (PayloadPredicate("severity", "eq", "high"),) if conditional else ()) for t, level, conditional in rules]
+    )
+    payload = encode({"severity": severity} if severity else {})
+    level, _ = compiled.classify(type_, payload)
+    assert compiled.level_bound(type_) >= level
+    if not any(conditional for _, _, conditional in rules):
+        assert compiled.level_bound(type_) == level  # no predicates: the bound is exact
