@@ -93,7 +93,10 @@ class SocketTransport:
         says it is done (its close frame came), it closes, or `LINGER_S`;
         then close. Without `until` (the peer closed or sent its close
         frame already) close at once: the server closes first, as RFC 6455
-        wants."""
+        wants. Either way, whatever input is still unread is read and
+        dropped just before the close: unread input at close is what turns
+        a FIN into a reset, and a reset also discards what our kernel has
+        not sent yet (the close frame, behind a slow reader)."""
         stream = self._stream
         if until is not None:
             try:
@@ -104,7 +107,20 @@ class SocketTransport:
                             break
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
+        self._drain_input()
         await stream.aclose()
+
+    def _drain_input(self, most: int = 64) -> None:
+        """Read what has arrived, without waiting (at most `most` reads: a
+        peer that floods still gets its reset)."""
+        for _ in range(most):
+            try:
+                if not os.read(self._fd, READ_SIZE):
+                    return  # end of input
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # reset, or closed: nothing to protect any more
 
 
 class StreamTransport:
