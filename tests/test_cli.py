@@ -83,7 +83,7 @@ def test_bench_lists_and_runs_a_scenario_in_a_fresh_process(tmp_path: Path) -> N
 
 
 def test_cpu_steal_is_the_hypervisors_share_of_the_interval() -> None:
-    from laneway.cli import _steal_pct
+    from laneway._bench_cli import _steal_pct
 
     # user nice system idle iowait irq softirq steal guest guest_nice
     before = [100, 0, 50, 800, 10, 0, 0, 40, 0, 0]

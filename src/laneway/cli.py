@@ -16,19 +16,16 @@ Each subcommand lives in a function below; `main` only parses arguments.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from ._bench_cli import add_bench_command
 from ._effects_cli import add_effects_commands
 from ._jobs_cli import add_jobs_commands
 from ._snapshot_cli import add_snapshot_commands
@@ -76,14 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--rate", type=float, default=20, help="events per second (default: 20)")
     demo.set_defaults(run=_demo)
 
-    bench = sub.add_parser("bench", help="run benchmark scenarios (see docs/benchmarks.md)")
-    bench.add_argument("scenarios", nargs="*", help="scenario names or prefixes (default: all)")
-    bench.add_argument("--dir", default=None, help="benchmarks directory (default: ./benchmarks)")
-    bench.add_argument("--quick", action="store_true", help="smaller, faster runs (for smoke tests)")
-    bench.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
-    bench.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
-    bench.set_defaults(run=_bench)
+    add_bench_command(sub)
 
     add_snapshot_commands(sub)
     add_effects_commands(sub)
@@ -301,133 +291,6 @@ def _print_events(sub: Any) -> None:
     for event in sub:
         lane = names[event.priority]
         print(f"{event.tenant}:{event.session} #{event.seq:<4} {lane:<8} {event.type}", flush=True)
-
-
-# -- bench ---------------------------------------------------------------------
-
-
-def _bench_dir(explicit: str | None) -> Path:
-    if explicit:
-        return Path(explicit)
-    for candidate in (Path.cwd() / "benchmarks", Path(__file__).resolve().parents[2] / "benchmarks"):
-        if candidate.is_dir():
-            return candidate
-    raise SystemExit("laneway bench: no benchmarks/ directory here; run it from a laneway checkout or pass --dir")
-
-
-def _load_scenarios(directory: Path) -> dict[str, Any]:
-    scenarios: dict[str, Any] = {}
-    sys.path.insert(0, str(directory))
-    for path in sorted(directory.glob("*.py")):
-        if path.name.startswith("_"):
-            continue
-        spec = importlib.util.spec_from_file_location(f"laneway_bench_{path.stem}", path)
-        assert spec and spec.loader
-        module: ModuleType = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        for name, func in getattr(module, "SCENARIOS", {}).items():
-            scenarios[name] = func
-    return scenarios
-
-
-def _cpu_ticks() -> list[int] | None:
-    """The machine's CPU time counters (Linux /proc/stat), or None."""
-    try:
-        with open("/proc/stat") as stat:
-            return [int(field) for field in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-
-
-def _steal_pct(before: list[int] | None, after: list[int] | None) -> float | None:
-    """Share of CPU time the hypervisor gave to other guests in between: on
-    a shared virtual machine, figures taken while it is high are not
-    comparable (see docs/benchmarks.md)."""
-    if not before or not after or len(before) < 8 or len(after) < 8:
-        return None
-    # user nice system idle iowait irq softirq steal (guest time is inside user)
-    total = sum(after[:8]) - sum(before[:8])
-    return round(100.0 * (after[7] - before[7]) / total, 1) if total > 0 else None
-
-
-def _bench(args: argparse.Namespace) -> int:
-    directory = _bench_dir(args.dir)
-    scenarios = _load_scenarios(directory)
-    if args.list:
-        for name, func in scenarios.items():
-            doc = (func.__doc__ or "").strip().splitlines()
-            print(f"{name:28} {doc[0] if doc else ''}")
-        return 0
-    chosen = [n for n in scenarios if not args.scenarios or any(n.startswith(p) for p in args.scenarios)]
-    if args.in_process:
-        chosen = [n for n in scenarios if n in args.scenarios]
-    if not chosen:
-        print(f"laneway bench: no scenario matches {args.scenarios}; try --list", file=sys.stderr)
-        return 2
-    if args.in_process:
-        # Child mode: run one scenario, print its result as the last line.
-        (name,) = chosen
-        started, cpu = time.perf_counter(), _cpu_ticks()
-        result = scenarios[name](quick=args.quick)
-        result["seconds"] = round(time.perf_counter() - started, 2)
-        steal = _steal_pct(cpu, _cpu_ticks())
-        if steal is not None:
-            result["cpu_steal_pct"] = steal
-        print(json.dumps(result))
-        return 0
-    results: dict[str, Any] = {}
-    for name in chosen:
-        print(f"== {name} ...", flush=True)
-        # Each scenario runs in a fresh interpreter: memory figures must not
-        # inherit another scenario's heap, nor timings its leftover threads.
-        command = [sys.executable, "-m", "laneway.cli", "bench", name, "--in-process", "--dir", str(directory)]
-        if args.quick:
-            command.append("--quick")
-        child = subprocess.run(command, capture_output=True, text=True)
-        if child.returncode != 0:
-            print(child.stdout + child.stderr, file=sys.stderr)
-            results[name] = {"error": f"exited with {child.returncode}", "target_met": False}
-            continue
-        result = json.loads(child.stdout.strip().splitlines()[-1])
-        results[name] = result
-        _print_result(name, result)
-    report = {
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform},
-        "quick": args.quick,
-        "results": results,
-    }
-    print(json.dumps(report, indent=2))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
-    failed = [n for n, r in results.items() if r.get("target_met") is False]
-    if failed:
-        print(f"targets missed: {', '.join(failed)}", file=sys.stderr)
-    return 0
-
-
-def _print_result(name: str, result: dict[str, Any]) -> None:
-    rows = [(k, v) for k, v in result.items() if not isinstance(v, (dict, list))]
-    width = max((len(k) for k, _ in rows), default=10)
-    print(f"   {name}")
-    for key, value in rows:
-        shown = f"{value:,.3f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
-        print(f"   {key:<{width}}  {shown}")
-    for key, value in result.items():
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            print(f"   {key}:")
-            columns = list(value[0])
-            print("     " + "  ".join(f"{c:>14}" for c in columns))
-            for row in value:
-                print("     " + "  ".join(f"{_fmt(row.get(c)):>14}" for c in columns))
-    print(flush=True)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.3f}"
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return str(value)
 
 
 # -- config --------------------------------------------------------------------

@@ -1,0 +1,265 @@
+"""`laneway bench`: run benchmark scenarios, each in a fresh interpreter,
+judge them against `benchmarks/targets.toml`, and say so in one table.
+
+Stdout carries a spinner while a scenario runs (on a terminal only), each
+scenario's figures, and the summary table; `--json FILE` writes the whole
+report (machine, versions, every result, every verdict) to FILE only.
+`--check` exits 1 when a figure misses its target, naming each one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ._bench_targets import TargetsError, Verdict, judge, load_targets
+
+__all__ = ["add_bench_command"]
+
+_VERSIONS = ("laneway", "lmdb", "msgspec", "pykka", "trio")
+
+
+def add_bench_command(sub: Any) -> None:
+    bench = sub.add_parser("bench", help="run benchmark scenarios (see docs/benchmarks.md)")
+    bench.add_argument("scenarios", nargs="*", help="scenario names or prefixes (default: all)")
+    bench.add_argument("--dir", default=None, help="benchmarks directory (default: ./benchmarks)")
+    bench.add_argument("--quick", action="store_true", help="smaller, faster runs (for smoke tests)")
+    bench.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    bench.add_argument("--json", metavar="FILE", help="write the full report as JSON to FILE")
+    bench.add_argument("--check", action="store_true", help="exit 1 if a figure misses its target in targets.toml")
+    bench.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+    bench.set_defaults(run=_bench)
+
+
+def _bench_dir(explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    for candidate in (Path.cwd() / "benchmarks", Path(__file__).resolve().parents[2] / "benchmarks"):
+        if candidate.is_dir():
+            return candidate
+    raise SystemExit("laneway bench: no benchmarks/ directory here; run it from a laneway checkout or pass --dir")
+
+
+def _load_scenarios(directory: Path) -> dict[str, Any]:
+    scenarios: dict[str, Any] = {}
+    sys.path.insert(0, str(directory))
+    for path in sorted(directory.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        spec = importlib.util.spec_from_file_location(f"laneway_bench_{path.stem}", path)
+        assert spec and spec.loader
+        module: ModuleType = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for name, func in getattr(module, "SCENARIOS", {}).items():
+            scenarios[name] = func
+    return scenarios
+
+
+def _cpu_ticks() -> list[int] | None:
+    """The machine's CPU time counters (Linux /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as stat:
+            return [int(field) for field in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def _steal_pct(before: list[int] | None, after: list[int] | None) -> float | None:
+    """Share of CPU time the hypervisor gave to other guests in between: on
+    a shared virtual machine, figures taken while it is high are not
+    comparable (see docs/benchmarks.md)."""
+    if not before or not after or len(before) < 8 or len(after) < 8:
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is inside user)
+    total = sum(after[:8]) - sum(before[:8])
+    return round(100.0 * (after[7] - before[7]) / total, 1) if total > 0 else None
+
+
+def _memory_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _fsync_ms(samples: int = 20) -> float:
+    """Median time of a 4 KiB write + fsync where the scenarios keep their
+    data (/var/tmp): the disk's sync latency, which bounds every durable figure."""
+    times = []
+    with tempfile.NamedTemporaryFile(dir="/var/tmp", prefix="laneway-fsync-") as handle:
+        for _ in range(samples):
+            handle.write(b"x" * 4096)
+            handle.flush()
+            started = time.perf_counter()
+            os.fsync(handle.fileno())
+            times.append((time.perf_counter() - started) * 1000)
+    return round(statistics.median(times), 3)
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": sys.version.split()[0]}
+    for name in _VERSIONS:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "memory_bytes": _memory_bytes(),
+        "fsync_ms_median": _fsync_ms(),
+        "platform": sys.platform,
+    }
+
+
+def _run_child(directory: Path, name: str, quick: bool) -> dict[str, Any]:
+    # Each scenario runs in a fresh interpreter: memory figures must not
+    # inherit another scenario's heap, nor timings its leftover threads.
+    command = [sys.executable, "-m", "laneway.cli", "bench", name, "--in-process", "--dir", str(directory)]
+    if quick:
+        command.append("--quick")
+    child = subprocess.run(command, capture_output=True, text=True)
+    if child.returncode != 0:
+        tail = (child.stdout + child.stderr).strip().splitlines()[-20:]
+        return {"error": f"exited with {child.returncode}", "output": tail}
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def _in_process(scenarios: dict[str, Any], name: str, quick: bool) -> int:
+    """Child mode: run one scenario, print its result as the last line."""
+    started, cpu = time.perf_counter(), _cpu_ticks()
+    result = scenarios[name](quick=quick)
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    steal = _steal_pct(cpu, _cpu_ticks())
+    if steal is not None:
+        result["cpu_steal_pct"] = steal
+    print(json.dumps(result))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    directory = _bench_dir(args.dir)
+    scenarios = _load_scenarios(directory)
+    console = Console(emoji=False, highlight=False)
+    if args.list:
+        for name, func in scenarios.items():
+            doc = (func.__doc__ or "").strip().splitlines()
+            print(f"{name:28} {doc[0] if doc else ''}")
+        return 0
+    if args.in_process:
+        if args.scenarios and args.scenarios[0] in scenarios:
+            return _in_process(scenarios, args.scenarios[0], args.quick)
+        print(f"laneway bench: no scenario {args.scenarios}", file=sys.stderr)
+        return 2
+    chosen = [n for n in scenarios if not args.scenarios or any(n.startswith(p) for p in args.scenarios)]
+    if not chosen:
+        print(f"laneway bench: no scenario matches {args.scenarios}; try --list", file=sys.stderr)
+        return 2
+    try:
+        targets = load_targets(directory / "targets.toml") if (directory / "targets.toml").exists() else []
+    except TargetsError as exc:
+        print(f"laneway bench: {exc}", file=sys.stderr)
+        return 2
+    machine = _machine()
+    console.print(
+        f"{len(chosen)} scenario{'s' if len(chosen) != 1 else ''}{' (quick)' if args.quick else ''}; "
+        f"{machine['cpus']} CPUs, fsync {machine['fsync_ms_median']} ms (median of 20)"
+    )
+    results: dict[str, Any] = {}
+    for index, name in enumerate(chosen, 1):
+        with console.status(f"[{index}/{len(chosen)}] {escape(name)}", spinner="dots") if console.is_terminal else _quiet():
+            started = time.perf_counter()
+            result = _run_child(directory, name, args.quick)
+        results[name] = result
+        took = time.perf_counter() - started
+        if "error" in result:
+            console.print(f"[{index}/{len(chosen)}] {escape(name)}: [red]failed[/red] ({result['error']}, {took:.0f} s)")
+            for line in result.get("output", []):
+                console.print(f"    {escape(line)}")
+        else:
+            steal = result.get("cpu_steal_pct")
+            console.print(f"[{index}/{len(chosen)}] {escape(name)}: {took:.0f} s" + (f", CPU steal {steal}%" if steal is not None else ""))
+    verdicts = judge(targets, {n: r for n, r in results.items() if "error" not in r})
+    console.print(_summary(results, verdicts))
+    report = {
+        "machine": machine,
+        "versions": _versions(),
+        "quick": args.quick,
+        "results": results,
+        "verdicts": [
+            {"scenario": v.target.scenario, "figure": v.target.figure, "value": v.value, "bound": v.target.bound, "met": v.met}
+            for v in verdicts
+        ],
+    }
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    failed = [n for n, r in results.items() if "error" in r]
+    missed = [v for v in verdicts if not v.met]
+    if failed:
+        console.print(f"[red]failed to run:[/red] {', '.join(failed)}")
+    if missed:
+        names = ", ".join(f"{v.target.scenario}.{v.target.figure} ({_fmt(v.value)} {v.target.unit}, target {v.target.bound})" for v in missed)
+        console.print(f"targets missed: {escape(names)}")
+    if failed or (args.check and missed):
+        return 1
+    return 0
+
+
+class _quiet:
+    """No spinner off a terminal (a log or a pipe gets the result lines only)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _summary(results: dict[str, Any], verdicts: list[Verdict]) -> Table:
+    table = Table(title="laneway bench", show_lines=False)
+    for column, justify in (("scenario", "left"), ("figure", "left"), ("value", "right"), ("unit", "left"), ("target", "right"), ("ratio", "right"), ("met", "center")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    judged = set()
+    for v in verdicts:
+        judged.add(v.target.scenario)
+        ratio = v.ratio
+        table.add_row(
+            escape(v.target.scenario), escape(v.target.figure), _fmt(v.value), escape(v.target.unit), v.target.bound,
+            f"{ratio:.2f}" if ratio is not None else "-", "yes" if v.met else "[red]no[/red]",
+        )
+    for name, result in results.items():
+        if name not in judged:
+            table.add_row(escape(name), "(no target)" if "error" not in result else "[red]failed[/red]", "", "", "", "", "")
+    return table
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "missing"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:,.3f}".rstrip("0").rstrip(".")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
