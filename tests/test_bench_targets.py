@@ -94,3 +94,15 @@ def test_check_exits_1_naming_each_missed_figure_and_0_when_all_are_met(tmp_path
 def test_a_broken_targets_file_stops_the_run_with_one_line(tmp_path: Path) -> None:
     out = _bench(tmp_path, "[tiny]\nrate = { min = 1, max = 2 }\n")
     assert out.returncode == 2 and "exactly one of min, max" in out.stderr
+
+
+def test_a_skipped_peer_is_shown_with_its_reason_and_not_judged(tmp_path: Path) -> None:
+    (tmp_path / "peer.py").write_text(
+        "def peer(quick=False):\n    return {'skipped': 'redis-server is not installed'}\nSCENARIOS = {'peer': peer}\n"
+    )
+    (tmp_path / "targets.toml").write_text("[peer]\nratio = { min = 1 }\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "laneway.cli", "bench", "--dir", str(tmp_path), "--check"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "skipped: redis-server is not installed" in out.stdout and "targets missed" not in out.stdout

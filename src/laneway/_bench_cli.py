@@ -162,7 +162,8 @@ def _in_process(scenarios: dict[str, Any], name: str, quick: bool) -> int:
 def _bench(args: argparse.Namespace) -> int:
     directory = _bench_dir(args.dir)
     scenarios = _load_scenarios(directory)
-    console = Console(emoji=False, highlight=False)
+    # Off a terminal (a log, CI) nothing limits the width: keep names whole.
+    console = Console(emoji=False, highlight=False, width=None if sys.stdout.isatty() else 200)
     if args.list:
         for name, func in scenarios.items():
             doc = (func.__doc__ or "").strip().splitlines()
@@ -198,10 +199,13 @@ def _bench(args: argparse.Namespace) -> int:
             console.print(f"[{index}/{len(chosen)}] {escape(name)}: [red]failed[/red] ({result['error']}, {took:.0f} s)")
             for line in result.get("output", []):
                 console.print(f"    {escape(line)}")
+        elif "skipped" in result:
+            console.print(f"[{index}/{len(chosen)}] {escape(name)}: skipped: {escape(str(result['skipped']))}")
         else:
             steal = result.get("cpu_steal_pct")
             console.print(f"[{index}/{len(chosen)}] {escape(name)}: {took:.0f} s" + (f", CPU steal {steal}%" if steal is not None else ""))
-    verdicts = judge(targets, {n: r for n, r in results.items() if "error" not in r})
+    # A peer that cannot run here reports {"skipped": why}: shown, not judged.
+    verdicts = judge(targets, {n: r for n, r in results.items() if "error" not in r and "skipped" not in r})
     console.print(_summary(results, verdicts))
     report = {
         "machine": machine,
@@ -251,7 +255,13 @@ def _summary(results: dict[str, Any], verdicts: list[Verdict]) -> Table:
         )
     for name, result in results.items():
         if name not in judged:
-            table.add_row(escape(name), "(no target)" if "error" not in result else "[red]failed[/red]", "", "", "", "", "")
+            if "error" in result:
+                what = "[red]failed[/red]"
+            elif "skipped" in result:
+                what = f"skipped: {escape(str(result['skipped']))}"
+            else:
+                what = "(no target)"
+            table.add_row(escape(name), what, "", "", "", "", "")
     return table
 
 
