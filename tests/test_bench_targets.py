@@ -106,3 +106,17 @@ def test_a_skipped_peer_is_shown_with_its_reason_and_not_judged(tmp_path: Path) 
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "skipped: redis-server is not installed" in out.stdout and "targets missed" not in out.stdout
+
+
+def test_no_peers_leaves_out_the_peer_scenarios(tmp_path: Path) -> None:
+    (tmp_path / "both.py").write_text(
+        "def own(quick=False):\n    return {'rate': 1}\n"
+        "def peer_x(quick=False):\n    raise SystemExit('a peer must not run')\n"
+        "SCENARIOS = {'own': own, 'peer_x': peer_x}\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "laneway.cli", "bench", "--dir", str(tmp_path), "--no-peers", "--json", str(tmp_path / "r.json")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert list(json.loads((tmp_path / "r.json").read_text())["results"]) == ["own"]

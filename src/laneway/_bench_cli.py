@@ -31,7 +31,9 @@ from ._bench_targets import TargetsError, Verdict, judge, load_targets
 
 __all__ = ["add_bench_command"]
 
-_VERSIONS = ("laneway", "lmdb", "msgspec", "pykka", "trio")
+_VERSIONS = ("laneway", "lmdb", "msgspec", "pykka", "trio", "redis")
+# Scenarios that measure another system beside laneway (`--no-peers` skips them).
+PEER_PREFIX = "peer_"
 
 
 def add_bench_command(sub: Any) -> None:
@@ -42,6 +44,9 @@ def add_bench_command(sub: Any) -> None:
     bench.add_argument("--list", action="store_true", help="list the scenarios and exit")
     bench.add_argument("--json", metavar="FILE", help="write the full report as JSON to FILE")
     bench.add_argument("--check", action="store_true", help="exit 1 if a figure misses its target in targets.toml")
+    peers = bench.add_mutually_exclusive_group()
+    peers.add_argument("--peers", dest="peers", action="store_true", default=True, help="also measure the peers (peer_* scenarios; the default)")
+    peers.add_argument("--no-peers", dest="peers", action="store_false", help="laneway's own scenarios only")
     bench.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     bench.set_defaults(run=_bench)
 
@@ -175,6 +180,8 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"laneway bench: no scenario {args.scenarios}", file=sys.stderr)
         return 2
     chosen = [n for n in scenarios if not args.scenarios or any(n.startswith(p) for p in args.scenarios)]
+    if not args.peers:
+        chosen = [n for n in chosen if not n.startswith(PEER_PREFIX)]
     if not chosen:
         print(f"laneway bench: no scenario matches {args.scenarios}; try --list", file=sys.stderr)
         return 2
