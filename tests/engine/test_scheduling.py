@@ -59,4 +59,3 @@ def test_every_session_keeps_its_order_while_commits_and_actors_are_reordered() 
             assert [e.seq for e in events] == list(range(1, per_session + 1))
         commit = engine.statistics().commit
         assert commit is not None and commit.ordered_commits > 0  # the writer did have to choose
-        assert engine.statistics().priority_inversions == 0

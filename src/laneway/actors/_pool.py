@@ -88,15 +88,6 @@ class Dispatcher:
     def schedule(self, mailbox: Mailbox) -> None:
         self._arrivals.put(mailbox)
 
-    @property
-    def inversions(self) -> int:
-        return self._ready.inversions
-
-    def depth(self) -> dict[tuple[int, str], int]:
-        """Ready actors per (priority, tier), of those the workers have seen."""
-        with self._lock:
-            return self._ready.depth()
-
     def stop(self) -> None:
         """End the workers once the queue ahead of them is handled. Stop the
         actors first: a message sent after this is never handled."""
