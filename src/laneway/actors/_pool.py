@@ -112,27 +112,22 @@ class Dispatcher:
         A mailbox that arrives while nothing else is ready runs without
         being ranked: there is no choice to make (the common case)."""
         arrivals, ready = self._arrivals, self._ready
+        woken: object = None  # what a blocking get returned, not sorted yet
         while True:
             with self._lock:
-                if not ready and not self._stops:
-                    try:
-                        item = arrivals.get_nowait()
-                    except queue.Empty:
-                        item = None
-                    if isinstance(item, Mailbox) and arrivals.empty():
-                        return item
-                    if item is not None:
-                        self._arrived(item)
-                while True:
-                    try:
-                        self._arrived(arrivals.get_nowait())
-                    except queue.Empty:
-                        break
-                mailbox = ready.pop(0)
-                if mailbox is not None:
-                    if self._waiting and len(ready):
+                if woken is not None:
+                    self._waiting -= 1
+                fresh = self._sort_arrivals(woken)
+                woken = None
+                if len(fresh) == 1 and not ready:
+                    return fresh[0]
+                for mailbox in fresh:
+                    ready.push(mailbox, mailbox, 0, 0)
+                best = ready.pop(0)
+                if best is not None:
+                    if self._waiting and ready:
                         arrivals.put(_NUDGE)  # more is ready: wake a waiting worker
-                    return mailbox
+                    return best
                 if self._stops:
                     # Obey one; hand the rest back, for workers waiting on
                     # `_arrivals` (this drain may have taken theirs).
@@ -141,19 +136,22 @@ class Dispatcher:
                     self._stops = 0
                     return None
                 self._waiting += 1
-            item = arrivals.get()
-            with self._lock:
-                self._waiting -= 1
-                if isinstance(item, Mailbox) and not ready and arrivals.empty():
-                    return item
-                self._arrived(item)
+            woken = arrivals.get()
 
-    def _arrived(self, item: object) -> None:
-        if item is _STOP:
-            self._stops += 1
-        elif item is not _NUDGE:
-            assert isinstance(item, Mailbox)
-            self._ready.push(item, item, 0, 0)
+    def _sort_arrivals(self, first: object) -> list[Mailbox]:
+        """`first` and everything queued behind it: the mailboxes, in
+        arrival order; stop markers counted, nudges dropped."""
+        fresh: list[Mailbox] = []
+        item = first
+        while True:
+            if item is _STOP:
+                self._stops += 1
+            elif isinstance(item, Mailbox):
+                fresh.append(item)
+            try:
+                item = self._arrivals.get_nowait()
+            except queue.Empty:
+                return fresh
 
 
 _STOP = object()
@@ -272,7 +270,8 @@ class PooledActor(pykka.Actor):
 
     def rank(self, message: Any) -> Rank:
         """Where a mailbox whose next message is `message` stands on the run
-        queue; called on the sender's thread. Default: a control message."""
+        queue; called on a dispatcher worker, only when there is a choice
+        to make. Default: a control message."""
         return CONTROL
 
     def _start_actor_loop(self) -> None:
