@@ -71,7 +71,9 @@ class EffectRunner:
         self.kinds: dict[str, Executor] = {}
         self._cond = threading.Condition()
         # The tier is read when an effect is queued: work already queued
-        # keeps the tier it had, new work gets a changed one.
+        # keeps the tier it had, new work gets a changed one. It must not
+        # raise: the engine's `Tiers.tier_of` falls back to medium (logged,
+        # counted) itself, one guard for every queue that ranks by tier.
         self.tier_of = tier_of
         self._tiers: dict[str, str] = {}  # effect key -> the tier it was queued with
         self._queue: FairQueue[str, EffectRecord] = FairQueue(self._classify)
@@ -98,11 +100,7 @@ class EffectRunner:
     def _push(self, record: EffectRecord, now: int) -> None:
         """Queue (under the condition's lock)."""
         key = record.key
-        try:
-            self._tiers[key] = self.tier_of(record.tenant)
-        except Exception:  # a broken tier source must not lose the effect
-            log.exception("could not find the tier of %s; using medium", record.tenant)
-            self._tiers[key] = "medium"
+        self._tiers[key] = self.tier_of(record.tenant)
         self._ready_at[key] = max(now, record.next_at)
         self._queue.push(key, record, record.next_at, now)
 

@@ -83,7 +83,7 @@ class SessionActor(PooledActor):
         self._table = table
         self._writer = writer
         self._handlers = handlers if handlers is not None else Handlers()
-        self._tier_of = tier_of
+        self._tier_of = tier_of  # must not raise (see EffectRunner.tier_of)
 
     def rank(self, message: Any) -> Rank:
         """A submit ranks by the highest priority its items can get (explicit,
@@ -94,11 +94,7 @@ class SessionActor(PooledActor):
             return CONTROL
         bound = state.ctx.rules[1].level_bound
         priority = max((item.priority if item.priority is not None else bound(item.type) for item in message.items), default=0)
-        try:
-            tier = self._tier_of(state.tenant)
-        except Exception:  # a broken tier source must not stop the session
-            tier = "medium"
-        return priority, tier, state.tenant
+        return priority, self._tier_of(state.tenant), state.tenant
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, SubmitMessage):

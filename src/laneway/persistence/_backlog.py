@@ -31,7 +31,8 @@ class CommitBacklog:
     """Batches waiting for a commit (the writer thread's; not thread-safe).
 
     tier_of(tenant): the tenant's tier when its batch reaches the front of
-        its session's chain.
+        its session's chain; must not raise (the engine's `Tiers.tier_of`
+        falls back to medium, logs and counts by itself).
     """
 
     def __init__(self, tier_of: Callable[[str], str]) -> None:
@@ -53,11 +54,7 @@ class CommitBacklog:
 
     def _classify(self, chain: _Chain) -> tuple[int, str, str]:
         head = chain[0]
-        try:
-            tier = self._tier_of(head.tenant)
-        except Exception:  # a broken tier source must not stop the commits
-            tier = "medium"
-        return max((event.priority for event in head.events), default=0), tier, head.tenant
+        return max((event.priority for event in head.events), default=0), self._tier_of(head.tenant), head.tenant
 
     def take(self, max_events: int, max_bytes: int) -> tuple[list[WriteBatch], int]:
         """The next commit's batches and their event count. A commit holds
@@ -95,12 +92,3 @@ class CommitBacklog:
         self.events -= count
         self.nbytes -= nbytes
         return group, count
-
-    def drain(self) -> list[WriteBatch]:
-        """Everything still queued (the writer is stopping), chains in order."""
-        rest = [batch for chain in self._chains.values() for batch in chain] + self._arrived
-        self._chains.clear()
-        self._fair = FairQueue(self._classify)
-        self._arrived = []
-        self.events = self.nbytes = 0
-        return rest

@@ -328,9 +328,8 @@ class WalWriter:
         # The engine stops admitting work before it stops the writer, so
         # this finds nothing unless something raced a close; fail it loudly
         # rather than leave a producer waiting forever.
+        # (The backlog is empty here: _run stops only once it is committed.)
         closed = EngineClosed("the engine closed before this was written")
-        if self._backlog:
-            self._fail(self._backlog.drain(), closed)
         while True:
             try:
                 item = self._queue.get_nowait()
