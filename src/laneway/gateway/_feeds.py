@@ -40,6 +40,7 @@ ALL_TENANTS = Filter("*")
 # most, the rest for acks, HTTP and dispatch (measured: see benchmarks).
 _PACING = 0.5
 _TIER_ORDER = {"high": 0, "medium": 1, "low": 2}
+_MEDIUM = _TIER_ORDER["medium"]
 
 
 class FanOut:
@@ -128,33 +129,31 @@ class FanOut:
         by_tenant: dict[str, list[Outgoing]] = {}
         for out in items:
             by_tenant.setdefault(out.event.tenant, []).append(out)
+        spanning = self._global  # compat feeds: every tenant's events
+        best: tuple[int, int] | None = None  # their rank: the best of this dispatch
         for tenant, group in by_tenant.items():
             feeds = self._by_tenant.get(tenant)
-            if not feeds:
+            if not feeds and not spanning:
                 continue
-            rank = self._rank(tenant, group)
-            for feed in feeds:
+            rank = self._tenant_rank(tenant, max(out.event.priority for out in group))
+            if best is None or rank < best:
+                best = rank
+            for feed in feeds or ():
                 if feed.offer(group, now):
                     self._mark(feed, rank)
-        if self._global:
-            rank = min(self._rank(tenant, group) for tenant, group in by_tenant.items())
-            for feed in self._global:
+        if spanning and best is not None:
+            for feed in spanning:
                 if feed.offer(items, now):
-                    self._mark(feed, rank)
+                    self._mark(feed, best)
         if self._dirty:
             self._flush_needed.set()
 
-    def _rank(self, tenant: str, group: Sequence[Outgoing]) -> tuple[int, int]:
-        return self._tenant_rank(tenant, max(out.event.priority for out in group))
-
     def _tenant_rank(self, tenant: str, priority: int) -> tuple[int, int]:
+        """Round order of a feed: higher priority first, then higher tier.
+        `tier_of` must not raise (the engine's falls back to medium itself)."""
         if tenant == ALL_TENANTS.tenant:
-            return -priority, _TIER_ORDER["medium"]
-        try:
-            tier = _TIER_ORDER.get(self._tier_of(tenant), 1)
-        except Exception:  # a broken tier source must not stop the fan-out
-            tier = 1
-        return -priority, tier
+            return -priority, _MEDIUM
+        return -priority, _TIER_ORDER.get(self._tier_of(tenant), _MEDIUM)
 
     def _mark(self, feed: Feed, rank: tuple[int, int]) -> None:
         """`feed` has frames to hand out; it keeps its place in line, moved
@@ -196,10 +195,7 @@ class FanOut:
     def round(self, now: int) -> int:
         """One flush round (see the module doc); returns the bytes written."""
         dirty = self._dirty
-        if len(dirty) == 1:
-            order = list(dirty)
-        else:
-            order = sorted(dirty, key=dirty.__getitem__)
+        order = sorted(dirty, key=dirty.__getitem__)
         budget = self.config.flush_round_bytes or -1
         written = 0
         for feed in order:
