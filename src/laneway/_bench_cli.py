@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -197,7 +198,8 @@ def _bench(args: argparse.Namespace) -> int:
     )
     results: dict[str, Any] = {}
     for index, name in enumerate(chosen, 1):
-        with console.status(f"[{index}/{len(chosen)}] {escape(name)}", spinner="dots") if console.is_terminal else _quiet():
+        # A spinner on a terminal only: a log or a pipe gets the result lines.
+        with console.status(f"[{index}/{len(chosen)}] {escape(name)}", spinner="dots") if console.is_terminal else nullcontext():
             started = time.perf_counter()
             result = _run_child(directory, name, args.quick)
         results[name] = result
@@ -236,16 +238,6 @@ def _bench(args: argparse.Namespace) -> int:
     if failed or (args.check and missed):
         return 1
     return 0
-
-
-class _quiet:
-    """No spinner off a terminal (a log or a pipe gets the result lines only)."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _summary(results: dict[str, Any], verdicts: list[Verdict]) -> Table:
