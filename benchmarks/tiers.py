@@ -64,8 +64,8 @@ class _Load:
 
     def __init__(self, engine: Engine, rates: dict[str, float]) -> None:
         self.engine = engine
-        self.tenants = [t for tier in rates for t in _tenants(tier)]
         self.tier_of = {t: tier for tier in rates for t in _tenants(tier)}
+        self.tenants = list(self.tier_of)
         self.rate = {t: rates[tier] / TENANTS_PER_TIER for t, tier in self.tier_of.items()}
         self.open = dict.fromkeys(self.tenants, 0)
         self.sent = dict.fromkeys(self.tenants, 0)
@@ -92,9 +92,9 @@ class _Load:
         started = time.perf_counter()
         end = started + seconds
         while (now := time.perf_counter()) < end:
-            self.measuring = now - started >= warmup
-            items = []
             elapsed = now - started
+            self.measuring = elapsed >= warmup
+            items = []
             with self.lock:
                 for tenant in self.tenants:
                     n = min(int(elapsed * self.rate[tenant]) - self.sent[tenant], WINDOW - self.open[tenant])
