@@ -389,7 +389,7 @@ export class Connection {
       const url = new URL(path, this.base);
       url.searchParams.set("after_seq", String(after));
       url.searchParams.set("limit", String(BACKFILL_LIMIT));
-      const response = await fetch(url, { headers: { Authorization: `Bearer ${this.token}` } });
+      const response = await apiGet(this.base, this.token, url);
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       fetched = (await response.json()).events.map((e) => fromHttp(e, this.version));
     } catch (error) {
@@ -624,8 +624,13 @@ async function subscriptionLimit(base) {
   }
 }
 
+// A GET of the HTTP API with the page's token (`path` a string or a URL).
+function apiGet(base, token, path) {
+  return fetch(new URL(path, base), { headers: { Authorization: `Bearer ${token}` } });
+}
+
 async function tenantsVisible(base, token) {
-  const response = await fetch(new URL("/api/v2/summaries/bulk", base), { headers: { Authorization: `Bearer ${token}` } });
+  const response = await apiGet(base, token, "/api/v2/summaries/bulk");
   if (!response.ok) {
     let message = `HTTP ${response.status}`;
     try {
@@ -701,9 +706,7 @@ export async function main() {
     const tenant = connection.tenants[0];
     if (!tenant) return;
     try {
-      const response = await fetch(new URL(`/api/v1/tenants/${encodeURIComponent(tenant)}/effects?limit=1`, base), {
-        headers: { Authorization: `Bearer ${token}` },
-      });
+      const response = await apiGet(base, token, `/api/v1/tenants/${encodeURIComponent(tenant)}/effects?limit=1`);
       if (response.ok) view.effects((await response.json()).counts);
     } catch {
       // the next poll tries again
@@ -714,7 +717,7 @@ export async function main() {
   const sla = new SlaPanel(document.getElementById("sla"));
   const slaPoll = async () => {
     try {
-      const response = await fetch(new URL("/api/v1/sla", base), { headers: { Authorization: `Bearer ${token}` } });
+      const response = await apiGet(base, token, "/api/v1/sla");
       if (response.ok) sla.update(await response.json());
       else if (response.status === 403) sla.unavailable("Waits per tier need a token for every tenant (subscribe on '*').");
     } catch {
