@@ -53,6 +53,8 @@ def test_a_broken_tier_source_falls_back_to_medium_and_is_counted(engine: Engine
 
     monkeypatch.setattr(engine._tiers._book, "tier_of", broken)
     assert engine.tier_of("acme") == "medium" and engine._tiers.failures == 1
+    report = engine._tiers.sync(["acme", "globex"])  # the recurring sync counts them too
+    assert report["errors"] == 2 and engine._tiers.failures == 3
     ran = threading.Event()
     engine.register_callable("f", lambda ctx: ran.set())
     engine.handler("T")(lambda event, state: effect("call", "f"))

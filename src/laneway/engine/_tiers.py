@@ -75,19 +75,12 @@ class Tiers:
         """The workspace tier sync (a recurring job): every tier worked out
         again from the stored memberships and overrides, and what moved
         since the last sync."""
-        errors = 0
-        now: dict[str, str] = {}
         with self._lock:
             known = set(tenants) | self._book.all_tenants()
             in_workspace = {t for members in self._book.workspaces.values() for t in members}
-            for tenant in sorted(known):
-                try:
-                    now[tenant] = self._book.tier_of(tenant)
-                except Exception:
-                    errors += 1
-                    self.failures += 1
-                    log.exception("tier sync: could not work out the tier of %s", tenant)
-                    now[tenant] = "medium"
+            failures = self.failures
+            now = {tenant: self.tier_of(tenant) for tenant in sorted(known)}  # falls back, logs, counts
+            errors = self.failures - failures
             changes = [{"tenant": t, "old": self._synced.get(t, "medium"), "new": tier} for t, tier in now.items() if self._synced.get(t, "medium") != tier]
             self._synced = now
         return {
