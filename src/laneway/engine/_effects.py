@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import msgspec
-
 from ..actors import CallKind, EffectContext, EffectRunner, Executor, Notifier, NotifyKind
 from ..core import (
     EFFECT_STATES,
@@ -27,6 +25,7 @@ from ..core import (
 )
 from ..persistence import Log
 from ._queries import check_limit
+from ._settings import ControlWrite, audit_put
 
 __all__ = ["Effects", "UnknownEffect"]
 
@@ -41,7 +40,7 @@ class Effects:
         log_: Log,
         runner: EffectRunner,
         handlers: Handlers,
-        write_control: Callable[[list[tuple[str, bytes | None, bytes | None]]], None],
+        write_control: ControlWrite,
         clock: Callable[[], int],
     ) -> None:
         self._log = log_
@@ -170,4 +169,4 @@ class Effects:
             ts=self._clock(), actor=actor, action=action, tenant=record.tenant,
             changes={"effect": record.key, "was": record.state, "last_error": record.last_error},
         )
-        self._write_control([("audit", None, msgspec.json.encode(entry))])
+        self._write_control([audit_put(entry)])

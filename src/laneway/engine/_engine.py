@@ -54,7 +54,7 @@ from ._intake import Intake, merge_outcomes
 from ._jobs import Jobs
 from ._process import EngineForked, delegate, refuse, register, same_process, unregister
 from ._queries import Queries
-from ._settings import Settings
+from ._settings import ControlPut, Settings
 from ._streams import Streams
 from ._subscription import Subscription, SubscriptionHub
 from ._tiers import Tiers
@@ -481,7 +481,7 @@ class Engine:
         """
         return self._settings.configure(tenant, actor=actor, reset=reset, changes=changes)
 
-    def _write_control(self, puts: list[tuple[str, bytes | None, bytes | None]]) -> None:
+    def _write_control(self, puts: list[ControlPut]) -> None:
         """Commit a control write through the WAL writer and wait for it.
         Admitted like an event, so close() waits for it."""
         producer = threading.get_ident()

@@ -29,6 +29,7 @@ import msgspec
 
 from ..core import ConfigError, Cron, Every, InvalidEvent, Schedule
 from ..persistence import Log
+from ._settings import ControlPut, ControlWrite
 
 __all__ = ["Jobs", "JobRun", "JobState"]
 
@@ -65,7 +66,7 @@ class Jobs:
     def __init__(
         self,
         log_: Log,
-        write_control: Callable[[list[tuple[str, bytes | None, bytes | None]]], None],
+        write_control: ControlWrite,
         clock: Callable[[], int],
         *,
         tick_s: float,
@@ -235,7 +236,7 @@ class Jobs:
         return runs[-limit:]
 
     def _save(self, state: JobState, run: JobRun | None = None) -> None:
-        puts: list[tuple[str, bytes | None, bytes | None]] = [("jobs", state.name.encode(), msgspec.json.encode(state))]
+        puts: list[ControlPut] = [("jobs", state.name.encode(), msgspec.json.encode(state))]
         if run is not None:
             puts.append(("job_runs", None, msgspec.json.encode(run)))
         self._write_control(puts)

@@ -29,7 +29,14 @@ __all__ = ["Settings"]
 
 log = logging.getLogger("laneway.engine")
 
-ControlWrite = Callable[[list[tuple[str, bytes | None, bytes | None]]], None]
+# One control write: (database, key or None to append, value or None to delete).
+ControlPut = tuple[str, bytes | None, bytes | None]
+ControlWrite = Callable[[list[ControlPut]], None]
+
+
+def audit_put(record: AuditRecord) -> ControlPut:
+    """The control write that appends `record` to the audit log."""
+    return ("audit", None, msgspec.json.encode(record))
 
 
 class Settings:
@@ -84,7 +91,7 @@ class Settings:
             self._write_control(
                 [
                     ("config", tenant.encode(), msgspec.json.encode(overrides) if overrides else None),
-                    ("audit", None, msgspec.json.encode(record)),
+                    audit_put(record),
                 ]
             )
             self._overrides[tenant] = overrides
@@ -126,7 +133,7 @@ class Settings:
             action="upgrade",
             changes={"from_format": upgraded, "backup": str(self._log.backup_path or "")},
         )
-        self._write_control([("audit", None, msgspec.json.encode(record))])
+        self._write_control([audit_put(record)])
 
     def restore(self) -> None:
         """At open: the stored runtime overrides, on top of file and env."""

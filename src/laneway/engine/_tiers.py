@@ -21,6 +21,7 @@ import msgspec
 
 from ..core import AuditRecord, InvalidEvent, TierBook, TierChange, TierOverride, check_tier, validate_tenant
 from ..persistence import Log
+from ._settings import ControlPut, ControlWrite, audit_put
 
 __all__ = ["Tiers"]
 
@@ -39,7 +40,7 @@ class Tiers:
     def __init__(
         self,
         log_: Log,
-        write_control: Callable[[list[tuple[str, bytes | None, bytes | None]]], None],
+        write_control: ControlWrite,
         clock: Callable[[], int],
     ) -> None:
         self._log = log_
@@ -147,7 +148,7 @@ class Tiers:
         members.discard(validate_tenant(tenant))
         return self.set_workspace_members(workspace, members, why=why or f"removed from {workspace}", actor=actor)
 
-    def _store(self, puts: list[tuple[str, bytes | None, bytes | None]], moves: list[TierChange], why: str, actor: str) -> None:
+    def _store(self, puts: list[ControlPut], moves: list[TierChange], why: str, actor: str) -> None:
         """The change and an audit record per tier it moved, in one write."""
         now = self._clock()
         for change in moves:
@@ -155,5 +156,5 @@ class Tiers:
                 ts=now, actor=actor, action="tier", tenant=change.tenant,
                 changes={"old": change.old, "new": change.new, "why": why},
             )
-            puts.append(("audit", None, msgspec.json.encode(record)))
+            puts.append(audit_put(record))
         self._write_control(puts)
