@@ -12,6 +12,7 @@ import pykka
 import pytest
 
 from laneway.actors import Dispatcher, PooledActor
+from laneway.actors._routes import Route
 
 
 class Recorder(PooledActor):
@@ -39,6 +40,11 @@ class Recorder(PooledActor):
                 assert self.gate.wait(10)
             if message == "boom":
                 raise ValueError("boom")
+            if message == "interrupt":
+                raise KeyboardInterrupt
+            if message == "thread":
+                self.received.append(threading.get_ident())
+                return None
             if message == "get":
                 return list(self.received)
             if message == "state":
@@ -222,4 +228,90 @@ def test_an_actor_whose_rank_raises_still_runs_its_messages(caplog: pytest.LogCa
         assert any("ranking a message" in r.getMessage() for r in caplog.records)
     finally:
         pykka.ActorRegistry.stop_all()
+        d.stop()
+
+
+def route_to(ref: pykka.ActorRef[Any]) -> Route:
+    return Route(ref, None)  # type: ignore[arg-type]  # the state is not read here
+
+
+def test_an_idle_actor_handles_an_inline_tell_on_the_callers_thread(dispatcher: Dispatcher) -> None:
+    ref = Recorder.start(dispatcher, "a", [])
+    ref.ask("get", timeout=10)  # started and idle
+    assert route_to(ref).tell_inline("thread")
+    # Handled before tell_inline returned, and by this thread.
+    assert ref.ask("get", timeout=10) == [threading.get_ident()]
+
+
+def test_a_busy_actor_queues_an_inline_tell_behind_what_it_has(dispatcher: Dispatcher) -> None:
+    gate = threading.Event()
+    log: list[Any] = []
+    ref = Recorder.start(dispatcher, "a", log, gate)
+    ref.ask("get", timeout=10)
+    ref.tell("wait")  # a worker holds the turn until the gate opens
+    route = route_to(ref)
+    assert route.tell_inline("first")
+    assert route.tell_inline("second")
+    assert log == []  # not handled here: the actor was busy
+    gate.set()
+    assert ref.ask("get", timeout=10) == ["wait", "first", "second"]
+
+
+def test_inline_and_queued_tells_keep_each_senders_order_and_never_overlap(dispatcher: Dispatcher) -> None:
+    log: list[Any] = []
+    refs = [Recorder.start(dispatcher, f"a{i}", log) for i in range(5)]
+    routes = [route_to(ref) for ref in refs]
+    senders, per_sender = 6, 300
+    barrier = threading.Barrier(senders)
+
+    def send(sender: int) -> None:
+        barrier.wait()
+        for n in range(per_sender):
+            target = (sender + n) % len(refs)
+            # Half the senders wait-and-handle, half only queue.
+            if sender % 2:
+                assert routes[target].tell_inline((sender, n))
+            else:
+                refs[target].tell((sender, n))
+
+    threads = [threading.Thread(target=send, args=(s,)) for s in range(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = 0
+    for ref in refs:
+        received = ref.ask("get", timeout=10)
+        total += len(received)
+        for sender in range(senders):
+            mine = [n for s, n in received if s == sender]
+            assert mine == sorted(mine)
+        started_first, overlaps = ref.ask("state", timeout=10)
+        assert started_first and overlaps == 0
+    assert total == senders * per_sender
+
+
+def test_a_keyboard_interrupt_inline_is_the_callers_and_the_actor_lives_on(dispatcher: Dispatcher) -> None:
+    ref = Recorder.start(dispatcher, "a", [])
+    other = Recorder.start(dispatcher, "b", [])
+    ref.ask("get", timeout=10)
+    with pytest.raises(KeyboardInterrupt):
+        route_to(ref).tell_inline("interrupt")
+    # On a worker this would stop every actor (pykka's rule); inline, the
+    # caller got it and both actors still work.
+    ref.tell("after")
+    other.tell("fine")
+    assert ref.ask("get", timeout=10) == ["after"]
+    assert other.ask("get", timeout=10) == ["fine"]
+
+
+def test_an_inline_tell_to_a_stopped_actor_says_so() -> None:
+    d = Dispatcher(1, name="test-inline-dead")
+    try:
+        ref = Recorder.start(d, "a", [])
+        ref.stop()
+        route = route_to(ref)
+        assert not route.tell_inline("late")
+        assert route.retired
+    finally:
         d.stop()

@@ -1,8 +1,9 @@
+import threading
 from concurrent.futures import Future
 
 import pytest
 
-from laneway.actors import Ticket
+from laneway.actors import OneWaiter, Ticket
 from laneway.core import BucketFull, Receipt, StorageError
 
 
@@ -51,3 +52,31 @@ def test_fail_settles_once_and_later_outcomes_are_ignored() -> None:
     with pytest.raises(StorageError, match="boom"):
         f.result(0)
     assert released == [1]
+
+
+def test_a_one_waiter_blocks_until_the_ticket_settles_and_then_always_answers() -> None:
+    waiter = OneWaiter()
+    t = Ticket(1, waiter, single=True)
+    answered: list[Receipt] = []
+    ready = threading.Event()
+
+    def wait() -> None:
+        ready.set()
+        answered.append(waiter.result())
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    assert ready.wait(10)
+    assert answered == []
+    t.resolve(0, receipt(1))
+    thread.join(10)
+    assert answered == [receipt(1)]
+    assert waiter.result() == receipt(1)  # asked again: the same answer
+
+
+def test_a_one_waiter_raises_the_tickets_error_every_time() -> None:
+    waiter = OneWaiter()
+    Ticket(2, waiter, single=False).fail(StorageError("disk on fire"))
+    for _ in range(2):
+        with pytest.raises(StorageError, match="disk on fire"):
+            waiter.result()

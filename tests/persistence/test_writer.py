@@ -43,13 +43,20 @@ class Recorder:
         self.calls: list[str] | None = None
         self._expected = expected
         self.done = threading.Event()
+        self._changed = threading.Condition()
 
     def on_commit(self, group: list[WriteBatch]) -> None:
         for b in group:
             self.acked.append(b.token)
             if self.calls is not None:
                 self.calls.append("ack:" + b.token)
+        with self._changed:
+            self._changed.notify_all()
         self._check()
+
+    def wait_acked(self, count: int, timeout: float = 5) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: len(self.acked) >= count, timeout)
 
     def on_failure(self, group: list[WriteBatch], exc: BaseException) -> None:
         self.failed.extend((b.token, exc) for b in group)
@@ -145,14 +152,50 @@ def test_a_delay_waits_for_stragglers_until_the_group_is_full() -> None:
     writer = WalWriter(log, rec.on_commit, rec.on_failure, delay_s=60, max_events=2)
     writer.start()
     writer.put(make_batch("a"))
-    while not writer._queue.empty():  # until the writer has taken "a"
-        pass
+    wait_until_taken(writer)
     # Without the delay "a" would be committed alone by now; with it, the
     # writer holds "a" until "b" fills the group (long before 60 s).
     writer.put(make_batch("b"))
     assert rec.done.wait(5)
     writer.stop()
     assert log.calls == ["commit:a,b"]
+
+
+def wait_until_taken(writer: WalWriter) -> None:
+    while not writer._queue.empty():  # until the writer has taken what is queued
+        pass
+
+
+def test_after_a_commit_the_writer_waits_for_as_many_batches_as_it_acknowledged() -> None:
+    log = RecordingLog()
+    rec = Recorder(expected=4)
+    writer = WalWriter(log, rec.on_commit, rec.on_failure, gather_s=60)
+    writer.put(make_batch("a"))
+    writer.put(make_batch("b"))
+    writer.start()
+    assert rec.wait_acked(2)  # "a,b" committed: two producers expected back
+    writer.put(make_batch("c"))
+    wait_until_taken(writer)
+    # Without the gather "c" would be committed alone by now; the writer
+    # holds it for the second producer it acknowledged (long before 60 s).
+    writer.put(make_batch("d"))
+    assert rec.done.wait(5)
+    writer.stop()
+    assert log.calls == ["commit:a,b", "commit:c,d"]
+
+
+def test_a_lone_producer_never_waits_for_the_gather() -> None:
+    log = RecordingLog()
+    rec = Recorder(expected=3)
+    writer = WalWriter(log, rec.on_commit, rec.on_failure, gather_s=60)
+    writer.start()
+    for count, name in enumerate("abc", 1):
+        # One batch acknowledged, one expected back, and here it is: each
+        # commits at once (a 60 s wait would fail the 5 s bound).
+        writer.put(make_batch(name))
+        assert rec.wait_acked(count)
+    writer.stop()
+    assert log.calls == ["commit:a", "commit:b", "commit:c"]
 
 
 def test_an_error_in_on_commit_is_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> None:

@@ -43,7 +43,7 @@ from ._state import (
     new_epoch as new_epoch,
 )
 from ._tenant import Activate as Activate, Retire as Retire, TenantActor as TenantActor
-from ._ticket import Ticket as Ticket
+from ._ticket import OneWaiter as OneWaiter, Ticket as Ticket
 
 __all__ = [
     "CommitApplier",
@@ -81,5 +81,6 @@ __all__ = [
     "NotifyKind",
     "UnknownTarget",
     "TenantActor",
+    "OneWaiter",
     "Ticket",
 ]

@@ -47,7 +47,7 @@ from pykka import ActorRegistry
 
 from ..core import FairQueue
 
-__all__ = ["Dispatcher", "Mailbox", "PooledActor", "Rank", "CONTROL"]
+__all__ = ["Dispatcher", "Mailbox", "PooledActor", "Rank", "Tell", "CONTROL"]
 
 log = logging.getLogger("laneway.actors")
 
@@ -158,6 +158,18 @@ _STOP = object()
 _NUDGE = object()
 
 
+class Tell:
+    """A message with nobody waiting for a reply, as pykka's `tell` wraps
+    it (pykka's own envelope type is private; its loop reads only these
+    two fields)."""
+
+    __slots__ = ("message", "reply_to")
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+        self.reply_to = None
+
+
 def _rank_of(mailbox: Mailbox) -> Rank:
     return mailbox.rank()
 
@@ -207,11 +219,52 @@ class Mailbox:
         dispatcher.schedule(self)
 
     def put(self, envelope: Any) -> None:
+        if self.claim(envelope):
+            assert self._dispatcher is not None
+            self._dispatcher.schedule(self)
+
+    def claim(self, envelope: Any) -> bool:
+        """Queue `envelope`; True if the actor was idle, so the caller now
+        owns its turn and must either schedule it or `run_inline` it."""
         with self._lock:
             self._queue.append(envelope)
             if self._scheduled:
-                return
+                return False
             self._scheduled = True
+            return True
+
+    def run_inline(self) -> None:
+        """The caller-thread fast path: handle the one message `claim` just
+        queued on this thread, then hand whatever arrived meanwhile to the
+        dispatcher. Saves the two thread hand-offs of a worker's turn
+        (wake the worker, and the worker's wait for the GIL), which is most
+        of what a lone submit costs besides its commit.
+
+        Only for a caller that waits for the outcome anyway (a blocking
+        submit): the message is handled on its thread, outside the run
+        queue's order; there is nothing queued to order it against, since
+        the mailbox was idle. An exception that is not an `Exception` (a
+        KeyboardInterrupt on this thread) propagates to the caller instead
+        of stopping every actor, as it would on a worker."""
+        actor = self._actor
+        assert actor is not None and self._dispatcher is not None and self._started
+        with self._lock:
+            envelope = self._queue.popleft()
+        try:
+            actor._handle_envelope(envelope, inline=True)
+        finally:
+            if actor.actor_stopped.is_set():
+                actor._actor_loop_teardown()
+            else:
+                self._yield_turn()
+
+    def _yield_turn(self) -> None:
+        """End a turn: idle if nothing is queued, else back on the run queue
+        (by its next message)."""
+        with self._lock:
+            if not self._queue:
+                self._scheduled = False
+                return
         assert self._dispatcher is not None
         self._dispatcher.schedule(self)
 
@@ -245,7 +298,7 @@ class Mailbox:
             # what is still queued is answered with ActorDeadError.
             actor._actor_loop_teardown()
             return
-        self._dispatcher.schedule(self)  # more may be waiting: back in line by its next message
+        self._yield_turn()
 
 
 class PooledActor(pykka.Actor):
@@ -279,8 +332,9 @@ class PooledActor(pykka.Actor):
         assert isinstance(mailbox, Mailbox)
         mailbox.attach(self, self._dispatcher)
 
-    def _handle_envelope(self, envelope: Any) -> None:
-        """One message, handled as pykka's own actor loop handles it."""
+    def _handle_envelope(self, envelope: Any, *, inline: bool = False) -> None:
+        """One message, handled as pykka's own actor loop handles it (but
+        `inline`, on a caller's thread, a BaseException is the caller's)."""
         try:
             response = self._handle_receive(envelope.message)
             if envelope.reply_to is not None:
@@ -296,6 +350,8 @@ class PooledActor(pykka.Actor):
                 except Exception:
                     self._handle_failure(*sys.exc_info())
         except BaseException:
+            if inline:
+                raise
             # pykka's rule for KeyboardInterrupt and friends inside an actor.
             log.debug("%r in %s; stopping all actors", sys.exc_info()[1], self)
             self._stop()

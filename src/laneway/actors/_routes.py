@@ -20,6 +20,7 @@ from typing import Any
 
 import pykka
 
+from ._pool import Mailbox, Tell
 from ._state import SessionState
 
 __all__ = ["Route", "RouteTable"]
@@ -47,6 +48,26 @@ class Route:
             except pykka.ActorDeadError:
                 self.retired = True
                 return False
+        return True
+
+    def tell_inline(self, message: Any) -> bool:
+        """`tell`, but if the actor is idle handle `message` right here on
+        the caller's thread (`Mailbox.run_inline`) instead of waking a
+        dispatcher worker. For callers that wait for the outcome anyway."""
+        with self.lock:
+            if self.retired:
+                return False
+            ref = self.ref
+            if not ref.is_alive():
+                self.retired = True
+                return False
+            mailbox = ref.actor_inbox
+            assert isinstance(mailbox, Mailbox)
+            owned = mailbox.claim(Tell(message))
+        # Outside the lock: a retirement may queue its Unbind meanwhile,
+        # and it runs after this message, in order.
+        if owned:
+            mailbox.run_inline()
         return True
 
 

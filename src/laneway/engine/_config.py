@@ -62,6 +62,11 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     commit_delay_ms: how long the writer waits for more events when a group
         is small. 0 (default) commits as soon as the writer is free, which
         already batches everything that arrived during the previous fsync.
+    commit_gather_ms: after a commit, how long the writer waits for as many
+        batches as it just acknowledged before committing fewer: closed-loop
+        producers (threads waiting on `submit`) come back right after their
+        receipt, and one commit for all of them halves the syncs. A lone
+        producer never waits. 0 turns it off.
     storage_retry_s: after a failed commit (disk full, I/O error) the
         engine refuses new events and tries a small synced write this often;
         the first that succeeds puts it back to work, no restart needed.
@@ -110,6 +115,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     commit_max_events: int = 10_000
     commit_max_bytes: int = 64 * _MiB
     commit_delay_ms: float = 0.0
+    commit_gather_ms: float = 0.5
     storage_retry_s: float = 2.0
     fsync: bool = True
     map_size_bytes: int = 64 * _MiB
@@ -145,7 +151,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
                 raise ConfigError(f"{name} must be an integer >= 0 (0 = unlimited), got {value!r}")
         if not 0 < self.storage_retry_s <= 3600:
             raise ConfigError(f"storage_retry_s must be > 0 and at most 3600, got {self.storage_retry_s!r}")
-        for name in ("commit_delay_ms", "sweep_interval_s", "snapshot_interval_s", "session_idle_timeout_s", "trim_interval_s", "jobs_tick_s"):
+        for name in ("commit_delay_ms", "commit_gather_ms", "sweep_interval_s", "snapshot_interval_s", "session_idle_timeout_s", "trim_interval_s", "jobs_tick_s"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 

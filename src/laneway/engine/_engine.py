@@ -21,6 +21,7 @@ from ..actors import (
     CommitApplier,
     Directory,
     EffectRunner,
+    OneWaiter,
     SessionLoader,
     SessionState,
     Sink,
@@ -93,6 +94,7 @@ class Engine:
             max_events=config.commit_max_events,
             max_bytes=config.commit_max_bytes,
             delay_s=config.commit_delay_ms / 1000.0,
+            gather_s=config.commit_gather_ms / 1000.0,
             clock=clock,
             recover=self._recover_storage,
             retry_s=config.storage_retry_s,
@@ -372,20 +374,31 @@ class Engine:
         producer = threading.get_ident()  # fair shares are per calling thread
         if count:
             self._admit(producer, count, nbytes, block=block)
-        return self._dispatch_all(grouped, producer, count, nbytes, single=single)
+        # A blocking caller waits for the commit anyway: an idle session's
+        # step may run on its thread instead of a dispatcher worker's, and
+        # it waits on a `OneWaiter`, not a Future.
+        return self._dispatch_all(grouped, producer, count, nbytes, single=single, blocking=block)
 
     def _dispatch_all(
-        self, grouped: dict[tuple[str, str], list[Submission]], producer: object, count: int, nbytes: int, *, single: bool
-    ) -> Future[Any]:
-        """Hand admitted work to its sessions; the future settles with it."""
-        future: Future[Any] = Future()
+        self,
+        grouped: dict[tuple[str, str], list[Submission]],
+        producer: object,
+        count: int,
+        nbytes: int,
+        *,
+        single: bool,
+        blocking: bool = False,
+    ) -> Any:
+        """Hand admitted work to its sessions; the returned Future (or, for a
+        `blocking` caller, `OneWaiter`) settles with it."""
+        future: Future[Any] | OneWaiter = OneWaiter() if blocking else Future()
         if not count:
             future.set_result([])
             return future
         release = self._admission.release
         ticket = Ticket(count, future, single=single, on_done=lambda: release(producer, count, nbytes))
         for (tenant, session), submissions in grouped.items():
-            self._dispatch(tenant, session, submissions, ticket)
+            self._dispatch(tenant, session, submissions, ticket, inline=blocking)
         return future
 
     def _admit(self, producer: object, count: int, nbytes: int, *, block: bool) -> None:
@@ -437,9 +450,11 @@ class Engine:
         log.info("storage recovered; %d session(s) continue from their last durable seq", rewound)
         return True
 
-    def _dispatch(self, tenant: str, session: str, items: list[Submission], ticket: Ticket) -> None:
+    def _dispatch(
+        self, tenant: str, session: str, items: list[Submission], ticket: Ticket, *, inline: bool = False
+    ) -> None:
         try:
-            self._directory.deliver(tenant, session, SubmitMessage(items, ticket))
+            self._directory.deliver(tenant, session, SubmitMessage(items, ticket), inline=inline)
         except Exception as exc:
             # Admitted but never handed over: fail the ticket so the caller
             # hears of it and the in-flight count is released.

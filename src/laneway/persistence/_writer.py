@@ -6,9 +6,19 @@ when more is queued than that, in priority and tier order, see
 `_backlog.py`), writes it in one transaction and fsyncs once. Batching is what makes
 durability affordable: a sync commit here costs ~0.3-0.5 ms whether it holds
 one event or a thousand, and while one commit waits on the disk the next
-group is already queueing. ``delay_s`` (default 0) additionally waits for
-stragglers when a group is small; it trades latency for fewer fsyncs and is
-rarely worth it.
+group is already queueing.
+
+Closed-loop producers (threads each waiting for their last receipt before
+the next submit) defeat that pipeline: with 8 of them half are acknowledged
+by one commit and come back just after the writer has taken the other half,
+so every commit holds 4 events and each costs two syncs. So after a commit
+the writer expects as many batches as it acknowledged to come back, and
+waits up to ``gather_s`` (default 0.5 ms) for them before the next commit
+when the queue runs dry early. A lone producer never waits: its one batch
+is all that was expected. With 8 threads this doubled the group and took
+throughput from ~13,000 to ~17,600 events/s (median of 8 alternating runs).
+``delay_s`` (default 0) instead waits a fixed time for stragglers whenever
+a group is small; it trades latency for fewer fsyncs and is rarely worth it.
 
 A write transaction belongs to the thread that began it, so all writes go
 through this one thread.
@@ -87,6 +97,7 @@ class WalWriter:
         max_events: int = 10_000,
         max_bytes: int = 64 << 20,
         delay_s: float = 0.0,
+        gather_s: float = 0.0005,
         clock: Clock = now_ms,
         recover: Callable[[], bool] | None = None,
         retry_s: float = 2.0,
@@ -99,6 +110,11 @@ class WalWriter:
         self._max_events = max_events
         self._max_bytes = max_bytes
         self._delay_s = delay_s
+        self._gather_s = gather_s
+        # Batches acknowledged by the last commit, and batches queued since
+        # (writer thread): those producers are expected back (module doc).
+        self._expected = 0
+        self._arrived = 0
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._backlog = CommitBacklog(tier_of)  # the writer thread's
         self._thread = threading.Thread(target=self._run, name="laneway-wal-writer", daemon=True)
@@ -191,11 +207,13 @@ class WalWriter:
                     continue
                 assert isinstance(first, WriteBatch)
                 backlog.add(first)
+                self._arrived += 1
             if barrier is None:
                 barrier = self._gather()
             group, count = backlog.take(self._max_events, self._max_bytes)
             if self._commit(group, count):
                 self._ack(group)
+                self._expected, self._arrived = len(group), 0
         self._drain_after_stop()
 
     def _task(self, task: WriterTask) -> None:
@@ -220,8 +238,9 @@ class WalWriter:
     def _gather(self) -> object:
         """Move what is queued into the backlog. Stops at a task or the stop
         marker and hands it back: it runs once the backlog before it is
-        committed, in queue order. With `delay_s`, waits that long for
-        stragglers while the backlog is smaller than one commit."""
+        committed, in queue order. While the backlog is smaller than one
+        commit, waits up to `gather_s` for the producers the last commit
+        acknowledged (module doc), and with `delay_s` that long for anyone."""
         get, get_nowait = self._queue.get, self._queue.get_nowait
         backlog = self._backlog
         deadline = 0.0
@@ -229,10 +248,15 @@ class WalWriter:
             try:
                 item = get_nowait()
             except queue.Empty:
-                if self._delay_s <= 0 or backlog.events >= self._max_events or backlog.nbytes >= self._max_bytes:
+                if backlog.events >= self._max_events or backlog.nbytes >= self._max_bytes:
+                    return None
+                wait = self._delay_s
+                if self._arrived < self._expected:
+                    wait = max(wait, self._gather_s)
+                if wait <= 0:
                     return None
                 now = time.monotonic()
-                deadline = deadline or now + self._delay_s
+                deadline = deadline or now + wait
                 if now >= deadline:
                     return None
                 try:
@@ -242,6 +266,7 @@ class WalWriter:
             if not isinstance(item, WriteBatch):
                 return item
             backlog.add(item)
+            self._arrived += 1
 
     def _commit(self, group: list[WriteBatch], count: int) -> bool:
         """Write the group; on failure fail it (and everything after it)."""
