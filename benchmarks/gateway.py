@@ -10,156 +10,28 @@ for them. Both share the machine's two cores.
 from __future__ import annotations
 
 import json
-import resource
-import shutil
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from _common import Rate, data_dir, percentiles
-
-from laneway import Engine, EngineConfig
-from laneway.gateway import GatewayConfig, serve_in_thread, tune_gc
-
-HERE = Path(__file__).resolve().parent
-SECRET = "bench-secret-" + "x" * 32
-
-
-class _Server:
-    def __init__(self, path: Path, **gateway: Any) -> None:
-        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        self.engine = Engine.open(path, EngineConfig(sweep_interval_s=0))
-        settings: dict[str, Any] = {
-            "port": 0,
-            "jwt_secret": SECRET,
-            # Room for a burst, so throughput is measured rather than degraded.
-            "soft_limit_bytes": 64 << 20,
-            "hard_limit_bytes": 256 << 20,
-            "coalesce_sources": (),
-        }
-        settings.update(gateway)
-        self.running = serve_in_thread(self.engine, GatewayConfig(**settings))
-        tune_gc()  # as `laneway serve` does once it listens
-        self.token = self.running.gateway.auth.mint("bench", ["bench"], ["subscribe", "publish"])
-
-    def close(self) -> None:
-        self.running.stop()
-        self.engine.close()
-
-
-def _clients(
-    server: _Server, connections: int, seconds: float, *, publish: float = 0, no_subscribe: bool = False, sample_every: int = 10
-) -> subprocess.Popen[str]:
-    """The load client process: Node.js (wsload.mjs) when installed, else
-    the Python one (_wsload.py), which becomes the bottleneck sooner."""
-    port, token = str(server.running.port), server.token
-    node = shutil.which("node")
-    if node:
-        command = [node, str(HERE / "wsload.mjs"), port, token, str(connections), str(seconds), str(publish),
-                   "1" if no_subscribe else "0", str(sample_every)]
-    else:
-        command = [sys.executable, str(HERE / "_wsload.py"), "--port", port, "--token", token, "--connections",
-                   str(connections), "--seconds", str(seconds), "--publish", str(publish), "--sample-every", str(sample_every)]
-        if no_subscribe:
-            command.append("--no-subscribe")
-    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if line.strip() != "CONNECTED":
-        raise RuntimeError(f"load client failed to connect: {line}{proc.stdout.read()}")
-    return proc
-
-
-def _go(proc: subprocess.Popen[str]) -> None:
-    """Tell the client process to start measuring (a line on its stdin)."""
-    assert proc.stdin is not None
-    proc.stdin.write("\n")
-    proc.stdin.flush()
-
-
-def _finish(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    out, _ = proc.communicate(timeout=600)
-    return json.loads(out.strip().splitlines()[-1])
-
-
-class _Producer:
-    """Submits `rate` events/s in 10 ms ticks; each payload stamps its submit time."""
-
-    def __init__(self, engine: Engine, rate: float, sessions: int = 10) -> None:
-        self.engine, self.rate, self.sessions = engine, rate, sessions
-        self.sent = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        tick = 0.01
-        started = time.perf_counter()
-        while not self._stop.is_set():
-            due = int((time.perf_counter() - started) * self.rate) - self.sent
-            if due > 0:
-                now = time.time()
-                items = [("bench", f"s{(self.sent + i) % self.sessions}", "T", {"t": now, "pad": "x" * 60}) for i in range(due)]
-                self.engine.submit_many(items)
-                self.sent += due
-            self._stop.wait(tick)
+from _fanload import LanewayServer, fanout, finish, go, rising, start_clients
 
 
 def _fanout(subscribers: int, rate: float, seconds: float, sample_every: int = 10) -> dict[str, Any]:
     with data_dir() as path:
-        server = _Server(path)
+        server = LanewayServer(path)
         try:
-            proc = _clients(server, subscribers, seconds, sample_every=sample_every)
-            producer = _Producer(server.engine, rate)
-            producer.start()
-            time.sleep(1.0)  # warm up: the stream is flowing before the clock starts
-            _go(proc)
-            result = _finish(proc)
-            producer.stop()
-            hub_stats = server.running.gateway.hub.stats
-            slow = hub_stats["slow_consumer_closes"]
-            rounds = hub_stats["flush_rounds"]
-            round_ms = hub_stats["flush_us"] / rounds / 1000 if rounds else 0.0
+            return fanout(server, subscribers, rate, seconds, sample_every)
         finally:
             server.close()
-    expected = rate * subscribers * result["seconds"]
-    return {
-        "subscribers": subscribers,
-        "offered_events_per_s": rate,
-        "delivered_per_s": round(result["events"] / result["seconds"]),
-        "delivered_fraction": round(result["events"] / expected, 3) if expected else 0,
-        "frames_per_s": round(result["frames"] / result["seconds"]),
-        **percentiles(result["latencies"]),
-        "latency_samples": len(result["latencies"]),
-        "slow_consumer_closes": slow,
-        "flush_round_ms": round(round_ms, 2),
-        "client_cpu_fraction": round(result["client_cpu_fraction"], 2),
-        "client": result.get("client", "python"),
-    }
 
 
 def fanout_1000_flat_out(quick: bool = False) -> dict[str, Any]:
     """1,000 subscribers, one tenant, rising rates: the most delivered events/s
     at which subscribers keep up (target >= 300,000)."""
     rates = [100, 300] if quick else [200, 400, 800, 1200]
-    runs = []
-    for rate in rates:
-        run = _fanout(1000, rate, 3 if quick else 6, sample_every=20)
-        runs.append(run)
-        if run["delivered_fraction"] < 0.95:
-            break  # subscribers fell behind: the previous rate was the ceiling
-    kept_up = [r for r in runs if r["delivered_fraction"] >= 0.95]
-    best = max((r["delivered_per_s"] for r in kept_up), default=0)
+    best, runs = rising(lambda rate: _fanout(1000, rate, 3 if quick else 6, sample_every=20), rates)
     return {"delivered_per_s": best, "target_delivered_per_s": 300_000, "target_met": best >= 300_000, "runs": runs}
 
 
@@ -180,9 +52,9 @@ def chunks_1000_at_200(quick: bool = False) -> dict[str, Any]:
     write-to-client latency (target p50 <= 5 ms, p99 <= 25 ms)."""
     rate, seconds = 200, 3 if quick else 10
     with data_dir() as path:
-        server = _Server(path)
+        server = LanewayServer(path)
         try:
-            proc = _clients(server, 1000, seconds, sample_every=10)
+            proc = start_clients(server.port, server.token, 1000, seconds, sample_every=10)
             stream = server.engine.open_stream("bench", "chat")
             stop = threading.Event()
             written = [0]
@@ -197,8 +69,8 @@ def chunks_1000_at_200(quick: bool = False) -> dict[str, Any]:
             producer = threading.Thread(target=produce, daemon=True)
             producer.start()
             time.sleep(1.0)
-            _go(proc)
-            result = _finish(proc)
+            go(proc)
+            result = finish(proc)
             stop.set()
             producer.join()
             stream.abandon()
@@ -225,11 +97,11 @@ def publish_acks_1000(quick: bool = False) -> dict[str, Any]:
     (target ack p95 < 50 ms)."""
     seconds = 3 if quick else 10
     with data_dir() as path:
-        server = _Server(path)
+        server = LanewayServer(path)
         try:
-            proc = _clients(server, 1000, seconds, publish=10, no_subscribe=True)
-            _go(proc)
-            result = _finish(proc)
+            proc = start_clients(server.port, server.token, 1000, seconds, publish=10, no_subscribe=True)
+            go(proc)
+            result = finish(proc)
             commit = server.engine.statistics().commit
         finally:
             server.close()
@@ -256,15 +128,15 @@ def idle_connections_10000(quick: bool = False) -> dict[str, Any]:
 
     connections = 1000 if quick else 10_000
     with data_dir() as path:
-        server = _Server(path, heartbeat_interval_s=1.0, heartbeat_timeout_s=5.0)
+        server = LanewayServer(path, heartbeat_interval_s=1.0, heartbeat_timeout_s=5.0)
         try:
             server.engine.submit("bench", "s", "Warmup")
             before = rss_anon_bytes()
-            proc = _clients(server, connections, 4)  # 4 s: four heartbeat rounds
+            proc = start_clients(server.port, server.token, connections, 4)  # 4 s: four heartbeat rounds
             time.sleep(1.0)
             during = rss_anon_bytes()
-            _go(proc)
-            result = _finish(proc)
+            go(proc)
+            result = finish(proc)
             open_at_end = server.running.gateway.hub.open_connections()
             heartbeat_closes = server.running.gateway.hub.stats["heartbeat_closes"]
         finally:

@@ -18,14 +18,12 @@ with the reason, when `redis-server` or the `redis` package is missing.
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from _common import PAYLOAD, data_dir, run_threads
+from _servers import CpuMeter, ServerProcess
 
 from laneway import Engine, EngineConfig
 from laneway.core import encode
@@ -33,56 +31,20 @@ from laneway.core import encode
 CLIENTS = 8
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _command(port: int, directory: Path) -> list[str]:
+    return [
+        "redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory),
+        "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "yes",
+    ]
 
 
-class _Redis:
-    """A redis-server of our own, stopped by its PID on the way out."""
+def _answers(port: int) -> bool:
+    import redis
 
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="laneway-bench-redis-", dir="/var/tmp"))
-        self.port = _free_port()
-        self.proc = subprocess.Popen(
-            [
-                "redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", str(self.dir),
-                "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "yes",
-            ],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )
-
-    def client(self) -> Any:
-        import redis
-
-        return redis.Redis(host="127.0.0.1", port=self.port)
-
-    def wait_ready(self, timeout: float = 10.0) -> None:
-        import redis
-
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.client().ping()
-                return
-            except redis.exceptions.ConnectionError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not start (exit {self.proc.poll()})") from None
-                time.sleep(0.05)
-
-    def __enter__(self) -> _Redis:
-        self.wait_ready()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+    try:
+        return bool(redis.Redis(host="127.0.0.1", port=port).ping())
+    except redis.exceptions.ConnectionError:
+        return False
 
 
 def _skip_reason() -> str | None:
@@ -95,24 +57,31 @@ def _skip_reason() -> str | None:
     return None
 
 
-def _redis_figures(count: int) -> dict[str, float]:
+def _redis_figures(count: int) -> dict[str, Any]:
+    import redis
+
     value = encode(PAYLOAD)
-    with _Redis() as server:
-        one = server.client()
-        started = time.perf_counter()
-        for _ in range(count):
-            one.xadd("single", {"p": value})
-        single = count / (time.perf_counter() - started)
+    cpu: dict[str, dict[str, float]] = {}
+    with ServerProcess("redis", _command, _answers) as server:
+        one = redis.Redis(host="127.0.0.1", port=server.port)
+        with CpuMeter(server.proc.pid) as meter:
+            started = time.perf_counter()
+            for _ in range(count):
+                one.xadd("single", {"p": value})
+            single = count / (time.perf_counter() - started)
+        cpu["single"] = {"client": meter.client, "server": meter.server}
 
-        started = time.perf_counter()
-        for _ in range(count // 100):
-            pipe = one.pipeline(transaction=False)
-            for _ in range(100):
-                pipe.xadd("batched", {"p": value})
-            pipe.execute()
-        batched = (count // 100) * 100 / (time.perf_counter() - started)
+        with CpuMeter(server.proc.pid) as meter:
+            started = time.perf_counter()
+            for _ in range(count // 100):
+                pipe = one.pipeline(transaction=False)
+                for _ in range(100):
+                    pipe.xadd("batched", {"p": value})
+                pipe.execute()
+            batched = (count // 100) * 100 / (time.perf_counter() - started)
+        cpu["batched"] = {"client": meter.client, "server": meter.server}
 
-        clients = [server.client() for _ in range(CLIENTS)]
+        clients = [redis.Redis(host="127.0.0.1", port=server.port) for _ in range(CLIENTS)]
         per = count // CLIENTS
 
         def add(worker: int) -> None:
@@ -120,23 +89,30 @@ def _redis_figures(count: int) -> dict[str, float]:
             for _ in range(per):
                 client.xadd(f"c{worker}", {"p": value})
 
-        concurrent = per * CLIENTS / run_threads(CLIENTS, add)
+        with CpuMeter(server.proc.pid) as meter:
+            concurrent = per * CLIENTS / run_threads(CLIENTS, add)
+        cpu["concurrent"] = {"client": meter.client, "server": meter.server}
         assert one.xlen("single") == count  # every reply meant a durable entry
-    return {"single": single, "batched": batched, "concurrent": concurrent}
+    return {"per_s": {"single": single, "batched": batched, "concurrent": concurrent}, "cpu": cpu}
 
 
-def _laneway_figures(count: int) -> dict[str, float]:
+def _laneway_figures(count: int) -> dict[str, Any]:
+    cpu: dict[str, dict[str, float]] = {}
     with data_dir() as path, Engine.open(path, EngineConfig(sweep_interval_s=0)) as engine:
         engine.submit("bench", "warm", "Warmup")
-        started = time.perf_counter()
-        for _ in range(count):
-            engine.submit("bench", "single", "PreToolUse", PAYLOAD)
-        single = count / (time.perf_counter() - started)
+        with CpuMeter() as meter:
+            started = time.perf_counter()
+            for _ in range(count):
+                engine.submit("bench", "single", "PreToolUse", PAYLOAD)
+            single = count / (time.perf_counter() - started)
+        cpu["single"] = {"client_and_engine": meter.client}
 
-        started = time.perf_counter()
-        for _ in range(count // 100):
-            engine.submit_many([("bench", "batched", "PreToolUse", PAYLOAD)] * 100)
-        batched = (count // 100) * 100 / (time.perf_counter() - started)
+        with CpuMeter() as meter:
+            started = time.perf_counter()
+            for _ in range(count // 100):
+                engine.submit_many([("bench", "batched", "PreToolUse", PAYLOAD)] * 100)
+            batched = (count // 100) * 100 / (time.perf_counter() - started)
+        cpu["batched"] = {"client_and_engine": meter.client}
 
         per = count // CLIENTS
 
@@ -144,8 +120,10 @@ def _laneway_figures(count: int) -> dict[str, float]:
             for _ in range(per):
                 engine.submit("bench", f"t{worker}", "PreToolUse", PAYLOAD)
 
-        concurrent = per * CLIENTS / run_threads(CLIENTS, submit)
-    return {"single": single, "batched": batched, "concurrent": concurrent}
+        with CpuMeter() as meter:
+            concurrent = per * CLIENTS / run_threads(CLIENTS, submit)
+        cpu["concurrent"] = {"client_and_engine": meter.client}
+    return {"per_s": {"single": single, "batched": batched, "concurrent": concurrent}, "cpu": cpu}
 
 
 def peer_redis_streams(quick: bool = False) -> dict[str, Any]:
@@ -155,13 +133,16 @@ def peer_redis_streams(quick: bool = False) -> dict[str, Any]:
     if reason is not None:
         return {"skipped": reason}
     count = 1_000 if quick else 8_000
-    redis = _redis_figures(count)
-    laneway = _laneway_figures(count)
+    redis, laneway = _redis_figures(count), _laneway_figures(count)
     return {
         "events": count,
-        "redis_per_s": {k: round(v) for k, v in redis.items()},
-        "laneway_per_s": {k: round(v) for k, v in laneway.items()},
-        "laneway_over_redis": {k: round(laneway[k] / redis[k], 3) for k in redis},
+        "redis_per_s": {k: round(v) for k, v in redis["per_s"].items()},
+        "laneway_per_s": {k: round(v) for k, v in laneway["per_s"].items()},
+        "laneway_over_redis": {k: round(laneway["per_s"][k] / v, 3) for k, v in redis["per_s"].items()},
+        # Fractions of one core: Redis's client (this process) and server;
+        # laneway's client and engine are one process.
+        "redis_cpu": redis["cpu"],
+        "laneway_cpu": laneway["cpu"],
     }
 
 

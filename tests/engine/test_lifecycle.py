@@ -129,9 +129,9 @@ def test_the_in_flight_limit_makes_send_refuse_and_submit_wait(tmp_path: Path) -
         release = threading.Event()
         original = eng._log.commit
 
-        def slow_commit(batches, now_ms):  # type: ignore[no-untyped-def]
+        def slow_commit(batches, now_ms, effect_states=()):  # type: ignore[no-untyped-def]
             release.wait(10)
-            original(batches, now_ms)
+            original(batches, now_ms, effect_states)
 
         eng._log.commit = slow_commit  # type: ignore[method-assign]
         first = eng.send("acme", "s", "T", 1)

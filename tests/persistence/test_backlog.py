@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import msgspec
 from hypothesis import given, strategies as st
 
-from laneway.core import Event, PriorityMetadata, encode
+from laneway.core import EffectRecord, Event, PriorityMetadata, encode
 from laneway.persistence import MemoryLog, WalWriter, WriteBatch, WriterTask
 from laneway.persistence._backlog import CommitBacklog
 
@@ -107,11 +107,11 @@ class GatedLog(MemoryLog):
         self.release = threading.Event()
         self.groups: list[list[object]] = []
 
-    def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None:
+    def commit(self, batches: Sequence[WriteBatch], now_ms: int, effect_states: Sequence[EffectRecord] = ()) -> None:
         if not self.groups:
             self.entered.set()
             assert self.release.wait(10)
-        super().commit(batches, now_ms)
+        super().commit(batches, now_ms, effect_states)
         self.groups.append([b.token for b in batches])
 
 

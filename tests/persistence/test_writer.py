@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import msgspec
 import pytest
 
-from laneway.core import EngineClosed, Event, PriorityMetadata, StorageError, encode
-from laneway.persistence import MemoryLog, WalWriter, WriteBatch
+from laneway.core import EffectRecord, EngineClosed, Event, PriorityMetadata, StorageError, encode
+from laneway.persistence import EffectStates, MemoryLog, WalWriter, WriteBatch, WriterTask
 
 
 def make_batch(session: str, n: int = 1) -> WriteBatch:
@@ -27,13 +27,18 @@ class RecordingLog(MemoryLog):
         self.fail_on = fail_on
         self.commits = 0
 
-    def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None:
+    def commit(self, batches: Sequence[WriteBatch], now_ms: int, effect_states: Sequence[EffectRecord] = ()) -> None:
         self.commits += 1
         if self.fail_on == self.commits:
             self.calls.append("commit-failed")
             raise StorageError("disk on fire")
-        super().commit(batches, now_ms)
-        self.calls.append("commit:" + ",".join(b.token for b in batches))
+        super().commit(batches, now_ms, effect_states)
+        riding = f"+{len(effect_states)} states" if effect_states else ""
+        self.calls.append("commit:" + ",".join(b.token for b in batches) + riding)
+
+    def write_effects(self, records: Sequence[EffectRecord]) -> None:
+        super().write_effects(records)
+        self.calls.append(f"states:{len(records)}")
 
 
 class Recorder:
@@ -273,3 +278,90 @@ def test_run_task_returns_the_result_or_raises_the_error() -> None:
         assert writer.failure is None  # a failed task does not stop the writer
     finally:
         writer.stop()
+
+
+def make_state(seq: int, state: str = "done") -> EffectRecord:
+    return EffectRecord("t", "s", seq, 0, "T", "call", "noop", msgspec.Raw(encode(None)), f"k{seq}", 0, 0, None, 0, state=state)  # type: ignore[arg-type]
+
+
+class States:
+    """An `EffectStates` source: what it handed out and how it was settled."""
+
+    def __init__(self, *records: EffectRecord) -> None:
+        self.records = list(records)
+        self.settled: list[tuple[int, BaseException | None]] = []
+        self.done = threading.Event()
+
+    def rider(self) -> EffectStates:
+        return EffectStates(lambda: self.records, self.written)
+
+    def written(self, records: Sequence[EffectRecord], error: BaseException | None) -> None:
+        self.settled.append((len(records), error))
+        self.done.set()
+
+
+def test_effect_states_ride_in_the_next_commit_of_events() -> None:
+    log = RecordingLog()
+    rec = Recorder(expected=1)
+    writer = WalWriter(log, rec.on_commit, rec.on_failure)
+    states = States(make_state(1), make_state(2))
+    writer.put_states(states.rider())
+    writer.put(make_batch("a"))
+    writer.start()
+    assert rec.done.wait(5) and states.done.wait(5)
+    writer.stop()
+    assert log.calls == ["commit:a+2 states"]  # one transaction, not two
+    assert states.settled == [(2, None)]
+    assert [r.state for r in log.open_effects()] == []  # done: out of the open index
+    assert log.get_effect("t", "s", 1, 0) is not None
+
+
+def test_effect_states_with_no_events_coming_are_written_alone() -> None:
+    log = RecordingLog()
+    writer = WalWriter(log, lambda group: None, lambda group, exc: None)
+    writer.start()
+    states = States(make_state(1, "pending"))
+    writer.put_states(states.rider())
+    assert states.done.wait(5)
+    writer.stop()
+    assert log.calls == ["states:1"]
+    assert states.settled == [(1, None)]
+    assert [r.seq for r in log.open_effects()] == [1]
+
+
+def test_effect_states_are_written_before_a_task_queued_after_them() -> None:
+    log = RecordingLog()
+    writer = WalWriter(log, lambda group: None, lambda group, exc: None, gather_s=60)
+    seen: list[str] = []
+    states = States(make_state(1))
+    writer.put_states(states.rider())
+    writer.put_task(WriterTask(lambda log_: seen.append(",".join(log.calls))))
+    writer.start()
+    writer.stop()
+    assert seen == ["states:1"]  # the task saw them written (no 60 s gather either)
+
+
+def test_effect_states_in_a_failed_commit_are_handed_back_with_the_error() -> None:
+    log = RecordingLog(fail_on=1)
+    rec = Recorder(expected=1)
+    writer = WalWriter(log, rec.on_commit, rec.on_failure)
+    states = States(make_state(1))
+    writer.put_states(states.rider())
+    writer.put(make_batch("a"))
+    writer.start()
+    assert states.done.wait(5)
+    writer.stop()
+    [(count, error)] = states.settled
+    assert count == 1 and isinstance(error, StorageError)
+    assert log.get_effect("t", "s", 1, 0) is None  # nothing of it written
+
+
+def test_effect_states_put_after_stop_are_refused_as_closed() -> None:
+    writer = WalWriter(MemoryLog(), lambda group: None, lambda group, exc: None)
+    writer.start()
+    writer.stop()
+    states = States(make_state(1))
+    writer.put_states(states.rider())
+    writer._drain_after_stop()
+    [(count, error)] = states.settled
+    assert count == 1 and isinstance(error, EngineClosed)

@@ -35,13 +35,13 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import msgspec
 
 from ..core import EffectRecord, FairQueue, LanewayError, SlaBook, backoff_ms
-from ..persistence import Log, WalWriter, WriterTask
+from ..persistence import EffectStates, Log, WalWriter
 from ._kinds import EffectContext, Executor, NoRecipient, UnknownTarget
 
 __all__ = ["EffectRunner"]
@@ -339,7 +339,8 @@ class EffectRunner:
     # -- writing states back --------------------------------------------------------------
 
     def _persist(self, record: EffectRecord) -> None:
-        """Queue a copy of the record's state for the next batched write."""
+        """Queue a copy of the record's state for the writer's next commit
+        (`EffectStates`: it rides with the next group of events)."""
         copy = msgspec.structs.replace(record)
         with self._cond:
             self._unwritten.append(copy)
@@ -347,28 +348,24 @@ class EffectRunner:
                 return
             self._write_queued = True
             self._writes_pending += 1
-        self._writer.put_task(WriterTask(self._write, self._written_back))
+        self._writer.put_states(EffectStates(self._take_unwritten, self._written_back))
 
-    def _write(self, log_: Log) -> int:
+    def _take_unwritten(self) -> list[EffectRecord]:
+        """Writer thread, right before the commit these ride in."""
         with self._cond:
             batch, self._unwritten = self._unwritten, []
             self._write_queued = False
         # The newest state of each effect is enough.
-        latest = {r.key: r for r in batch}
-        try:
-            log_.write_effects(list(latest.values()))
-        except BaseException:
-            with self._cond:
-                self._unwritten[:0] = batch  # kept for the next write
-            raise
-        return len(latest)
+        return list({r.key: r for r in batch}.values())
 
-    def _written_back(self, result: Any, error: BaseException | None) -> None:
-        if error is not None:
-            log.error("could not write effect states (they are written again with the next change): %s", error)
+    def _written_back(self, records: Sequence[EffectRecord], error: BaseException | None) -> None:
         with self._cond:
+            if error is not None:
+                self._unwritten[:0] = records  # kept for the next write
             self._writes_pending -= 1
             self._cond.notify_all()
+        if error is not None:
+            log.error("could not write effect states (they are written again with the next change): %s", error)
 
     def flush(self) -> None:
         """Write every state change now and wait for it (close does this)."""

@@ -37,7 +37,7 @@ from ._memory import MemoryLog as MemoryLog
 from ._restore import restore as restore
 from ._toolbase import ToolError as ToolError, open_wal as open_wal
 from ._verify import Problem as Problem, verify as verify
-from ._writer import WalWriter as WalWriter, WriterTask as WriterTask
+from ._writer import EffectStates as EffectStates, WalWriter as WalWriter, WriterTask as WriterTask
 
 __all__ = [
     "CONFLICTING_WRITER",
@@ -61,6 +61,7 @@ __all__ = [
     "WriteBatch",
     "WalWriter",
     "WriterTask",
+    "EffectStates",
     "EXPORT_VERSION",
     "ExportedSession",
     "ExportFormat",

@@ -90,9 +90,10 @@ class EventStore(Protocol):
 
     last_lsn: int
 
-    def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None:
-        """Write the batches in one transaction; returns once they are
-        durable, or raises `StorageError` having written nothing."""
+    def commit(self, batches: Sequence[WriteBatch], now_ms: int, effect_states: Sequence[EffectRecord] = ()) -> None:
+        """Write the batches, and the effects' new `effect_states`
+        (`EffectStore.write_effects`), in one transaction; returns once they
+        are durable, or raises `StorageError` having written nothing."""
     def probe(self) -> None:
         """A write that changes nothing read: does the disk take writes again?"""
     def read_session(self, tenant: str, session: str, after_seq: int, limit: int) -> list[bytes]: ...

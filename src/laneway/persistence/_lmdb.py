@@ -301,7 +301,7 @@ class LmdbLog:
 
         self._write_txn(write, "storage probe")
 
-    def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None:
+    def commit(self, batches: Sequence[WriteBatch], now_ms: int, effect_states: Sequence[EffectRecord] = ()) -> None:
         plan = encode_batches(batches, self.last_lsn)
         last, records, seq_index, dedupes = plan.last_lsn, plan.records, plan.seq_index, plan.dedupes
 
@@ -335,6 +335,8 @@ class LmdbLog:
                         meta = advance_meta(meta, batch, now_ms)
                     heads.append((sid, encode(meta)))
                 cursor.putmulti(heads)
+            if effect_states:
+                self._put_effect_states(txn, effect_states)
 
         self._write_txn(write, "WAL commit")
         self.last_lsn = last
@@ -611,16 +613,16 @@ class LmdbLog:
         """Store these effects' new states; an effect done or dead leaves
         the open index. One transaction."""
 
-        def write(txn: lmdb.Transaction) -> None:
-            for record in records:
-                key = effect_id(record.tenant, record.session, record.seq, record.index)
-                txn.put(key, encode(record), db=self.effects_db)
-                if record.state in OPEN_STATES:
-                    txn.put(key, b"", db=self.effects_open_db)
-                else:
-                    txn.delete(key, db=self.effects_open_db)
+        self._write_txn(lambda txn: self._put_effect_states(txn, records), "writing effect states")
 
-        self._write_txn(write, "writing effect states")
+    def _put_effect_states(self, txn: lmdb.Transaction, records: Sequence[EffectRecord]) -> None:
+        for record in records:
+            key = effect_id(record.tenant, record.session, record.seq, record.index)
+            txn.put(key, encode(record), db=self.effects_db)
+            if record.state in OPEN_STATES:
+                txn.put(key, b"", db=self.effects_open_db)
+            else:
+                txn.delete(key, db=self.effects_open_db)
 
     def open_effects(self) -> list[EffectRecord]:
         """Every effect not yet done or dead (what a restart resumes)."""

@@ -48,7 +48,7 @@ class MemoryLog:
     def probe(self) -> None:
         """Memory always takes writes."""
 
-    def commit(self, batches: Sequence[WriteBatch], now_ms: int) -> None:
+    def commit(self, batches: Sequence[WriteBatch], now_ms: int, effect_states: Sequence[EffectRecord] = ()) -> None:
         plan = encode_batches(batches, self.last_lsn)
         last, records, dedupes = plan.last_lsn, plan.records, plan.dedupes
         with self._lock:
@@ -70,6 +70,7 @@ class MemoryLog:
                 for record in batch.effects:
                     self._effects[_effect_key(record)] = encode(record)
                     self._open.add(_effect_key(record))
+            self._put_effect_states(effect_states)
             self.last_lsn = last
 
     def write_control(self, puts: Sequence[tuple[str, bytes | None, bytes | None]]) -> None:
@@ -160,13 +161,17 @@ class MemoryLog:
 
     def write_effects(self, records: Sequence[EffectRecord]) -> None:
         with self._lock:
-            for record in records:
-                key = _effect_key(record)
-                self._effects[key] = encode(record)
-                if record.state in OPEN_STATES:
-                    self._open.add(key)
-                else:
-                    self._open.discard(key)
+            self._put_effect_states(records)
+
+    def _put_effect_states(self, records: Sequence[EffectRecord]) -> None:
+        """Under `_lock`."""
+        for record in records:
+            key = _effect_key(record)
+            self._effects[key] = encode(record)
+            if record.state in OPEN_STATES:
+                self._open.add(key)
+            else:
+                self._open.discard(key)
 
     def open_effects(self) -> list[EffectRecord]:
         with self._lock:

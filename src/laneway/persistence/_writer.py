@@ -31,17 +31,17 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from ..core import Clock, CommitStatistics, EngineClosed, StorageError, now_ms, percentile
+from ..core import Clock, CommitStatistics, EffectRecord, EngineClosed, StorageError, now_ms, percentile
 from ._backlog import CommitBacklog
 from ._batch import WriteBatch
 from ._faults import CONFLICTING_WRITER, INTERNAL_ERROR
 from ._interfaces import Log
 
-__all__ = ["WalWriter", "WriterTask"]
+__all__ = ["EffectStates", "WalWriter", "WriterTask"]
 
 log = logging.getLogger("laneway.wal")
 
@@ -69,6 +69,31 @@ class WriterTask:
     ) -> None:
         self.run = run
         self.on_done = on_done
+
+
+class EffectStates:
+    """Effect state changes that ride in the writer's next commit instead of
+    a transaction (and two syncs) of their own: the runner's `done` after
+    each effect would otherwise double the commits of a steady stream of
+    events that each cause one. No barrier: they are written with the next
+    group, or alone once the writer finds no group coming (within the
+    gather wait), and always before a task queued after them runs.
+
+    take(): the records to write, called on the writer thread just before
+        the commit (so changes made meanwhile go too).
+    written(records, error): after that commit, on the writer thread; error
+        None on success, else the records were not written.
+    """
+
+    __slots__ = ("take", "written")
+
+    def __init__(
+        self,
+        take: Callable[[], Sequence[EffectRecord]],
+        written: Callable[[Sequence[EffectRecord], BaseException | None], None],
+    ) -> None:
+        self.take = take
+        self.written = written
 
 
 class WalWriter:
@@ -115,6 +140,7 @@ class WalWriter:
         # (writer thread): those producers are expected back (module doc).
         self._expected = 0
         self._arrived = 0
+        self._riders: list[EffectStates] = []  # for the next commit (writer thread)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._backlog = CommitBacklog(tier_of)  # the writer thread's
         self._thread = threading.Thread(target=self._run, name="laneway-wal-writer", daemon=True)
@@ -137,6 +163,10 @@ class WalWriter:
     def put(self, batch: WriteBatch) -> None:
         """Queue a batch for the next commit. Any thread; never blocks."""
         self._queue.put(batch)
+
+    def put_states(self, states: EffectStates) -> None:
+        """Queue effect state changes for the next commit. Any thread."""
+        self._queue.put(states)
 
     def put_task(self, task: WriterTask) -> None:
         """Queue a task; it runs after every batch queued before it."""
@@ -201,20 +231,56 @@ class WalWriter:
                 else:
                     first = get()
                 if first is _STOP:
+                    self._write_riders()
                     break
                 if isinstance(first, WriterTask):
+                    self._write_riders()  # queued before the task: written before it runs
                     self._task(first)
                     continue
-                assert isinstance(first, WriteBatch)
-                backlog.add(first)
-                self._arrived += 1
+                if isinstance(first, EffectStates):
+                    self._riders.append(first)
+                else:
+                    assert isinstance(first, WriteBatch)
+                    backlog.add(first)
+                    self._arrived += 1
             if barrier is None:
                 barrier = self._gather()
+            if not backlog:
+                self._write_riders()  # no group came to ride with
+                continue
             group, count = backlog.take(self._max_events, self._max_bytes)
-            if self._commit(group, count):
+            riders, self._riders = self._riders, []
+            states = [record for rider in riders for record in rider.take()]
+            committed = self._commit(group, count, states)
+            if committed:
                 self._ack(group)
                 self._expected, self._arrived = len(group), 0
+            self._settle(riders, states, None if committed else (self.failure or StorageError("commit failed")))
         self._drain_after_stop()
+
+    def _write_riders(self) -> None:
+        """Effect states with no group to ride in: a transaction of their own."""
+        riders, self._riders = self._riders, []
+        if not riders:
+            return
+        states = [record for rider in riders for record in rider.take()]
+        error: BaseException | None = self.failure
+        if error is None and states:
+            try:
+                self._log.write_effects(states)
+            except StorageError as exc:  # reported to the runner, as a task's would be
+                error = exc
+            except Exception as exc:
+                log.exception("writing effect states raised unexpectedly")
+                error = exc
+        self._settle(riders, states, error)
+
+    def _settle(self, riders: list[EffectStates], states: list[EffectRecord], error: BaseException | None) -> None:
+        for rider in riders:
+            try:
+                rider.written(states, error)
+            except Exception:
+                log.exception("effect states callback failed")
 
     def _task(self, task: WriterTask) -> None:
         error: BaseException | None = self.failure
@@ -263,19 +329,23 @@ class WalWriter:
                     item = get(timeout=deadline - now)
                 except queue.Empty:
                     return None
+            if isinstance(item, EffectStates):
+                self._riders.append(item)
+                continue
             if not isinstance(item, WriteBatch):
                 return item
             backlog.add(item)
             self._arrived += 1
 
-    def _commit(self, group: list[WriteBatch], count: int) -> bool:
-        """Write the group; on failure fail it (and everything after it)."""
+    def _commit(self, group: list[WriteBatch], count: int, states: Sequence[EffectRecord] = ()) -> bool:
+        """Write the group (and effect states riding with it); on failure
+        fail it (and everything after it)."""
         if self.failure is not None:
             self._fail(group, self.failure)
             return False
         started = time.perf_counter()
         try:
-            self._log.commit(group, self._clock())
+            self._log.commit(group, self._clock(), states)
         except StorageError as exc:
             self._set_failure(exc)
             self._fail(group, exc)
@@ -364,3 +434,5 @@ class WalWriter:
                 self._fail([item], closed)
             elif isinstance(item, WriterTask) and item.on_done is not None:
                 item.on_done(None, closed)
+            elif isinstance(item, EffectStates):
+                item.written(item.take(), closed)
