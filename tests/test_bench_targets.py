@@ -44,6 +44,22 @@ def test_verdicts_follow_min_and_max_and_reach_into_nested_results() -> None:
     assert not verdicts[("b", "missing")].met and verdicts[("b", "missing")].value is None  # a bool is no figure
 
 
+def test_a_target_against_a_peer_bounds_the_figure_over_the_peers() -> None:
+    targets = [
+        Target("p", "ours.rate", vs="theirs.rate", min=1.0, peer="Them"),
+        Target("p", "ours.p99_ms", vs="theirs.p99_ms", max=1.0),
+        Target("p", "ours.share", vs="theirs.share", min=1.0),  # theirs starved: 0
+        Target("p", "ours.rate", vs="theirs.gone", min=1.0),  # no peer figure: a miss
+    ]
+    result = {"p": {"ours": {"rate": 90, "p99_ms": 4.0, "share": 0.14}, "theirs": {"rate": 100, "p99_ms": 8.0, "share": 0}}}
+    rate, p99, share, gone = judge(targets, result)
+    assert not rate.met and rate.peer_value == 100 and rate.vs_peer == pytest.approx(0.9) and rate.ratio == pytest.approx(0.9)
+    assert rate.target.bound == ">= 1x Them"
+    assert p99.met and p99.vs_peer == pytest.approx(0.5) and p99.ratio == pytest.approx(2.0)
+    assert share.met and share.vs_peer == float("inf")
+    assert not gone.met and gone.vs_peer is None
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -67,7 +83,7 @@ def _bench(tmp_path: Path, targets: str, *args: str) -> subprocess.CompletedProc
     (tmp_path / "tiny.py").write_text(
         "def tiny(quick=False):\n"
         "    '''A fixed result.'''\n"
-        "    return {'rate': 120, 'nested': {'ratio': 0.5}}\n"
+        "    return {'rate': 120, 'nested': {'ratio': 0.5}, 'peer_rate': 150}\n"
         "SCENARIOS = {'tiny': tiny}\n"
     )
     (tmp_path / "targets.toml").write_text(targets)
@@ -89,6 +105,16 @@ def test_check_exits_1_naming_each_missed_figure_and_0_when_all_are_met(tmp_path
     assert _bench(tmp_path, "[tiny]\nrate = { min = 1000 }\n").returncode == 0
     met = _bench(tmp_path, "[tiny]\nrate = { min = 100 }\n", "--check")
     assert met.returncode == 0 and "targets missed" not in met.stdout
+
+
+def test_a_figure_behind_its_peer_is_a_miss_naming_both_and_the_table_shows_the_peer(tmp_path: Path) -> None:
+    out = _bench(tmp_path, "[tiny]\nrate = { vs = 'peer_rate', min = 1, unit = 'ev/s', peer = 'Rival' }\n", "--check")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "tiny.rate (120 ev/s against 150 for Rival, target >= 1x Rival)" in out.stdout
+    row = next(line for line in out.stdout.splitlines() if "│ rate" in line)
+    assert "150" in row and "0.80" in row  # the peer's figure and ours over it
+    [verdict] = json.loads((tmp_path / "r.json").read_text())["verdicts"]
+    assert (verdict["peer_value"], verdict["vs_peer"], verdict["met"]) == (150, 0.8, False)
 
 
 def test_a_broken_targets_file_stops_the_run_with_one_line(tmp_path: Path) -> None:

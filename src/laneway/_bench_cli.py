@@ -222,7 +222,11 @@ def _bench(args: argparse.Namespace) -> int:
         "quick": args.quick,
         "results": results,
         "verdicts": [
-            {"scenario": v.target.scenario, "figure": v.target.figure, "value": v.value, "bound": v.target.bound, "met": v.met}
+            {
+                "scenario": v.target.scenario, "figure": v.target.figure, "value": v.value, "bound": v.target.bound,
+                "peer": v.target.vs, "peer_value": v.peer_value, "vs_peer": v.vs_peer if v.vs_peer != float("inf") else "inf",
+                "met": v.met,
+            }
             for v in verdicts
         ],
     }
@@ -233,7 +237,7 @@ def _bench(args: argparse.Namespace) -> int:
     if failed:
         console.print(f"[red]failed to run:[/red] {', '.join(failed)}")
     if missed:
-        names = ", ".join(f"{v.target.scenario}.{v.target.figure} ({_fmt(v.value)} {v.target.unit}, target {v.target.bound})" for v in missed)
+        names = ", ".join(_miss(v) for v in missed)
         console.print(f"targets missed: {escape(names)}")
     if failed or (args.check and missed):
         return 1
@@ -242,15 +246,20 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _summary(results: dict[str, Any], verdicts: list[Verdict]) -> Table:
     table = Table(title="laneway bench", show_lines=False)
-    for column, justify in (("scenario", "left"), ("figure", "left"), ("value", "right"), ("unit", "left"), ("target", "right"), ("ratio", "right"), ("met", "center")):
+    columns = (
+        ("scenario", "left"), ("figure", "left"), ("value", "right"), ("unit", "left"), ("target", "right"),
+        ("ratio", "right"), ("peer", "right"), ("vs peer", "right"), ("met", "center"),
+    )
+    for column, justify in columns:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     judged = set()
     for v in verdicts:
         judged.add(v.target.scenario)
-        ratio = v.ratio
+        ratio, vs_peer = v.ratio, v.vs_peer
         table.add_row(
-            escape(v.target.scenario), escape(v.target.figure), _fmt(v.value), escape(v.target.unit), v.target.bound,
-            f"{ratio:.2f}" if ratio is not None else "-", "yes" if v.met else "[red]no[/red]",
+            escape(v.target.scenario), escape(v.target.figure), _fmt(v.value), escape(v.target.unit), escape(v.target.bound),
+            _fmt_ratio(ratio), _fmt(v.peer_value) if v.target.vs is not None else "", _fmt_ratio(vs_peer) if v.target.vs else "",
+            "yes" if v.met else "[red]no[/red]",
         )
     for name, result in results.items():
         if name not in judged:
@@ -260,8 +269,20 @@ def _summary(results: dict[str, Any], verdicts: list[Verdict]) -> Table:
                 what = f"skipped: {escape(str(result['skipped']))}"
             else:
                 what = "(no target)"
-            table.add_row(escape(name), what, "", "", "", "", "")
+            table.add_row(escape(name), what, *[""] * (len(columns) - 2))
     return table
+
+
+def _miss(v: Verdict) -> str:
+    target = v.target
+    against = f" against {_fmt(v.peer_value)} for {target.peer or 'the peer'}" if target.vs is not None else ""
+    return f"{target.scenario}.{target.figure} ({_fmt(v.value)} {target.unit}{against}, target {target.bound})"
+
+
+def _fmt_ratio(ratio: float | None) -> str:
+    if ratio is None:
+        return "-"
+    return "inf" if ratio == float("inf") else f"{ratio:.2f}"
 
 
 def _fmt(value: Any) -> str:
