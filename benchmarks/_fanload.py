@@ -94,7 +94,10 @@ class LanewayServer:
 
 
 class Producer:
-    """Submits `rate` events/s in 10 ms ticks; each payload stamps its submit time."""
+    """Submits `rate` events/s in 1 ms ticks. Each payload's ``t`` is the
+    event's intended time on that schedule (wall clock), not when the tick
+    got to it: a stalled submit then shows as latency in every event it
+    held back (coordinated omission). The tick adds at most its own 1 ms."""
 
     def __init__(self, engine: Engine, rate: float, sessions: int = 10) -> None:
         self.engine, self.rate, self.sessions = engine, rate, sessions
@@ -110,16 +113,23 @@ class Producer:
         self._thread.join()
 
     def _run(self) -> None:
-        tick = 0.01
-        started = time.perf_counter()
+        tick = 0.001
+        started, wall = time.perf_counter(), time.time()
         while not self._stop.is_set():
             due = int((time.perf_counter() - started) * self.rate) - self.sent
             if due > 0:
-                now = time.time()
-                items = [("bench", f"s{(self.sent + i) % self.sessions}", "T", {"t": now, "pad": "x" * 60}) for i in range(due)]
+                items = [
+                    ("bench", f"s{(self.sent + i) % self.sessions}", "T", {"t": intended_time(wall, self.sent + i, self.rate), "pad": "x" * 60})
+                    for i in range(due)
+                ]
                 self.engine.submit_many(items)
                 self.sent += due
             self._stop.wait(tick)
+
+
+def intended_time(wall_start: float, n: int, rate: float) -> float:
+    """When event n of a schedule at `rate`/s from `wall_start` is due (wall clock)."""
+    return wall_start + n / rate
 
 
 def start_clients(

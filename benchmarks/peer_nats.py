@@ -12,6 +12,10 @@ back to back, with the same msgpack payload:
 |----------------------------------------------------|------------------------------------------|
 | `js.publish` one at a time, awaiting each PubAck    | `submit()` one at a time                  |
 | `js.publish_async`, at most 256 unacknowledged      | `send()`, at most 256 futures outstanding |
+| open loop: `js.publish` tasks at a fixed rate        | `send()` at the same rate                 |
+
+The open-loop rows count latency from each request's intended time
+(`_openloop.py`), at rising offered rates.
 
 Skipped, with the reason, when the server binary or `nats-py` is missing.
 """
@@ -28,12 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from _common import PAYLOAD, data_dir
+from _openloop import run_async, run_threaded
 from _servers import CpuMeter, ServerProcess, port_open
 
 from laneway import Engine, EngineConfig
 from laneway.core import encode
 
 WINDOW = 256
+RATES = (1_000, 2_000, 4_000, 8_000, 16_000)
+QUICK_RATES = (1_000, 4_000)
 
 
 def _binary() -> str | None:
@@ -63,7 +70,7 @@ def _skip_reason() -> str | None:
     return None
 
 
-async def _nats_figures(port: int, pid: int, count: int) -> dict[str, Any]:
+async def _nats_figures(port: int, pid: int, count: int, rates: tuple[int, ...], seconds: float) -> dict[str, Any]:
     import nats
     from nats.js.api import StorageType, StreamConfig
 
@@ -93,12 +100,18 @@ async def _nats_figures(port: int, pid: int, count: int) -> dict[str, Any]:
 
         info = await js.stream_info("BENCH")
         assert info.state.messages == 2 * count + 1  # every ack meant a stored message
+        open_loop = {}
+        for rate in rates:
+            open_loop[str(rate)] = await run_async(
+                rate, seconds, lambda n, rate=rate: js.publish("bench.open", value, headers={"Nats-Msg-Id": f"o{rate}-{n}"}),
+                server_pid=pid,
+            )
     finally:
         await nc.close()
-    return {"per_s": {"single": single, "windowed": windowed}, "cpu": cpu}
+    return {"per_s": {"single": single, "windowed": windowed}, "cpu": cpu, "open_loop": open_loop}
 
 
-def _laneway_figures(count: int) -> dict[str, Any]:
+def _laneway_figures(count: int, rates: tuple[int, ...], seconds: float) -> dict[str, Any]:
     cpu: dict[str, dict[str, float]] = {}
     with data_dir() as path, Engine.open(path, EngineConfig(sweep_interval_s=0)) as engine:
         engine.submit("bench", "warm", "Warmup")
@@ -120,7 +133,13 @@ def _laneway_figures(count: int) -> dict[str, Any]:
                 future.result()
             windowed = count / (time.perf_counter() - started)
         cpu["windowed"] = {"client_and_engine": meter.client}
-    return {"per_s": {"single": single, "windowed": windowed}, "cpu": cpu}
+        open_loop = {
+            str(rate): run_threaded(
+                rate, seconds, lambda n, rate=rate: engine.send("bench", f"o{n % 8}", "PreToolUse", PAYLOAD, dedupe_key=f"o{rate}-{n}")
+            )
+            for rate in rates
+        }
+    return {"per_s": {"single": single, "windowed": windowed}, "cpu": cpu, "open_loop": open_loop}
 
 
 def peer_nats_jetstream(quick: bool = False) -> dict[str, Any]:
@@ -130,13 +149,14 @@ def peer_nats_jetstream(quick: bool = False) -> dict[str, Any]:
     if reason is not None:
         return {"skipped": reason}
     count = 1_000 if quick else 8_000
+    rates, seconds = (QUICK_RATES, 1.0) if quick else (RATES, 3.0)
 
     def ready(port: int) -> bool:
         return port_open(port)
 
     with ServerProcess("nats", _command, ready) as server:
-        nats_result = asyncio.run(_nats_figures(server.port, server.proc.pid, count))
-    laneway = _laneway_figures(count)
+        nats_result = asyncio.run(_nats_figures(server.port, server.proc.pid, count, rates, seconds))
+    laneway = _laneway_figures(count, rates, seconds)
     return {
         "events": count,
         "window": WINDOW,
@@ -145,6 +165,7 @@ def peer_nats_jetstream(quick: bool = False) -> dict[str, Any]:
         "laneway_over_nats": {k: round(laneway["per_s"][k] / v, 3) for k, v in nats_result["per_s"].items()},
         "nats_cpu": nats_result["cpu"],
         "laneway_cpu": laneway["cpu"],
+        "open_loop": {"nats": nats_result["open_loop"], "laneway": laneway["open_loop"]},
     }
 
 

@@ -10,6 +10,10 @@ as laneway's data dir. Then, back to back:
 | XADD one at a time, one client          | `submit()` one at a time              |
 | XADD pipelined in batches of 100        | `submit_many()` of 100                |
 | 8 clients (threads), XADD one at a time | 8 threads calling `submit()`          |
+| open loop: XADD at a fixed rate (asyncio, a connection pool) | `send()` at the same rate |
+
+The open-loop rows count latency from each request's intended time
+(`_openloop.py`), at rising offered rates: the latency-vs-load chart.
 
 Same payload (the typical hook event, msgpack) in both. Redis is skipped,
 with the reason, when `redis-server` or the `redis` package is missing.
@@ -17,18 +21,22 @@ with the reason, when `redis-server` or the `redis` package is missing.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from _common import PAYLOAD, data_dir, run_threads
+from _openloop import run_async, run_threaded
 from _servers import CpuMeter, ServerProcess
 
 from laneway import Engine, EngineConfig
 from laneway.core import encode
 
 CLIENTS = 8
+RATES = (1_000, 2_000, 4_000, 8_000, 16_000)
+QUICK_RATES = (1_000, 4_000)
 
 
 def _command(port: int, directory: Path) -> list[str]:
@@ -57,7 +65,7 @@ def _skip_reason() -> str | None:
     return None
 
 
-def _redis_figures(count: int) -> dict[str, Any]:
+def _redis_figures(count: int, rates: tuple[int, ...], seconds: float) -> dict[str, Any]:
     import redis
 
     value = encode(PAYLOAD)
@@ -93,10 +101,25 @@ def _redis_figures(count: int) -> dict[str, Any]:
             concurrent = per * CLIENTS / run_threads(CLIENTS, add)
         cpu["concurrent"] = {"client": meter.client, "server": meter.server}
         assert one.xlen("single") == count  # every reply meant a durable entry
-    return {"per_s": {"single": single, "batched": batched, "concurrent": concurrent}, "cpu": cpu}
+        open_loop = asyncio.run(_redis_open_loop(server.port, server.proc.pid, rates, seconds))
+    return {"per_s": {"single": single, "batched": batched, "concurrent": concurrent}, "cpu": cpu, "open_loop": open_loop}
 
 
-def _laneway_figures(count: int) -> dict[str, Any]:
+async def _redis_open_loop(port: int, pid: int, rates: tuple[int, ...], seconds: float) -> dict[str, Any]:
+    import redis.asyncio
+
+    value = encode(PAYLOAD)
+    client = redis.asyncio.Redis(host="127.0.0.1", port=port, max_connections=256)
+    try:
+        return {
+            str(rate): await run_async(rate, seconds, lambda n: client.xadd("open", {"p": value}), server_pid=pid)
+            for rate in rates
+        }
+    finally:
+        await client.aclose()
+
+
+def _laneway_figures(count: int, rates: tuple[int, ...], seconds: float) -> dict[str, Any]:
     cpu: dict[str, dict[str, float]] = {}
     with data_dir() as path, Engine.open(path, EngineConfig(sweep_interval_s=0)) as engine:
         engine.submit("bench", "warm", "Warmup")
@@ -123,7 +146,11 @@ def _laneway_figures(count: int) -> dict[str, Any]:
         with CpuMeter() as meter:
             concurrent = per * CLIENTS / run_threads(CLIENTS, submit)
         cpu["concurrent"] = {"client_and_engine": meter.client}
-    return {"per_s": {"single": single, "batched": batched, "concurrent": concurrent}, "cpu": cpu}
+        open_loop = {
+            str(rate): run_threaded(rate, seconds, lambda n: engine.send("bench", f"o{n % 8}", "PreToolUse", PAYLOAD))
+            for rate in rates
+        }
+    return {"per_s": {"single": single, "batched": batched, "concurrent": concurrent}, "cpu": cpu, "open_loop": open_loop}
 
 
 def peer_redis_streams(quick: bool = False) -> dict[str, Any]:
@@ -133,7 +160,8 @@ def peer_redis_streams(quick: bool = False) -> dict[str, Any]:
     if reason is not None:
         return {"skipped": reason}
     count = 1_000 if quick else 8_000
-    redis, laneway = _redis_figures(count), _laneway_figures(count)
+    rates, seconds = (QUICK_RATES, 1.0) if quick else (RATES, 3.0)
+    redis, laneway = _redis_figures(count, rates, seconds), _laneway_figures(count, rates, seconds)
     return {
         "events": count,
         "redis_per_s": {k: round(v) for k, v in redis["per_s"].items()},
@@ -143,6 +171,8 @@ def peer_redis_streams(quick: bool = False) -> dict[str, Any]:
         # laneway's client and engine are one process.
         "redis_cpu": redis["cpu"],
         "laneway_cpu": laneway["cpu"],
+        # Offered events/s -> latency from intended time (open loop).
+        "open_loop": {"redis": redis["open_loop"], "laneway": laneway["open_loop"]},
     }
 
 

@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 from _common import data_dir
-from _fanload import LanewayServer, fanout, raise_fd_limit, rising
+from _fanload import LanewayServer, fanout, intended_time, raise_fd_limit, rising
 
 SUBSCRIBERS = 1000
 
@@ -74,13 +74,14 @@ class BroadcastServer:
     async def _produce(self, rate: float) -> None:
         from websockets.asyncio.server import broadcast
 
-        tick, started = 0.01, time.perf_counter()
+        tick, started, wall = 0.001, time.perf_counter(), time.time()
         while True:
             due = int((time.perf_counter() - started) * rate) - self.sent
-            now = time.time()
             for _ in range(due):
+                # Stamped with its intended time, as laneway's producer does.
+                t = intended_time(wall, self.sent, rate)
                 self.sent += 1
-                frame = json.dumps({"v": 2, "type": "event", "seq": self.sent, "payload": {"t": now, "pad": "x" * 60}})
+                frame = json.dumps({"v": 2, "type": "event", "seq": self.sent, "payload": {"t": t, "pad": "x" * 60}})
                 broadcast(self._clients, frame)
             await asyncio.sleep(tick)
 
