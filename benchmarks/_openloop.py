@@ -120,3 +120,11 @@ async def _run_async(rate: float, seconds: float, send: Callable[[int], Awaitabl
         tasks.append(asyncio.create_task(one(n, intended)))
     await asyncio.wait(tasks, timeout=timeout)
     return _report(latencies, errors, due, seconds, behind)
+
+
+def with_commit_max(engine: Any, report: dict[str, Any]) -> dict[str, Any]:
+    """`report` plus the engine's slowest recent commit: a latency spike
+    with a commit as slow is the disk's, one without is laneway's own."""
+    commit = engine.statistics().commit
+    engine_stats = {"commit_max_ms": round(commit.latency_ms_max, 3)} if commit is not None else {}
+    return {**report, **engine_stats}

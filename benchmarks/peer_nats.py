@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import PAYLOAD, data_dir
-from _openloop import run_async, run_threaded
+from _openloop import run_async, run_threaded, with_commit_max
 from _servers import CpuMeter, ServerProcess, port_open
 
 from laneway import Engine, EngineConfig
@@ -133,10 +133,11 @@ def _laneway_figures(count: int, rates: tuple[int, ...], seconds: float) -> dict
                 future.result()
             windowed = count / (time.perf_counter() - started)
         cpu["windowed"] = {"client_and_engine": meter.client}
+        engine.submit_many([("bench", f"o{n}", "Warmup", None) for n in range(8)])  # the open-loop sessions, started
         open_loop = {
-            str(rate): run_threaded(
+            str(rate): with_commit_max(engine, run_threaded(
                 rate, seconds, lambda n, rate=rate: engine.send("bench", f"o{n % 8}", "PreToolUse", PAYLOAD, dedupe_key=f"o{rate}-{n}")
-            )
+            ))
             for rate in rates
         }
     return {"per_s": {"single": single, "windowed": windowed}, "cpu": cpu, "open_loop": open_loop}

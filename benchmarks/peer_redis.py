@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import PAYLOAD, data_dir, run_threads
-from _openloop import run_async, run_threaded
+from _openloop import run_async, run_threaded, with_commit_max
 from _servers import CpuMeter, ServerProcess
 
 from laneway import Engine, EngineConfig
@@ -36,6 +36,7 @@ from laneway.core import encode
 
 CLIENTS = 8
 RATES = (1_000, 2_000, 4_000, 8_000, 16_000)
+BATCHES = (1, 10, 100, 1_000)  # the throughput-vs-batch-size chart
 QUICK_RATES = (1_000, 4_000)
 
 
@@ -102,7 +103,29 @@ def _redis_figures(count: int, rates: tuple[int, ...], seconds: float) -> dict[s
         cpu["concurrent"] = {"client": meter.client, "server": meter.server}
         assert one.xlen("single") == count  # every reply meant a durable entry
         open_loop = asyncio.run(_redis_open_loop(server.port, server.proc.pid, rates, seconds))
-    return {"per_s": {"single": single, "batched": batched, "concurrent": concurrent}, "cpu": cpu, "open_loop": open_loop}
+
+        def pipelined(size: int) -> None:
+            pipe = one.pipeline(transaction=False)
+            for _ in range(size):
+                pipe.xadd("sweep", {"p": value})
+            pipe.execute()
+
+        by_batch = {str(size): _per_s(count, size, pipelined) for size in BATCHES}
+    return {
+        "per_s": {"single": single, "batched": batched, "concurrent": concurrent},
+        "cpu": cpu,
+        "open_loop": open_loop,
+        "by_batch": by_batch,
+    }
+
+
+def _per_s(count: int, size: int, write: Any) -> float:
+    """Events/s writing `count` events (at least one batch) in batches of `size`."""
+    batches = max(1, count // size)
+    started = time.perf_counter()
+    for _ in range(batches):
+        write(size)
+    return round(batches * size / (time.perf_counter() - started))
 
 
 async def _redis_open_loop(port: int, pid: int, rates: tuple[int, ...], seconds: float) -> dict[str, Any]:
@@ -146,11 +169,21 @@ def _laneway_figures(count: int, rates: tuple[int, ...], seconds: float) -> dict
         with CpuMeter() as meter:
             concurrent = per * CLIENTS / run_threads(CLIENTS, submit)
         cpu["concurrent"] = {"client_and_engine": meter.client}
+        engine.submit_many([("bench", f"o{n}", "Warmup", None) for n in range(8)])  # the open-loop sessions, started
         open_loop = {
-            str(rate): run_threaded(rate, seconds, lambda n: engine.send("bench", f"o{n % 8}", "PreToolUse", PAYLOAD))
+            str(rate): with_commit_max(engine, run_threaded(rate, seconds, lambda n: engine.send("bench", f"o{n % 8}", "PreToolUse", PAYLOAD)))
             for rate in rates
         }
-    return {"per_s": {"single": single, "batched": batched, "concurrent": concurrent}, "cpu": cpu, "open_loop": open_loop}
+        by_batch = {
+            str(size): _per_s(count, size, lambda size: engine.submit_many([("bench", "sweep", "PreToolUse", PAYLOAD)] * size))
+            for size in BATCHES
+        }
+    return {
+        "per_s": {"single": single, "batched": batched, "concurrent": concurrent},
+        "cpu": cpu,
+        "open_loop": open_loop,
+        "by_batch": by_batch,
+    }
 
 
 def peer_redis_streams(quick: bool = False) -> dict[str, Any]:
@@ -173,6 +206,8 @@ def peer_redis_streams(quick: bool = False) -> dict[str, Any]:
         "laneway_cpu": laneway["cpu"],
         # Offered events/s -> latency from intended time (open loop).
         "open_loop": {"redis": redis["open_loop"], "laneway": laneway["open_loop"]},
+        # Batch size -> events/s (Redis: one pipeline per batch; laneway: submit_many).
+        "by_batch": {"redis": redis["by_batch"], "laneway": laneway["by_batch"]},
     }
 
 

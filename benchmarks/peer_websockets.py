@@ -29,6 +29,7 @@ from _common import data_dir
 from _fanload import LanewayServer, fanout, intended_time, raise_fd_limit, rising
 
 SUBSCRIBERS = 1000
+SWEEP = (100, 300, 1000, 2000)
 
 
 class BroadcastServer:
@@ -154,6 +155,8 @@ def peer_websockets_fanout(quick: bool = False) -> dict[str, Any]:
             "flat_out_runs": runs,
             "at_1000_p99_ms": run(100, 1000, seconds, 2)["p99_ms"],
             "at_100_p99_ms": run(SUBSCRIBERS, 100, seconds, 10)["p99_ms"],
+            # The fan-out-vs-subscribers chart: 200 events/s to each count.
+            "by_subscribers": {str(n): run(n, 200, seconds, max(1, n // 100)) for n in SWEEP},
         }
     lane, peer = result["laneway"], result["websockets"]
     result["laneway_over_websockets"] = {

