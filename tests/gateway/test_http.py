@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import time
@@ -117,7 +118,12 @@ def test_schema_health_metrics_index_and_errors(server: Server) -> None:
     status, text, headers = server.http("GET", "/metrics", token=None)
     assert status == 200 and headers["content-type"].startswith("text/plain")
     assert 'laneway_events_total{priority="0"} 1' in text and "laneway_websocket_clients 0" in text
-    assert server.http("GET", "/api", token=None)[1]["name"] == "laneway"
+    index = server.http("GET", "/api", token=None)[1]
+    assert index["name"] == "laneway"
+    # Routes read as templates, not regexes.
+    assert "GET /api/v1/tenants/{tenant}/sessions/{session}/events" in index["http"]
+    assert "POST /api/v1/tenants/{tenant}/effects/{key}/{action}" in index["http"]
+    assert not any("(?P" in route or "\\" in route for route in index["http"])
     assert server.http("GET", "/nope", token=None)[0] == 404
     assert server.http("DELETE", "/api/v1/events", token=None)[0] == 405
 
@@ -163,9 +169,17 @@ def send_like_the_hook_script(port: int, event: dict[str, Any]) -> tuple[int, An
         return exc.code, json.loads(exc.read())
 
 
-def test_hook_events_are_accepted_anonymously_only_when_switched_on(make_server: Any) -> None:
+def test_hook_events_are_accepted_anonymously_only_when_switched_on(make_server: Any, caplog: pytest.LogCaptureFixture) -> None:
     off = make_server()
-    assert send_like_the_hook_script(off.running.port, HOOK_EVENT)[0] == 401
+    with caplog.at_level(logging.WARNING, logger="laneway.gateway"):
+        for _ in range(3):
+            status, body = send_like_the_hook_script(off.running.port, HOOK_EVENT)
+            # The answer names the way in, for whoever reads the hook's output...
+            assert status == 401 and "laneway serve --compat" in body["message"] and "anonymous_compat" in body["message"]
+            assert "Authorization: Bearer" in body["message"]
+    # ...and the server says it once, however often the script retries.
+    refusals = [r for r in caplog.records if "refused a HookEvent request" in r.getMessage()]
+    assert len(refusals) == 1 and "127.0.0.1" in refusals[0].getMessage()
     on = make_server(anonymous_compat=True)
     status, saved = send_like_the_hook_script(on.running.port, HOOK_EVENT)
     assert status == 200
@@ -185,8 +199,29 @@ def test_compat_validation(make_server: Any) -> None:
     assert status == 400 and "payload" in body["message"]
     status, body = send_like_the_hook_script(server.running.port, {k: v for k, v in HOOK_EVENT.items() if k != "source_app"})
     assert status == 400 and "source_app" in body["message"]
-    status, body = send_like_the_hook_script(server.running.port, {**HOOK_EVENT, "source_app": "my app"})
-    assert status == 400 and "contains ' '" in body["message"]
+    status, body = send_like_the_hook_script(server.running.port, {**HOOK_EVENT, "source_app": 7})
+    assert status == 400 and "source_app must be a string" in body["message"]
+    # An empty object is a payload.
+    status, saved = send_like_the_hook_script(server.running.port, {**HOOK_EVENT, "payload": {}})
+    assert status == 200 and saved["payload"] == {}
+
+
+@pytest.mark.parametrize("name", ["my app", "team/alpha", "équipe β", "x" * 300, "  ", "a:b?c#d"])
+def test_any_source_app_or_session_id_is_stored_and_shown_as_sent(make_server: Any, name: str) -> None:
+    server = make_server(anonymous_compat=True)
+    sent = {**HOOK_EVENT, "source_app": name, "session_id": f"{name} session"}
+    status, saved = send_like_the_hook_script(server.running.port, sent)
+    assert status == 200, saved
+    assert (saved["source_app"], saved["session_id"]) == (name, f"{name} session")
+    again = send_like_the_hook_script(server.running.port, {**sent, "hook_event_type": "Stop"})[1]
+    [tenant] = server.engine.tenants()
+    # One key per name, every time: both events in the same session.
+    assert [e.type for e in server.engine.events(tenant, server.engine.recent(tenant)[0].session)] == ["PreToolUse", "Stop"]
+    assert again["id"] == 2
+    _, recent, _ = server.http("GET", "/events/recent", token=None)
+    assert {(e["source_app"], e["session_id"]) for e in recent} == {(name, f"{name} session")}
+    _, options, _ = server.http("GET", "/events/filter-options", token=None)
+    assert options["source_apps"] == [name] and options["session_ids"] == [f"{name} session"]
 
 
 def test_compat_recent_and_filter_options_like_the_vue_dashboard_reads_them(make_server: Any) -> None:
@@ -227,6 +262,7 @@ def test_the_compat_stream_needs_a_token_when_anonymous_is_off(server: Server) -
             ws.recv(timeout=10)
         except ConnectionClosed as exc:
             assert exc.rcvd is not None and exc.rcvd.code == 4001
+            assert "laneway serve --compat" in exc.rcvd.reason  # the way in fits the close reason
         else:
             raise AssertionError("expected the stream to be closed")
 

@@ -13,6 +13,7 @@ Claims laneway reads:
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import secrets
 import time
@@ -25,7 +26,15 @@ import jwt
 from ..core import LanewayError, Principal, validate_tenant
 from ._config import GatewayConfig
 
-__all__ = ["Authenticator", "AuthError", "SCOPES", "load_or_create_secret", "AnonymousPolicy", "is_loopback_origin"]
+__all__ = [
+    "Authenticator",
+    "AuthError",
+    "SCOPES",
+    "load_or_create_secret",
+    "AnonymousPolicy",
+    "RefusalLog",
+    "is_loopback_origin",
+]
 
 SCOPES = ("subscribe", "publish", "admin")
 
@@ -162,6 +171,27 @@ class AnonymousRefusal(NamedTuple):
     message: str
 
 
+class RefusalLog:
+    """Logs a refused anonymous compat request once per (client, reason):
+    enough for an operator to see why a hook script's events go nowhere,
+    bounded so a flood of refusals cannot grow it."""
+
+    LIMIT = 1024
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self._log = logger
+        self._seen: set[tuple[str | None, str]] = set()
+
+    def note(self, client: str | None, reason: str) -> None:
+        key = (client, reason)
+        if key in self._seen:
+            return
+        if len(self._seen) >= self.LIMIT:
+            self._seen.clear()
+        self._seen.add(key)
+        self._log.warning("refused a HookEvent request from %s without a token: %s", client or "an unknown client", reason)
+
+
 class AnonymousPolicy:
     """Who may use the HookEvent compatibility routes without a token.
 
@@ -182,14 +212,28 @@ class AnonymousPolicy:
         self.enabled = config.anonymous_compat
         self._networks = [ipaddress.ip_network(n) for n in config.anonymous_networks]
         self._origins = frozenset(o for o in config.cors_origins if o != "*")
+        # A hook script swallows the answer and exits 0: without a log line
+        # nobody learns why every event is lost.
+        self.refusals = RefusalLog(logging.getLogger("laneway.gateway"))
 
     def origin_allowed(self, origin: str) -> bool:
         return origin in self._origins or is_loopback_origin(origin)
 
     def refusal(self, peer: str | None, host: str | None, origin: str | None) -> AnonymousRefusal | None:
-        """Why this request may not go without a token, or None if it may."""
+        """Why this request may not go without a token, or None if it may
+        (logged once per client and reason)."""
+        why = self._refusal(peer, host, origin)
+        if why is not None:
+            self.refusals.note(peer, why.message)
+        return why
+
+    def _refusal(self, peer: str | None, host: str | None, origin: str | None) -> AnonymousRefusal | None:
         if not self.enabled:
-            return AnonymousRefusal(False, "anonymous access is off (gateway option anonymous_compat); send a token")
+            return AnonymousRefusal(
+                False,
+                "anonymous access to the HookEvent routes is off: start the server with `laneway serve --compat` "
+                "(or gateway option anonymous_compat = true, LANEWAY_GATEWAY_ANONYMOUS_COMPAT=1), or send a token",
+            )
         try:
             address = ipaddress.ip_address(peer) if peer is not None else None
         except ValueError:

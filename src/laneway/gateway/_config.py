@@ -73,6 +73,9 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         version, e.g. ``["laneway.v1.json"]`` for a legacy-only gateway.
     dashboard: serve the live dashboard page at ``/``; off leaves ``/`` as
         the JSON index (which is always at ``/api``).
+    compat_recent_events: how many of the newest events the HookEvent
+        ``/stream`` sends in its ``initial`` frame, and ``/events/recent``
+        without a ``limit`` (300, as the upstream server and client keep).
     """
 
     host: str = "127.0.0.1"
@@ -102,11 +105,15 @@ class GatewayConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     max_replay_events: int = 10_000
     protocols: tuple[str, ...] = PROTOCOLS
     dashboard: bool = True
+    compat_recent_events: int = 300
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0-65535, got {self.port}")
-        for name in ("max_body_bytes", "max_frame_bytes", "coalesce_max_events", "max_subscriptions", "max_replay_events"):
+        for name in (
+            "max_body_bytes", "max_frame_bytes", "coalesce_max_events", "max_subscriptions", "max_replay_events",
+            "compat_recent_events",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
         for name in ("soft_limit_bytes", "hard_limit_bytes", "coalesce_window_ms", "summary_interval_ms", "flush_round_bytes"):

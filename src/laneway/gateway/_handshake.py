@@ -126,6 +126,9 @@ async def serve_websocket(
                 principal = Principal("anonymous", ("*",), ("subscribe",))
             elif why.forbidden:
                 refusal = (CloseCode.FORBIDDEN, why.message)
+            elif not anonymous.enabled:
+                # A close reason holds 123 bytes: the way in, first.
+                refusal = (CloseCode.UNAUTHORIZED, "the compat stream needs a token, or start the server with `laneway serve --compat`")
             else:
                 refusal = (CloseCode.UNAUTHORIZED, f"the compat stream needs a token: {why.message}")
         elif principal is not None and not ("*" in principal.tenants and principal.allows("*", "subscribe")):

@@ -55,7 +55,7 @@ from ..core import (
     wire_schema,
 )
 from ._auth import AnonymousPolicy, Authenticator, AuthError, is_loopback_origin
-from ._compat import encode_json_safely, from_hook_event, hook_event, recent_across_tenants
+from ._compat import encode_json_safely, from_hook_event, hook_event, original_names, recent_across_tenants
 from ._config import GatewayConfig
 from ._hitl import ANSWER_FIELDS, RESPONSE_TYPE, annotate, response_key
 from ._hub import Hub
@@ -83,6 +83,25 @@ _CONTENT_TYPES = {
 _CSP = b"default-src 'self'; connect-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 
 
+_PARAM = re.compile(r"\{(?P<name>[a-z_]+)(?::(?P<regex>(?:[^{}]|\{[0-9,]+\})+))?\}")
+
+
+def _route(template: str) -> tuple[re.Pattern[str], str]:
+    """A route template as (the pattern that matches a path, the template as
+    shown): ``{name}`` matches one path segment, ``{name:regex}`` what the
+    regex does, and shows as ``{name}``."""
+    parts, shown, position = [], [], 0
+    for m in _PARAM.finditer(template):
+        parts.append(re.escape(template[position : m.start()]))
+        shown.append(template[position : m.start()])
+        parts.append(f"(?P<{m['name']}>{m['regex'] or '[^/]+'})")
+        shown.append("{" + m["name"] + "}")
+        position = m.end()
+    parts.append(re.escape(template[position:]))
+    shown.append(template[position:])
+    return re.compile("".join(parts)), "".join(shown)
+
+
 def _load_static() -> dict[str, bytes]:
     """The dashboard's files, read once: they ship inside the package."""
     folder = importlib.resources.files("laneway.gateway") / "static"
@@ -106,34 +125,38 @@ class HttpApp:
         self.checks: dict[str, Callable[[], str | None]] = {}
         self.anonymous = AnonymousPolicy(config)
         self._idempotency = KeyHolds()
-        t = r"(?P<tenant>[^/]+)"
-        self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
-            ("POST", re.compile(r"/api/v1/events"), self.post_events),
-            ("GET", re.compile(rf"/api/v1/tenants/{t}/events"), self.recent_events),
-            ("GET", re.compile(rf"/api/v1/tenants/{t}/sessions/(?P<session>[^/]+)/events"), self.session_events),
-            ("GET", re.compile(rf"/api/v1/tenants/{t}/stats"), self.tenant_stats),
-            ("GET", re.compile(rf"/api/v1/tenants/{t}/config"), self.get_config),
-            ("PATCH", re.compile(rf"/api/v1/tenants/{t}/config"), self.patch_config),
-            ("GET", re.compile(rf"/api/v1/tenants/{t}/effects"), self.list_effects),
-            ("POST", re.compile(rf"/api/v1/tenants/{t}/effects/(?P<key>[^/]+)/(?P<action>retry|discard)"), self.change_effect),
-            ("GET", re.compile(rf"/api/v1/tenants/{t}/tier"), self.get_tier),
-            ("PUT", re.compile(rf"/api/v1/tenants/{t}/tier"), self.put_tier),
-            ("PUT", re.compile(r"/api/v1/workspaces/(?P<workspace>[^/]+)"), self.put_workspace),
-            ("GET", re.compile(r"/api/v1/sla"), self.sla),
-            ("GET", re.compile(r"/api/v1/jobs"), self.list_jobs),
-            ("POST", re.compile(r"/api/v1/jobs/(?P<name>[^/]+)/trigger"), self.trigger_job),
-            ("GET", re.compile(r"/api/v1/audit"), self.audit),
-            ("GET", re.compile(r"/api/v2/summaries/bulk"), self.summaries),
-            ("GET", re.compile(r"/api/v1/schema"), self.schema),
-            ("GET", re.compile(r"/healthz"), self.healthz),
-            ("GET", re.compile(r"/metrics"), self.metrics),
-            ("POST", re.compile(r"/events"), self.compat_post),
-            ("GET", re.compile(r"/events/recent"), self.compat_recent),
-            ("POST", re.compile(r"/events/(?P<lsn>[0-9]{1,19})/respond"), self.compat_respond),
-            ("GET", re.compile(r"/events/filter-options"), self.compat_filter_options),
-            ("GET", re.compile(r"/api"), self.index),
-            ("GET", re.compile(r"/static/(?P<name>[A-Za-z0-9_.-]+)"), self.static),
-            ("GET", re.compile(r"/"), self.dashboard if config.dashboard else self.index),
+        # Templates, as /api shows them; `{name}` is one path segment, and
+        # `{name:regex}` narrows it.
+        routes: list[tuple[str, str, Handler]] = [
+            ("POST", "/api/v1/events", self.post_events),
+            ("GET", "/api/v1/tenants/{tenant}/events", self.recent_events),
+            ("GET", "/api/v1/tenants/{tenant}/sessions/{session}/events", self.session_events),
+            ("GET", "/api/v1/tenants/{tenant}/stats", self.tenant_stats),
+            ("GET", "/api/v1/tenants/{tenant}/config", self.get_config),
+            ("PATCH", "/api/v1/tenants/{tenant}/config", self.patch_config),
+            ("GET", "/api/v1/tenants/{tenant}/effects", self.list_effects),
+            ("POST", "/api/v1/tenants/{tenant}/effects/{key}/{action:retry|discard}", self.change_effect),
+            ("GET", "/api/v1/tenants/{tenant}/tier", self.get_tier),
+            ("PUT", "/api/v1/tenants/{tenant}/tier", self.put_tier),
+            ("PUT", "/api/v1/workspaces/{workspace}", self.put_workspace),
+            ("GET", "/api/v1/sla", self.sla),
+            ("GET", "/api/v1/jobs", self.list_jobs),
+            ("POST", "/api/v1/jobs/{name}/trigger", self.trigger_job),
+            ("GET", "/api/v1/audit", self.audit),
+            ("GET", "/api/v2/summaries/bulk", self.summaries),
+            ("GET", "/api/v1/schema", self.schema),
+            ("GET", "/healthz", self.healthz),
+            ("GET", "/metrics", self.metrics),
+            ("POST", "/events", self.compat_post),
+            ("GET", "/events/recent", self.compat_recent),
+            ("POST", "/events/{lsn:[0-9]{1,19}}/respond", self.compat_respond),
+            ("GET", "/events/filter-options", self.compat_filter_options),
+            ("GET", "/api", self.index),
+            ("GET", "/static/{name:[A-Za-z0-9_.-]+}", self.static),
+            ("GET", "/", self.dashboard if config.dashboard else self.index),
+        ]
+        self._routes: list[tuple[str, re.Pattern[str], str, Handler]] = [
+            (method, *_route(template), handler) for method, template, handler in routes
         ]
         self._static = _load_static()
 
@@ -210,14 +233,14 @@ class HttpApp:
 
     def _match(self, request: Request) -> tuple[Handler, dict[str, str], str]:
         allowed: list[str] = []
-        for method, pattern, handler in self._routes:
+        for method, pattern, template, handler in self._routes:
             m = pattern.fullmatch(request.path)
             if m is None:
                 continue
             if method != request.method:
                 allowed.append(method)
                 continue
-            return handler, m.groupdict(), pattern.pattern
+            return handler, m.groupdict(), template
         if allowed:
             raise HttpError(405, "method_not_allowed", f"{request.method} not allowed here; use {', '.join(allowed)}")
         raise HttpError(404, "not_found", f"no route {request.path}; see GET /api")
@@ -269,7 +292,9 @@ class HttpApp:
             return None
         if refusal.forbidden:
             raise HttpError(403, "forbidden", refusal.message)
-        raise HttpError(401, "unauthorized", f"no token: send 'Authorization: Bearer <jwt>' or ?token=; {refusal.message}")
+        raise HttpError(
+            401, "unauthorized", f"no token (send 'Authorization: Bearer <jwt>' or ?token=): {refusal.message}"
+        )
 
     # -- handlers -------------------------------------------------------------------
 
@@ -523,7 +548,7 @@ class HttpApp:
         return {
             "name": "laneway",
             "websocket": {"/ws": f"laneway protocol (subprotocols {protocols})", "/stream": "HookEvent compatibility stream"},
-            "http": [f"{method} {pattern.pattern}" for method, pattern, _ in self._routes],
+            "http": [f"{method} {template}" for method, _, template, _ in self._routes],
             "dashboard": "/" if self.config.dashboard else None,
             "max_subscriptions": self.config.max_subscriptions,
             "docs": "docs/protocol.md",
@@ -567,7 +592,7 @@ class HttpApp:
 
     async def compat_recent(self, request: Request) -> Any:
         principal = self.compat_principal(request)
-        limit = request.int_param("limit", 100, 1, 10_000)
+        limit = request.int_param("limit", self.config.compat_recent_events, 1, 10_000)
         events, _ = await trio.to_thread.run_sync(recent_across_tenants, self.engine, limit)
         shown = [hook_event(e) for e in events if principal is None or principal.allows(e.tenant, "subscribe")]
         return await trio.to_thread.run_sync(annotate, self.engine, shown)
@@ -602,10 +627,14 @@ class HttpApp:
         result = await trio.to_thread.run_sync(self.engine.summaries)
         tenants = [t for t in result.tenants if principal is None or principal.allows(t.tenant, "subscribe")]
         names = {t.tenant for t in tenants}
-        sessions = sorted((s for s in result.sessions if s.tenant in names), key=lambda s: s.last_ts, reverse=True)
+        sessions = sorted((s for s in result.sessions if s.tenant in names), key=lambda s: s.last_ts, reverse=True)[:300]
+        # Names the client sent that had to be mapped are shown as it sent them.
+        originals = await trio.to_thread.run_sync(
+            original_names, self.engine, [(t, None) for t in names] + [(s.tenant, s.session) for s in sessions]
+        )
         return {
-            "source_apps": sorted(names),
-            "session_ids": [s.session for s in sessions[:300]],
+            "source_apps": sorted({originals.get((t, None), t) for t in names}),
+            "session_ids": [originals.get((s.tenant, s.session), s.session) for s in sessions],
             "hook_event_types": sorted({k for t in tenants for k in t.by_type}),
         }
 

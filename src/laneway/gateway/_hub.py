@@ -124,7 +124,7 @@ class Hub:
     async def subscribe_compat(self, writer: Writer) -> Cursor:
         cursor = Cursor(self.fanout.feed_for(COMPAT, ALL_TENANTS), "compat", owner=writer)
         cursor.paused = True
-        initial, floors = await self.offload(compat_initial, self.engine)
+        initial, floors = await self.offload(compat_initial, self.engine, self.config.compat_recent_events)
         cursor.floors = floors
         cursor.pre = [ws_frame(initial, binary=False)]
         cursor.paused = False

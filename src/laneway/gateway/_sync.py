@@ -124,14 +124,14 @@ def first_frames(
     return frames, floors
 
 
-def compat_initial(engine: EngineView) -> tuple[bytes, dict[str, int]]:
-    """Worker thread: the 50 most recent events of every tenant, and floors.
+def compat_initial(engine: EngineView, limit: int) -> tuple[bytes, dict[str, int]]:
+    """Worker thread: the `limit` newest events of all tenants, and floors.
 
     Floors are per session name; the compat feed spans tenants, so the
     same session name in two tenants shares a floor. Harmless: a floor
     only drops events already in the initial frame's window.
     """
-    events, heads = recent_across_tenants(engine, 50)
+    events, heads = recent_across_tenants(engine, limit)
     floors: dict[str, int] = {}
     for (_tenant, session), (_, seq) in heads.items():
         floors[session] = max(floors.get(session, 0), seq)
