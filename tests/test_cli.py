@@ -53,18 +53,58 @@ def test_demo_producer_walks_realistic_session_lifecycles(memory_engine: Engine)
 
 def test_config_prints_the_effective_configuration(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "c.toml"
-    path.write_text("[engine]\nmemory_budget_bytes = 5\n")
+    path.write_text("[engine]\nmemory_budget_bytes = 5\n[gateway]\nport = 4000\njwt_secret = 'hush-hush-hush'\n")
     monkeypatch.setenv("LANEWAY_MAX_PAYLOAD_BYTES", "77")
-    assert main(["config", "--file", str(path)]) == 0
-    shown = json.loads(capsys.readouterr().out)
-    assert shown["memory_budget_bytes"] == 5 and shown["max_payload_bytes"] == 77
+    assert main(["config", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    shown = json.loads(out)
+    assert shown["engine"]["memory_budget_bytes"] == 5 and shown["engine"]["max_payload_bytes"] == 77
+    assert shown["gateway"]["port"] == 4000 and shown["gateway"]["compat_recent_events"] == 300
+    assert shown["gateway"]["jwt_secret"] == "(set)" and "hush" not in out
+    assert main(["config", "--file", str(path)]) == 0  # the old flag name still works
+    assert json.loads(capsys.readouterr().out) == shown
+
+
+def test_config_options_lists_every_engine_tenant_and_gateway_option(capsys: pytest.CaptureFixture[str]) -> None:
+    from laneway.engine import option_table
+    from laneway.gateway import gateway_option_table
+
     assert main(["config", "--options"]) == 0
-    assert "`LANEWAY_DEFAULT_OVERFLOW`" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "`LANEWAY_DEFAULT_OVERFLOW`" in out and "| gateway | `anonymous_compat` |" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "`" in line]
+    assert len(rows) == len(option_table()) + len(gateway_option_table())
 
 
 def test_config_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["config", "--file", str(tmp_path / "missing.toml")]) == 2
+    assert main(["config", "--config", str(tmp_path / "missing.toml")]) == 2
     assert capsys.readouterr().err.strip() == f"laneway: config file {tmp_path / 'missing.toml'} does not exist"
+
+
+def test_version_names_the_installed_package(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"laneway {version('laneway')}"
+
+
+def test_token_refuses_to_invent_a_secret_no_server_uses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "not-a-data-dir"
+    assert main(["token", "--tenant", "acme", "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "no jwt.secret in" in err and "--create-secret" in err and "laneway serve --data" in err
+    assert not (data / "jwt.secret").exists()
+    assert main(["token", "--tenant", "acme", "--data", str(data), "--create-secret"]) == 0
+    first = capsys.readouterr().out.strip()
+    assert first.count(".") == 2 and (data / "jwt.secret").exists()
+    # With the secret there, no flag is needed, and the token verifies with it.
+    assert main(["token", "--tenant", "acme", "--data", str(data)]) == 0
+    from laneway.gateway import Authenticator, GatewayConfig
+
+    auth = Authenticator(GatewayConfig(), (data / "jwt.secret").read_text().strip())
+    assert auth.verify(capsys.readouterr().out.strip()).allows("acme", "subscribe")
 
 
 def test_bench_lists_and_runs_a_scenario_in_a_fresh_process(tmp_path: Path) -> None:

@@ -76,6 +76,28 @@ def test_list_and_inspect(data: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "snapshot: seq 14" in out and "checksum ok" in out
 
 
+def test_list_shows_whole_names_on_an_80_column_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    long_session = "agent-run-2026-12-02T03-30-00Z-" + "f00dfeed" * 6
+    with Engine.open(tmp_path / "d", CONFIG) as eng:
+        eng.submit("acme-observability-team", long_session, "T")
+        eng.submit("acme-observability-team", "short", "T")
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, _ = run(capsys, "list", "--data", str(tmp_path / "d"))
+    assert code == 0 and "…" not in out, out
+    assert "1 session" not in out and "2 sessions" in out  # the title counts right
+    assert max(len(line) for line in out.splitlines()) <= 80
+    # The session column's pieces, read down the table, spell the whole name.
+    cells = [line.split("│")[2].strip() for line in out.splitlines() if line.count("│") > 3]
+    assert long_session in "".join(cells)
+
+
+def test_counts_take_the_noun_in_its_number() -> None:
+    from laneway._text import plural
+
+    assert [plural(n, "session") for n in (0, 1, 2, 1234)] == ["0 sessions", "1 session", "2 sessions", "1,234 sessions"]
+    assert plural(1, "entry", "entries") == "1 entry" and plural(3, "entry", "entries") == "3 entries"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ._text import plural
+
 __all__ = ["add_effects_commands"]
 
 
@@ -59,7 +61,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
         return 0
-    table = Table(title=escape(f"{len(records)} effects of {args.selection}" + (f" ({args.state})" if args.state else "")))
+    table = Table(title=escape(f"{plural(len(records), 'effect')} of {args.selection}" + (f" ({args.state})" if args.state else "")))
     table.add_column("key", no_wrap=True, min_width=max((len(r.key) for r in records), default=3))
     for column in ("kind", "target", "state", "attempts", "priority", "last error"):
         table.add_column(column, justify="right" if column in ("attempts", "priority") else "left")

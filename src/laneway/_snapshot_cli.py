@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ._text import plural
+
 __all__ = ["add_snapshot_commands"]
 
 
@@ -67,14 +69,20 @@ def add_snapshot_commands(sub: Any) -> None:
 
 @contextmanager
 def _progress(label: str, unit: str = "") -> Iterator[Callable[[int, int], None]]:
-    """A progress bar on stderr; yields the `progress(done, total)` callback."""
+    """A progress bar on stderr when it is a terminal; yields the
+    `progress(done, total)` callback."""
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        # A log or a pipe gets the result line only, not a frozen bar.
+        yield lambda done, total: None
+        return
     counter = DownloadColumn() if unit == "bytes" else MofNCompleteColumn()
     with Progress(
         TextColumn("{task.description}"), BarColumn(), counter, TimeElapsedColumn(),
-        console=Console(stderr=True), transient=False,
+        console=console, transient=False,
     ) as bar:
         task = bar.add_task(label, total=None)
 
@@ -121,9 +129,16 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(msgspec.to_builtins(rows), indent=2))
         return 0
-    table = Table(title=f"{len(rows)} sessions in {Path(args.data).resolve()}")
+    table = Table(title=f"{plural(len(rows), 'session')} in {Path(args.data).resolve()}")
+    widest = {"tenant": max((len(r.tenant) for r in rows), default=6), "session": max((len(r.session) for r in rows), default=7)}
     for column in ("tenant", "session", "seq", "LSN", "events", "snapshot seq", "snapshot age", "snapshot size"):
-        table.add_column(column, justify="left" if column in ("tenant", "session") else "right")
+        if column in widest:
+            # Names wrap rather than lose their end to an ellipsis (a
+            # truncated session name cannot be copied into `inspect`), and
+            # keep room enough that a short one is never split.
+            table.add_column(column, justify="left", overflow="fold", min_width=min(widest[column], 20))
+        else:
+            table.add_column(column, justify="right")
     for r in rows:
         snap_seq = "-" if r.snapshot_seq is None else f"{r.snapshot_seq:,}"
         size = "-" if r.snapshot_bytes is None else f"{r.snapshot_bytes:,} B"
@@ -199,8 +214,8 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         for p in problems:
             print(f"PROBLEM {p.where}: {p.message}")
-        verdict = f"{len(problems)} problem(s)" if problems else "no problems"
-        print(f"checked {checked:,} sessions in {Path(args.data).resolve()}: {verdict}")
+        verdict = plural(len(problems), "problem") if problems else "no problems"
+        print(f"checked {plural(checked, 'session')} in {Path(args.data).resolve()}: {verdict}")
     return 1 if problems else 0
 
 
@@ -216,7 +231,7 @@ def _export(args: argparse.Namespace) -> int:
             sessions, events = export_sessions(log, tenant, session, out, fmt, progress)
     finally:
         log.close()
-    print(f"exported {sessions:,} sessions, {events:,} events to {out} ({fmt}, {out.stat().st_size:,} bytes)")
+    print(f"exported {plural(sessions, 'session')}, {plural(events, 'event')} to {out} ({fmt}, {out.stat().st_size:,} bytes)")
     return 0
 
 
@@ -227,7 +242,7 @@ def _restore(args: argparse.Namespace) -> int:
         sessions, events, notes = restore(Path(args.file), Path(args.data), force=args.force, progress=progress)
     for note in notes:
         print(f"  {note}")
-    print(f"restored {sessions:,} sessions, {events:,} events into {Path(args.data).resolve()}")
+    print(f"restored {plural(sessions, 'session')}, {plural(events, 'event')} into {Path(args.data).resolve()}")
     return 0
 
 

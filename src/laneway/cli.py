@@ -8,7 +8,7 @@
     laneway snapshot ...    list, inspect, verify, export, restore, backup a data dir
     laneway effects ...     list, retry, discard a data dir's effects
     laneway jobs ...        list or trigger a running server's recurring jobs
-    laneway config          print the effective configuration, or every option
+    laneway config          print the effective engine and gateway configuration, or every option
 
 Each subcommand lives in a function below; `main` only parses arguments.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -29,12 +30,14 @@ from ._bench_cli import add_bench_command
 from ._effects_cli import add_effects_commands
 from ._jobs_cli import add_jobs_commands
 from ._snapshot_cli import add_snapshot_commands
+from ._text import plural
 
 __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="laneway", description="A real-time event engine for Python.")
+    parser.add_argument("--version", action="version", version=f"laneway {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="serve HTTP and WebSocket on one port, with an embedded engine")
@@ -42,7 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="port (default: 8765)")
     serve.add_argument("--config", default=os.environ.get("LANEWAY_CONFIG"), help="TOML config file")
-    serve.add_argument("--demo", action="store_true", help="also run a demo producer and allow anonymous compat ingest")
+    serve.add_argument(
+        "--compat", action="store_true",
+        help="accept the HookEvent routes (/events, /stream) without a token from this machine, for hook scripts "
+             "and a local dashboard (gateway option anonymous_compat)",
+    )
+    serve.add_argument("--demo", action="store_true", help="also run a demo producer (implies --compat)")
     serve.set_defaults(run=_serve)
 
     token = sub.add_parser("token", help="mint a development token (HS256, signed with the gateway secret)")
@@ -52,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--ttl", type=float, default=24 * 3600, help="seconds until it expires (default: 86400)")
     token.add_argument("--data", default=os.environ.get("LANEWAY_DATA", "laneway-data"), help="data dir whose jwt.secret to use")
     token.add_argument("--config", default=os.environ.get("LANEWAY_CONFIG"), help="TOML config file (its [gateway] jwt_secret wins)")
+    token.add_argument(
+        "--create-secret", action="store_true",
+        help="create DATA/jwt.secret if it does not exist (for a server you will start with this --data)",
+    )
     token.set_defaults(run=_token)
 
     tail = sub.add_parser("tail", help="print a tenant's events live (resumes after reconnects)")
@@ -79,8 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_effects_commands(sub)
     add_jobs_commands(sub)
 
-    config = sub.add_parser("config", help="print the effective engine configuration")
-    config.add_argument("--file", default=os.environ.get("LANEWAY_CONFIG"), help="TOML config file")
+    config = sub.add_parser("config", help="print the effective engine and gateway configuration")
+    config.add_argument("--config", default=os.environ.get("LANEWAY_CONFIG"), help="TOML config file")
+    config.add_argument("--file", dest="config", help=argparse.SUPPRESS)  # the old name of --config
     config.add_argument("--options", action="store_true", help="list every option with its default and variable")
     config.set_defaults(run=_config)
 
@@ -114,9 +127,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     data = Path(args.data)
     overrides: dict[str, Any] = {"host": args.host, "port": args.port}
-    if args.demo:
-        # The demo is for a person on this machine: hook scripts post
-        # without a token, and a local dashboard (a loopback origin) may read.
+    if args.demo or args.compat:
+        # For a person on this machine: hook scripts post without a token,
+        # and a local dashboard (a loopback origin) may read, with CORS.
         overrides.update(anonymous_compat=True)
     gateway_config = load_gateway_config(args.config, overrides=overrides)
     engine_config = load_config(args.config)
@@ -149,7 +162,10 @@ def _serve(args: argparse.Namespace) -> int:
                         token = gateway.auth.mint("demo", ["*"], ["subscribe", "publish"], ttl_s=7 * 24 * 3600)
                         print(f"  dashboard: {base}/?token={token}", flush=True)
                     else:
-                        print(f"  dashboard: {base}/?token=<a token from `laneway token --data {args.data}`>", flush=True)
+                        hint = f"laneway token --data {args.data} --tenant '*'"
+                        print(f"  dashboard: {base}/?token=<a token from `{hint}`>", flush=True)
+                if gateway_config.anonymous_compat:
+                    print(f"  HookEvent routes: no token needed from this machine (POST {base}/events)", flush=True)
                 if producer is not None:
                     producer.start()  # only once the server listens: a busy port leaves no demo data
                     print(f"  demo producer: ~{producer.rate:g} events/s into {', '.join(producer.tenants)}; Ctrl-C to stop", flush=True)
@@ -165,7 +181,7 @@ def _serve(args: argparse.Namespace) -> int:
             stop_assistant()
         engine.close()
     stats = engine.statistics()
-    print(f"stopped cleanly: {stats.events} events, last LSN {stats.last_lsn}", flush=True)
+    print(f"stopped cleanly: {plural(stats.events, 'event')}, last LSN {stats.last_lsn}", flush=True)
     return 0
 
 
@@ -190,12 +206,27 @@ async def _stop_on_signal(gateway: Any, *, task_status: Any) -> None:
 
 
 def _token(args: argparse.Namespace) -> int:
+    from .core import validate_tenant
     from .gateway import Authenticator, load_gateway_config, load_or_create_secret
 
+    for tenant in args.tenant:
+        if tenant != "*":
+            validate_tenant(tenant)  # bad input first, before any word on secrets
     config = load_gateway_config(args.config)
     secret = None
     if not (config.jwt_secret or config.jwt_public_key):
-        secret = load_or_create_secret(Path(args.data))
+        data = Path(args.data)
+        if not (data / "jwt.secret").exists() and not args.create_secret:
+            # A fresh secret here would sign a token no running server accepts.
+            print(
+                f"laneway token: no jwt.secret in {data.resolve()}: a server started with "
+                f"`laneway serve --data {args.data}` keeps its secret there. Pass the server's --data "
+                "(or --config with its jwt_secret), or --create-secret to create one for a server you "
+                "will start with this data dir.",
+                file=sys.stderr,
+            )
+            return 2
+        secret = load_or_create_secret(data)
     auth = Authenticator(config, secret)
     print(auth.mint(args.subject, args.tenant, args.scope or ["subscribe"], ttl_s=args.ttl))
     return 0
@@ -218,11 +249,18 @@ def _tail(args: argparse.Namespace) -> int:
     names = ("regular", "HIGH", "CRITICAL", "SYSTEM")
     seen = 0
 
+    # tail says itself why a connection ended or is retried; the client's
+    # own warnings would repeat that on stderr in another shape.
+    logging.getLogger("laneway.client").setLevel(logging.ERROR)
+
+    def retrying(why: str, delay: float, attempt: int) -> None:
+        print(f"laneway tail: {url}: {why}; retrying in {delay:.1f} s (attempt {attempt})", file=sys.stderr, flush=True)
+
     async def main() -> None:
         nonlocal seen
         async with open_client(
             url, tenant=args.tenant, token=args.token, protocol=args.protocol, sessions=args.session,
-            types=args.types, min_priority=args.min_priority, recent=args.recent,
+            types=args.types, min_priority=args.min_priority, recent=args.recent, on_retry=retrying,
         ) as client:
             async for item in client:
                 if isinstance(item, ClientEvent):
@@ -236,19 +274,31 @@ def _tail(args: argparse.Namespace) -> int:
                     if args.count and seen >= args.count:
                         return
                 elif isinstance(item, Gap):
-                    print(f"-- gap: {item.session} {item.from_seq}..{item.to_seq} ({item.count} events, {item.reason})", flush=True)
+                    print(f"-- gap: {item.session} {item.from_seq}..{item.to_seq} ({plural(item.count, 'event')}, {item.reason})", flush=True)
 
     from trio_websocket import ConnectionClosed
 
     try:
         trio.run(main)
-    except ConnectionClosed as exc:  # a refusal from the server: say it plainly
-        print(f"laneway tail: connection closed: {exc.reason.code} {exc.reason.reason}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"laneway tail: cannot connect to {url}: {exc}", file=sys.stderr)
-        return 1
+    except BaseException as exc:
+        # trio's nursery wraps what the client raised in an ExceptionGroup.
+        inner = _only_exception(exc)
+        if isinstance(inner, ConnectionClosed):  # a refusal from the server: say it plainly
+            code, reason = inner.reason.code, inner.reason.reason
+            what = {4001: "refused the token", 4003: "does not let this token read the tenant"}.get(code, "closed the connection")
+            print(f"laneway tail: the server {what} ({code}: {reason})", file=sys.stderr)
+            return 1
+        if isinstance(inner, OSError):
+            print(f"laneway tail: cannot connect to {url}: {inner}", file=sys.stderr)
+            return 1
+        raise
     return 0
+
+
+def _only_exception(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 # -- demo ----------------------------------------------------------------------
@@ -279,7 +329,7 @@ def _demo(args: argparse.Namespace) -> int:
         stop_assistant()
         stats = engine.statistics()
     print(
-        f"\n{stats.events} events in {stats.sessions} sessions; last LSN {stats.last_lsn}; "
+        f"\n{plural(stats.events, 'event')} in {plural(stats.sessions, 'session')}; last LSN {stats.last_lsn}; "
         f"group commits: {stats.commit.commits if stats.commit else 0}",
         flush=True,
     )
@@ -300,16 +350,32 @@ def _config(args: argparse.Namespace) -> int:
     import msgspec
 
     from .engine import load_config, option_table
+    from .gateway import gateway_option_table, load_gateway_config
 
     if args.options:
         print("| section | option | default | environment |")
         print("|---|---|---|---|")
         for section, option, default, env in option_table():
             print(f"| {section} | `{option}` | {default} | `{env}` |")
+        for option, default, env in gateway_option_table():
+            print(f"| gateway | `{option}` | {default} | `{env}` |")
         return 0
-    config = load_config(args.file)
-    print(json.dumps(msgspec.to_builtins(config), indent=2))
+    engine = msgspec.to_builtins(load_config(args.config))
+    gateway = msgspec.to_builtins(load_gateway_config(args.config))
+    for secret in ("jwt_secret",):
+        if gateway.get(secret):
+            gateway[secret] = "(set)"  # the effective config may be pasted into a ticket
+    print(json.dumps({"engine": engine, "gateway": gateway}, indent=2))
     return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("laneway")
+    except PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
 
 
 if __name__ == "__main__":  # pragma: no cover

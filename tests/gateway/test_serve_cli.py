@@ -58,6 +58,10 @@ def test_serve_token_tail_and_a_clean_sigterm(tmp_path: Path) -> None:
         assert [json.loads(line)["payload"]["i"] for line in tail.stdout.splitlines()] == [0, 1, 2]
         refused = cli("tail", f"ws://127.0.0.1:{port}/ws", "--tenant", "globex", "--token", token, "--count", "1")
         assert refused.returncode == 1 and "4003" in refused.stderr
+        bad = cli("tail", f"ws://127.0.0.1:{port}/ws", "--tenant", "acme", "--token", "not-a-jwt", "--count", "1")
+        # One clear line, no traceback of nested exception groups.
+        assert bad.returncode == 1 and bad.stderr.startswith("laneway tail: the server refused the token (4001"), bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
 
         async def watch() -> int:
             async with open_websocket_url(f"ws://127.0.0.1:{port}/ws?token={token}") as ws:
@@ -83,6 +87,24 @@ def test_serve_token_tail_and_a_clean_sigterm(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
     assert "stopped cleanly: 3 events" in out
+
+
+def test_tail_says_when_the_server_is_unreachable_and_keeps_retrying_with_backoff() -> None:
+    port = free_port()  # nothing listens there
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "laneway.cli", "tail", f"http://127.0.0.1:{port}", "--tenant", "acme", "--token", "t"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        lines = [proc.stderr.readline() for _ in range(4)]
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert all(f"127.0.0.1:{port}" in line and "cannot connect" in line for line in lines), lines
+    delays = [float(line.split("retrying in ")[1].split(" s")[0]) for line in lines]
+    assert delays == sorted(delays) and delays[-1] > delays[0]  # backing off
+    assert [line.rstrip().endswith(f"(attempt {n})") for n, line in enumerate(lines, 1)] == [True] * 4
 
 
 def test_serve_demo_produces_events_and_prints_a_dashboard_url(tmp_path: Path) -> None:

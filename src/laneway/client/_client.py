@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlencode
@@ -156,6 +156,7 @@ class LanewayClient:
         reconnect: bool = True,
         max_backoff_s: float = 5.0,
         memory_budget_bytes: int = 16 << 20,
+        on_retry: Callable[[str, float, int], None] | None = None,
     ) -> None:
         self.url = url
         self.tenant = tenant
@@ -172,6 +173,9 @@ class LanewayClient:
         self.summaries = summaries
         self.reconnect = reconnect
         self.max_backoff_s = max_backoff_s
+        # Told (why, seconds until the next try, attempts so far) before each
+        # wait: a command line shows it, so an unreachable server is not silence.
+        self.on_retry = on_retry
         self.last_seqs: dict[str, int] = {}
         self.epochs: dict[str, int] = {}
         self.gaps: list[Gap] = []
@@ -208,6 +212,7 @@ class LanewayClient:
         a disconnect the server invites it to recover from. A refusal ends
         the stream and is raised to the consumer (see `__anext__`)."""
         backoff = 0.1
+        attempts = 0
         async with items:
             while True:
                 try:
@@ -218,14 +223,21 @@ class LanewayClient:
                     if not self.reconnect or code not in _RECONNECT:
                         self.error = exc
                         return
-                    log.info("connection closed (%s %s); resuming", code, exc.reason.reason)
+                    why = f"connection closed ({code} {exc.reason.reason})"
+                    log.info("%s; resuming", why)
                 except (OSError, HandshakeError, trio.BrokenResourceError) as exc:
                     if not self.reconnect:
                         self.error = exc
                         return
-                    log.info("cannot connect (%s); retrying", exc)
+                    why = f"cannot connect ({exc})"
+                    log.info("%s; retrying", why)
+                if self.connected.is_set():
+                    backoff, attempts = 0.1, 0  # it worked for a while: start over
                 self.connected = trio.Event()
                 self._reconnects += 1
+                attempts += 1
+                if self.on_retry is not None:
+                    self.on_retry(why, backoff, attempts)
                 await trio.sleep(backoff)
                 backoff = min(self.max_backoff_s, backoff * 2)
 
