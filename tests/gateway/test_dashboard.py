@@ -340,3 +340,93 @@ def test_the_sla_panel_says_what_a_one_tenant_token_lacks(make_server: Callable[
     server = make_server()
     page.goto(f"{server.url}/?token={server.token('acme', 'subscribe')}")
     expect(page.locator("#sla-note")).to_contain_text("token for every tenant", timeout=WAIT_MS)
+
+
+def test_lanes_are_newest_first_across_tenants_whatever_order_their_history_arrives_in(
+    make_server: Callable[..., Server], page: Page
+) -> None:
+    server = make_server()
+    tenants = ("acme", "globex", "initech")
+    # Interleaved history: each tenant's recent events reach the page in its
+    # own sync, one tenant after another, so arrival order is not commit order.
+    for i in range(60):
+        server.engine.submit(tenants[i % 3], f"s{i % 2}", "PreToolUse", {"tool_name": "Bash", "i": i})
+    page.goto(f"{server.url}/?token={server.token(['*'], 'subscribe')}")
+    expect(page.locator("#received")).to_have_text("60", timeout=WAIT_MS)
+
+    def lsns() -> list[int]:
+        return page.eval_on_selector_all("#lane-regular li", "rows => rows.map(r => Number(r.dataset.lsn))")
+
+    first = lsns()
+    assert first == sorted(first, reverse=True) and len(first) == 60, first[:10]
+    for i in range(60, 75):  # and live events keep it so
+        server.engine.submit(tenants[(i * 7) % 3], "s0", "PreToolUse", {"tool_name": "Bash", "i": i})
+    expect(page.locator("#received")).to_have_text("75", timeout=WAIT_MS)
+    after = lsns()
+    assert after == sorted(after, reverse=True) and after[0] == 75
+
+
+def test_events_per_second_counts_live_events_not_the_history_loaded_at_open(
+    make_server: Callable[..., Server], page: Page
+) -> None:
+    server = make_server()
+    submit_mix(server, "old", 0, 90)
+    page.goto(f"{server.url}/?token={server.token('acme', 'subscribe')}")
+    wait_received(page, server)
+    # The history is shown and counted as received, but it is no rate.
+    assert page.evaluate("window.laneway.store.rates.series(Math.floor(Date.now() / 1000) + 1).flat().reduce((a, b) => a + b, 0)") == 0
+    assert page.evaluate("[...window.laneway.store.arrivals.values()].reduce((a, b) => a + b, 0)") == 0
+    expect(page.locator("#rate")).to_have_text("0.0")
+    submit_mix(server, "new", 0, 24)
+    wait_received(page, server)
+    live = page.evaluate("window.laneway.store.rates.series(Math.floor(Date.now() / 1000) + 1)")
+    by_priority = [0, 0, 0, 0]
+    for event in server.engine.events("acme", "new"):
+        by_priority[event.priority] += 1
+    assert [sum(row[p] for row in live) for p in range(4)] == by_priority and sum(by_priority) == 24
+    expect(page.locator("#rate")).not_to_have_text("0.0", timeout=WAIT_MS)
+
+
+def test_the_rate_chart_and_session_sparklines_draw_live_events(make_server: Callable[..., Server], page: Page) -> None:
+    server = make_server()
+    server.engine.submit("acme", "quiet", "PreToolUse", {"tool_name": "Bash"})
+    page.goto(f"{server.url}/?token={server.token('acme', 'subscribe')}")
+    expect(page.locator("#received")).to_have_text("1", timeout=WAIT_MS)
+    submit_mix(server, "busy", 0, 16)
+    expect(page.locator("#received")).to_have_text("17", timeout=WAIT_MS)
+    chart = page.locator("#rate-chart")
+    expect(chart.locator("polyline")).to_have_count(4, timeout=WAIT_MS)
+    expect(chart).to_have_attribute("data-points", "300")
+    # Drawn each second: wait for a tick that has seen the live events.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#rate-chart polyline')].some(l => new Set(l.getAttribute('points').split(' ').map(p => p.split(',')[1])).size > 1)",
+        timeout=WAIT_MS,
+    )
+    busy = page.locator("#sessions li", has=page.locator(".name", has_text="busy"))
+    quiet = page.locator("#sessions li", has=page.locator(".name", has_text="quiet"))
+    expect(busy.locator("svg.spark")).to_have_attribute("data-total", "16", timeout=WAIT_MS)
+    expect(quiet.locator("svg.spark")).to_have_attribute("data-total", "0")  # its one event is history
+    expect(page.locator("#rate-scale")).to_contain_text("/s")
+
+
+def test_hook_events_read_as_sentences_not_payload_json(make_server: Callable[..., Server], page: Page) -> None:
+    server = make_server()
+    engine = server.engine
+    engine.submit("acme", "s", "SessionStart", {"source": "startup"})
+    engine.submit("acme", "s", "PreToolUse", {"tool_name": "Bash", "tool_input": {"command": "pytest -q"}})
+    engine.submit("acme", "s", "SubagentStop", {"session_id": "x", "transcript_path": "/t.jsonl", "stop_hook_active": False})
+    engine.submit("acme", "s", "Stop", {"session_id": "x", "transcript_path": "/t.jsonl", "stop_hook_active": False})
+    engine.submit("acme", "s", "Stop", {"summary": "Done: the tests pass"})
+    engine.submit("acme", "s", "PreCompact", {"trigger": "auto", "context_tokens": 180000})
+    engine.submit("acme", "s", "Custom", {"alpha": 1, "beta": {"x": 2}})
+    page.goto(f"{server.url}/?token={server.token('acme', 'subscribe')}")
+    expect(page.locator("#received")).to_have_text("7", timeout=WAIT_MS)
+    gists = page.eval_on_selector_all("li.event", "rows => Object.fromEntries(rows.map(r => [r.dataset.seq, r.querySelector('.gist').textContent]))")
+    assert gists["1"] == "session started (startup)"
+    assert gists["2"] == "Bash: pytest -q"
+    assert gists["3"] == "subagent finished"
+    assert gists["4"] == "stopped"
+    assert gists["5"] == "stopped: Done: the tests pass"
+    assert gists["6"].startswith("compacting context (auto), 180")
+    assert gists["7"] == "{alpha, beta}"
+    assert not any("transcript_path" in g or g.startswith('{"') for g in gists.values())

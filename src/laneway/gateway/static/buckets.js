@@ -19,6 +19,16 @@ export class Fifo {
   push(item) {
     this.items.push(item);
   }
+  // Keep the FIFO in `before` order: walk back from the new end past every
+  // entry that should come after `item`. Live events arrive in order, so
+  // this is one comparison; only late history (a tenant whose recent
+  // events come after another's live ones) walks further.
+  insert(item, before) {
+    let i = this.items.length;
+    while (i > this.head && before(item, this.items[i - 1])) i--;
+    if (i === this.items.length) this.items.push(item);
+    else this.items.splice(i, 0, item);
+  }
   first() {
     return this.items[this.head];
   }
@@ -49,6 +59,13 @@ export class Fifo {
     this.head = 0;
     return removed;
   }
+}
+
+// Commit order: the LSN where both have one (v2, HTTP), else the time.
+// A lane is newest first by this, whatever order the events arrived in.
+export function earlier(a, b) {
+  if (a.lsn && b.lsn) return a.lsn < b.lsn;
+  return a.ts < b.ts;
 }
 
 // Rough heap cost of a kept event: its JSON text as UTF-16 plus object
@@ -96,7 +113,7 @@ export class DualBucket {
       }
     }
     event.bytes = eventBytes(event);
-    fifo.push(event);
+    fifo.insert(event, earlier);
     this.bytes += event.bytes;
     this.counters.kept += 1;
     const evicted = this.fit();

@@ -4,6 +4,8 @@
 // as is (docs/protocol.md describes every frame handled here).
 
 import { DualBucket } from "./buckets.js";
+import { RateHistory, SparkCounts, drawRateChart, sparkline } from "./charts.js";
+import { gist } from "./gist.js";
 import { SlaPanel } from "./sla.js";
 
 const PROTOCOL_V2 = "laneway.v2.json";
@@ -86,7 +88,8 @@ export class Store {
     this.gaps = []; // newest last
     this.gapCount = 0;
     this.resumes = 0;
-    this.arrivals = new Map(); // unix second -> events
+    this.arrivals = new Map(); // unix second -> live events (the events/s figure)
+    this.rates = new RateHistory(); // live events per second and priority (the chart)
     // Streamed output going on now: stream id -> {tenant, session, replyTo, text, ts}.
     // Provisional: a final chunk removes it, and the committed result
     // arrives as an ordinary event.
@@ -118,7 +121,7 @@ export class Store {
     const key = keyOf(tenant, name);
     let s = this.sessions.get(key);
     if (!s) {
-      s = { key, tenant, session: name, lastSeq: 0, epoch: null, count: 0, total: null, lastType: "", lastTs: 0, pending: null };
+      s = { key, tenant, session: name, lastSeq: 0, epoch: null, count: 0, total: null, lastType: "", lastTs: 0, pending: null, spark: new SparkCounts() };
       this.sessions.set(key, s);
     }
     return s;
@@ -130,6 +133,8 @@ export class Store {
 
   // An event from the server. While a session is being backfilled over
   // HTTP its live events wait, so they are applied after older ones.
+  // `event.history` marks what the page loads when it opens or catches up
+  // (a sync's recent events, a backfill): kept and shown, but no rate.
   ingest(event) {
     const s = this.session(event.tenant, event.session);
     if (s.pending) {
@@ -152,8 +157,12 @@ export class Store {
     s.lastTs = Math.max(s.lastTs, event.ts);
     this.byPriority[event.priority] += n;
     this.received += n;
-    const second = Math.floor(Date.now() / 1000);
-    this.arrivals.set(second, (this.arrivals.get(second) || 0) + n);
+    if (!event.history) {
+      const second = Math.floor(Date.now() / 1000);
+      this.arrivals.set(second, (this.arrivals.get(second) || 0) + n);
+      this.rates.add(second, event.priority, n);
+      s.spark.add(second, n);
+    }
     this.buckets.add(event);
     this.dirty = true;
   }
@@ -354,7 +363,7 @@ export class Connection {
         overflow: p.buckets.overflow,
       });
     }
-    const events = p.events.map((env) => fromEnvelope(env, this.version));
+    const events = p.events.map((env) => ({ ...fromEnvelope(env, this.version), history: true }));
     // Recent events come priority-aware (priority first); apply them in
     // commit order so each session's seqs arrive ascending.
     events.sort((a, b) => (a.lsn ?? 0) - (b.lsn ?? 0) || a.ts - b.ts);
@@ -391,7 +400,7 @@ export class Connection {
       url.searchParams.set("limit", String(BACKFILL_LIMIT));
       const response = await apiGet(this.base, this.token, url);
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      fetched = (await response.json()).events.map((e) => fromHttp(e, this.version));
+      fetched = (await response.json()).events.map((e) => ({ ...fromHttp(e, this.version), history: true }));
     } catch (error) {
       this.store.note(s.tenant, "fetch_failed", { session: s.session, from_seq: after + 1, to_seq: head, count: head - after });
       this.onNotice(`could not fetch ${s.session}: ${error.message}`);
@@ -414,12 +423,6 @@ function node(tag, className, text) {
 }
 
 const clock = (ts) => new Date(ts).toLocaleTimeString([], { hour12: false });
-
-function gist(payload) {
-  if (payload === null || typeof payload !== "object") return payload === null || payload === undefined ? "" : String(payload);
-  const text = payload.tool_name ?? payload.prompt ?? payload.message ?? payload.summary ?? payload.subagent ?? payload.trigger ?? payload.source;
-  return text === undefined ? JSON.stringify(payload) : String(text);
-}
 
 export class View {
   constructor(store, root = document) {
@@ -499,6 +502,7 @@ export class View {
     li.dataset.tenant = event.tenant;
     li.dataset.session = event.session;
     li.dataset.seq = String(event.seq);
+    li.dataset.lsn = String(event.lsn ?? "");
     li.dataset.priority = String(event.priority);
     li.event = event;
     li.append(
@@ -506,7 +510,7 @@ export class View {
       node("span", "badge", event.priority ? `P${event.priority}` : event.source || "·"),
       node("span", "type", event.type),
       node("span", "where", `${event.session} #${event.seq}`),
-      node("span", "gist", gist(event.payload).slice(0, 120)),
+      node("span", "gist", gist(event.type, event.payload)),
     );
     if (event.coalesced.length) li.append(node("span", "merged", `+${event.coalesced.length} merged`));
     this.rows.set(key, li);
@@ -577,6 +581,8 @@ export class View {
 
   tick(now) {
     this.text("rate", this.store.rate(now).toFixed(1));
+    const top = drawRateChart(this.$("rate-chart"), this.store.rates.series(Math.floor(now / 1000)));
+    this.text("rate-scale", `top of scale ${top.toFixed(top < 10 ? 1 : 0)}/s`);
     this.sessions(now); // "live" fades with time, not only with events
   }
 
@@ -593,6 +599,7 @@ export class View {
         node("span", "tenant", s.tenant),
         node("span", "count", String(s.total ?? s.count)),
         node("span", "last", s.lastType),
+        sparkline(s.spark.points(Math.floor(now / 1000))),
       );
       return li;
     });
