@@ -8,8 +8,20 @@ from pathlib import Path
 
 import pykka
 import pytest
+from hypothesis import HealthCheck, settings
 
 from laneway import Engine, EngineConfig
+
+# One Hypothesis profile for every run, here and in CI. Hypothesis loads its
+# own "ci" profile by itself when CI is set (derandomized, no database), so
+# without this a local run and CI would try different examples under
+# different rules. Deadlines are off: on a shared 2-core machine a slow
+# example is the machine's, not the code's. Examples stay random in both,
+# and a failure prints the blob that replays it (`@reproduce_failure`).
+settings.register_profile(
+    "laneway", deadline=None, print_blob=True, derandomize=False, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("laneway")
 
 
 class FakeClock:

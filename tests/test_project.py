@@ -44,3 +44,12 @@ def test_lint_is_clean() -> None:
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
     result = subprocess.run([ruff, "check", "src", "tests", "benchmarks"], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hypothesis_runs_one_profile_here_and_in_ci() -> None:
+    from hypothesis import settings
+
+    # Loaded by conftest whatever CI says: the same rules in both places.
+    current = settings()
+    assert settings.get_profile("laneway") is not None
+    assert current.deadline is None and current.print_blob and not current.derandomize
