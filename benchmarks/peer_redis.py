@@ -174,6 +174,7 @@ def _laneway_figures(count: int, rates: tuple[int, ...], seconds: float) -> dict
             str(rate): with_commit_max(engine, run_threaded(rate, seconds, lambda n: engine.send("bench", f"o{n % 8}", "PreToolUse", PAYLOAD)))
             for rate in rates
         }
+        engine.submit("bench", "sweep", "Warmup")  # its actor started, as the other rows' are
         by_batch = {
             str(size): _per_s(count, size, lambda size: engine.submit_many([("bench", "sweep", "PreToolUse", PAYLOAD)] * size))
             for size in BATCHES

@@ -365,3 +365,22 @@ def test_effect_states_put_after_stop_are_refused_as_closed() -> None:
     writer._drain_after_stop()
     [(count, error)] = states.settled
     assert count == 1 and isinstance(error, EngineClosed)
+
+
+def test_states_written_alone_end_the_wait_for_producers_until_events_come_again() -> None:
+    log = RecordingLog()
+    rec = Recorder(expected=2)
+    writer = WalWriter(log, rec.on_commit, rec.on_failure, gather_s=0.01)
+    writer.start()
+    writer.put(make_batch("a"))
+    assert rec.wait_acked(1)
+    assert writer._expected == 1  # the producer of "a" is expected back
+    first = States(make_state(1))
+    writer.put_states(first.rider())
+    assert first.done.wait(5)  # it did not come within the gather: written alone
+    assert writer._expected == 0  # so later states do not wait for it either
+    writer.put(make_batch("b"))
+    assert rec.wait_acked(2)
+    assert writer._expected == 1  # events again: their producer is expected back
+    writer.stop()
+    assert log.calls == ["commit:a", "states:1", "commit:b"]

@@ -247,6 +247,10 @@ class WalWriter:
                 barrier = self._gather()
             if not backlog:
                 self._write_riders()  # no group came to ride with
+                # Nobody came back within the gather wait: expect nobody
+                # until the next commit of events (an effect backlog
+                # draining with no events flowing must not wait each time).
+                self._expected = 0
                 continue
             group, count = backlog.take(self._max_events, self._max_bytes)
             riders, self._riders = self._riders, []
