@@ -11,6 +11,7 @@ measures the client.
 
 from __future__ import annotations
 
+import gc
 import json
 import resource
 import shutil
@@ -83,9 +84,12 @@ class LanewayServer:
     def stats(self) -> dict[str, Any]:
         hub = self.running.gateway.hub.stats
         rounds = hub["flush_rounds"]
+        commit = self.engine.statistics().commit
         return {
             "slow_consumer_closes": hub["slow_consumer_closes"],
             "flush_round_ms": round(hub["flush_us"] / rounds / 1000, 2) if rounds else 0.0,
+            # The slowest of the recent commits: a spike as long is the disk's.
+            "commit_max_ms": round(commit.latency_ms_max, 2) if commit is not None else None,
         }
 
     def close(self) -> None:
@@ -173,16 +177,44 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+class GcPauses:
+    """The cyclic collector's pauses in this process while entered: the
+    longest, and how many took over 5 ms. A latency spike with a pause as
+    long is the collector's, not the server's own code."""
+
+    def __init__(self) -> None:
+        self.longest_ms = 0.0
+        self.over_5ms = 0
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        pause = (time.perf_counter() - self._started) * 1000
+        self.longest_ms = max(self.longest_ms, pause)
+        self.over_5ms += pause > 5
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 def fanout(server: FanoutServer, subscribers: int, rate: float, seconds: float, sample_every: int = 10) -> dict[str, Any]:
     """`rate` events/s to `subscribers`, measured for `seconds` after a
-    second of warm-up: what arrived, submit-to-client latency, both sides' CPU."""
+    second of warm-up: what arrived, submit-to-client latency, both sides'
+    CPU, the server process's GC pauses."""
     proc = start_clients(server.port, server.token, subscribers, seconds, sample_every=sample_every)
     try:
         server.start_producing(rate)
         time.sleep(1.0)  # warm up: the stream is flowing before the clock starts
         cpu, started = own_cpu_seconds(), time.perf_counter()
-        go(proc)
-        result = finish(proc)
+        with GcPauses() as pauses:
+            go(proc)
+            result = finish(proc)
         server_cpu = (own_cpu_seconds() - cpu) / (time.perf_counter() - started)
     finally:
         server.stop_producing()
@@ -199,6 +231,8 @@ def fanout(server: FanoutServer, subscribers: int, rate: float, seconds: float, 
         "latency_samples": len(result["latencies"]),
         **server.stats(),
         "server_cpu_fraction": round(server_cpu, 2),
+        "gc_longest_pause_ms": round(pauses.longest_ms, 1),
+        "gc_pauses_over_5ms": pauses.over_5ms,
         "client_cpu_fraction": round(result["client_cpu_fraction"], 2),
         "client": result.get("client", "python"),
     }

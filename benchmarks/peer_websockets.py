@@ -66,11 +66,17 @@ class BroadcastServer:
             await self._stopped.wait()
 
     async def _handle(self, connection: Any) -> None:
-        async for message in connection:
-            if json.loads(message).get("type") == "subscribe":
-                self._clients.add(connection)
-                await connection.send('{"v":2,"type":"sync"}')
-        self._clients.discard(connection)
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async for message in connection:
+                if json.loads(message).get("type") == "subscribe":
+                    self._clients.add(connection)
+                    await connection.send('{"v":2,"type":"sync"}')
+        except ConnectionClosed:
+            pass  # the load client exits without a close frame
+        finally:
+            self._clients.discard(connection)
 
     async def _produce(self, rate: float) -> None:
         from websockets.asyncio.server import broadcast
