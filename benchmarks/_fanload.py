@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from _common import percentiles
+from _common import data_dir, percentiles
 
 from laneway import Engine, EngineConfig
 from laneway.gateway import GatewayConfig, serve_in_thread, tune_gc
@@ -236,6 +236,16 @@ def fanout(server: FanoutServer, subscribers: int, rate: float, seconds: float, 
         "client_cpu_fraction": round(result["client_cpu_fraction"], 2),
         "client": result.get("client", "python"),
     }
+
+
+def laneway_fanout(subscribers: int, rate: float, seconds: float, sample_every: int = 10) -> dict[str, Any]:
+    """`fanout` against a fresh engine and gateway on a real data dir."""
+    with data_dir() as path:
+        server = LanewayServer(path)
+        try:
+            return fanout(server, subscribers, rate, seconds, sample_every)
+        finally:
+            server.close()
 
 
 def rising(run: Any, rates: list[float]) -> tuple[float, list[dict[str, Any]]]:

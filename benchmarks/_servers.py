@@ -107,3 +107,14 @@ class CpuMeter:
         self.client = round((time.process_time() - self._own) / wall, 2)
         if self.server_pid:
             self.server = round((cpu_seconds(self.server_pid) - self._server) / wall, 2)
+
+
+def timed(count: int, step: Callable[[int], object]) -> tuple[float, float]:
+    """Call `step(n)` for n in range(count): the calls per second, and this
+    process's CPU over them as a fraction of one core."""
+    with CpuMeter() as meter:
+        started = time.perf_counter()
+        for n in range(count):
+            step(n)
+        rate = count / (time.perf_counter() - started)
+    return rate, meter.client

@@ -15,35 +15,26 @@ import time
 from typing import Any
 
 from _common import Rate, data_dir, percentiles
-from _fanload import LanewayServer, fanout, finish, go, intended_time, rising, start_clients
-
-
-def _fanout(subscribers: int, rate: float, seconds: float, sample_every: int = 10) -> dict[str, Any]:
-    with data_dir() as path:
-        server = LanewayServer(path)
-        try:
-            return fanout(server, subscribers, rate, seconds, sample_every)
-        finally:
-            server.close()
+from _fanload import LanewayServer, finish, go, intended_time, laneway_fanout, rising, start_clients
 
 
 def fanout_1000_flat_out(quick: bool = False) -> dict[str, Any]:
     """1,000 subscribers, one tenant, rising rates: the most delivered events/s
     at which subscribers keep up (target >= 300,000)."""
     rates = [100, 300] if quick else [200, 400, 800, 1200]
-    best, runs = rising(lambda rate: _fanout(1000, rate, 3 if quick else 6, sample_every=20), rates)
+    best, runs = rising(lambda rate: laneway_fanout(1000, rate, 3 if quick else 6, sample_every=20), rates)
     return {"delivered_per_s": best, "target_delivered_per_s": 300_000, "target_met": best >= 300_000, "runs": runs}
 
 
 def fanout_100_at_1000(quick: bool = False) -> dict[str, Any]:
     """100 subscribers at 1,000 events/s: submit-to-client latency (target p99 < 25 ms)."""
-    run = _fanout(100, 1000, 3 if quick else 10, sample_every=2)
+    run = laneway_fanout(100, 1000, 3 if quick else 10, sample_every=2)
     return {**run, "target_p99_ms": 25, "target_met": run["p99_ms"] < 25 and run["delivered_fraction"] >= 0.99}
 
 
 def fanout_1000_at_100(quick: bool = False) -> dict[str, Any]:
     """1,000 subscribers at 100 events/s: submit-to-client latency (target p99 < 50 ms)."""
-    run = _fanout(1000, 100, 3 if quick else 10, sample_every=10)
+    run = laneway_fanout(1000, 100, 3 if quick else 10, sample_every=10)
     return {**run, "target_p99_ms": 50, "target_met": run["p99_ms"] < 50 and run["delivered_fraction"] >= 0.99}
 
 

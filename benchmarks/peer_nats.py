@@ -33,7 +33,7 @@ from typing import Any
 
 from _common import PAYLOAD, data_dir
 from _openloop import run_async, run_threaded, with_commit_max
-from _servers import CpuMeter, ServerProcess, port_open
+from _servers import CpuMeter, ServerProcess, port_open, timed
 
 from laneway import Engine, EngineConfig
 from laneway.core import encode
@@ -115,12 +115,8 @@ def _laneway_figures(count: int, rates: tuple[int, ...], seconds: float) -> dict
     cpu: dict[str, dict[str, float]] = {}
     with data_dir() as path, Engine.open(path, EngineConfig(sweep_interval_s=0)) as engine:
         engine.submit("bench", "warm", "Warmup")
-        with CpuMeter() as meter:
-            started = time.perf_counter()
-            for n in range(count):
-                engine.submit("bench", "single", "PreToolUse", PAYLOAD, dedupe_key=f"s{n}")
-            single = count / (time.perf_counter() - started)
-        cpu["single"] = {"client_and_engine": meter.client}
+        single, used = timed(count, lambda n: engine.submit("bench", "single", "PreToolUse", PAYLOAD, dedupe_key=f"s{n}"))
+        cpu["single"] = {"client_and_engine": used}
 
         with CpuMeter() as meter:
             started = time.perf_counter()

@@ -29,7 +29,7 @@ from typing import Any
 
 from _common import PAYLOAD, data_dir, run_threads
 from _openloop import run_async, run_threaded, with_commit_max
-from _servers import CpuMeter, ServerProcess
+from _servers import CpuMeter, ServerProcess, timed
 
 from laneway import Engine, EngineConfig
 from laneway.core import encode
@@ -146,12 +146,8 @@ def _laneway_figures(count: int, rates: tuple[int, ...], seconds: float) -> dict
     cpu: dict[str, dict[str, float]] = {}
     with data_dir() as path, Engine.open(path, EngineConfig(sweep_interval_s=0)) as engine:
         engine.submit("bench", "warm", "Warmup")
-        with CpuMeter() as meter:
-            started = time.perf_counter()
-            for _ in range(count):
-                engine.submit("bench", "single", "PreToolUse", PAYLOAD)
-            single = count / (time.perf_counter() - started)
-        cpu["single"] = {"client_and_engine": meter.client}
+        single, used = timed(count, lambda n: engine.submit("bench", "single", "PreToolUse", PAYLOAD))
+        cpu["single"] = {"client_and_engine": used}
 
         with CpuMeter() as meter:
             started = time.perf_counter()

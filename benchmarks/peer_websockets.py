@@ -25,8 +25,7 @@ import threading
 import time
 from typing import Any
 
-from _common import data_dir
-from _fanload import LanewayServer, fanout, intended_time, raise_fd_limit, rising
+from _fanload import fanout, intended_time, laneway_fanout, raise_fd_limit, rising
 
 SUBSCRIBERS = 1000
 SWEEP = (100, 300, 1000, 2000)
@@ -120,15 +119,6 @@ class BroadcastServer:
         self._loop.close()
 
 
-def _laneway(subscribers: int, rate: float, seconds: float, sample_every: int) -> dict[str, Any]:
-    with data_dir() as path:
-        server = LanewayServer(path)
-        try:
-            return fanout(server, subscribers, rate, seconds, sample_every)
-        finally:
-            server.close()
-
-
 def _websockets(subscribers: int, rate: float, seconds: float, sample_every: int) -> dict[str, Any]:
     server = BroadcastServer()
     try:
@@ -155,7 +145,7 @@ def peer_websockets_fanout(quick: bool = False) -> dict[str, Any]:
     seconds = 2 if quick else 5
     rates = [100, 300] if quick else [200, 400, 800, 1200]
     result: dict[str, Any] = {"note": "websockets stores nothing and drops for slow subscribers (module doc)"}
-    systems = (("laneway", _laneway), ("websockets", _websockets))
+    systems = (("laneway", laneway_fanout), ("websockets", _websockets))
     for name, run in systems:
         best, runs = rising(lambda rate, run=run: run(SUBSCRIBERS, rate, seconds, 20), rates)
         result[name] = {

@@ -31,6 +31,25 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _style(ax: Any, *, xlabel: str, ylabel: str, title: str, log: str = "xy") -> None:
+    """Labels, log scales (`log`: which axes), the grid and the legend."""
+    if "x" in log:
+        ax.set_xscale("log")
+    if "y" in log:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def _series(rows: Mapping[str, Any], figure: str) -> tuple[list[float], list[float]]:
     """x (the keys, numerically) and y (each row's `figure`), sorted by x."""
     points = sorted((float(x), float(row[figure])) for x, row in rows.items() if isinstance(row, Mapping) and figure in row)
@@ -53,16 +72,9 @@ def _latency_vs_load(results: Results, path: Path) -> str | None:
             for figure, style in (("p50_ms", "--"), ("p99_ms", "-")):
                 x, y = _series(loop.get(who, {}), figure)
                 ax.plot(x, y, style, marker="o", color=colour, label=f"{label} {figure[:-3]}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("offered events/s (open loop)")
-        ax.set_ylabel("latency from intended send time, ms")
-        ax.set_title(f"Durable append latency: laneway send() vs {peer}")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        _style(ax, xlabel="offered events/s (open loop)", ylabel="latency from intended send time, ms",
+               title=f"Durable append latency: laneway send() vs {peer}")
+    _save(plt, fig, path)
     return None
 
 
@@ -76,16 +88,8 @@ def _throughput_vs_batch(results: Results, path: Path) -> str | None:
         rows = {size: {"per_s": value} for size, value in sweep.get(who, {}).items()}
         x, y = _series(rows, "per_s")
         ax.plot(x, y, marker="o", color=colour, label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("events per batch")
-    ax.set_ylabel("durable events/s")
-    ax.set_title("Throughput vs batch size (fsync before the ack)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _style(ax, xlabel="events per batch", ylabel="durable events/s", title="Throughput vs batch size (fsync before the ack)")
+    _save(plt, fig, path)
     return None
 
 
@@ -102,19 +106,10 @@ def _fanout_vs_subscribers(results: Results, path: Path) -> str | None:
         for figure, style in (("p50_ms", "--"), ("p99_ms", "-")):
             x, y = _series(rows, figure)
             right.plot(x, y, style, marker="o", color=colour, label=f"{who} {figure[:-3]}")
-    left.set_ylabel("delivered events/s (200 events/s offered)")
-    right.set_ylabel("submit-to-subscriber latency, ms")
-    right.set_yscale("log")
-    for ax in (left, right):
-        ax.set_xscale("log")
-        ax.set_xlabel("subscribers")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-    left.set_title("Fan-out: laneway gateway vs websockets broadcast()")
-    right.set_title("Latency vs subscribers")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _style(left, xlabel="subscribers", ylabel="delivered events/s (200 events/s offered)",
+           title="Fan-out: laneway gateway vs websockets broadcast()", log="x")
+    _style(right, xlabel="subscribers", ylabel="submit-to-subscriber latency, ms", title="Latency vs subscribers")
+    _save(plt, fig, path)
     return None
 
 
@@ -144,9 +139,7 @@ def _effect_wait_per_tier(results: Results, path: Path) -> str | None:
         ax.grid(True, axis="y", alpha=0.3)
         ax.legend(fontsize=8)
     waits.set_yscale("symlog", linthresh=1)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
     return None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pykka
@@ -59,6 +59,28 @@ class Recorder(PooledActor):
             self.inside -= 1
 
 
+def assert_every_senders_order_and_no_overlap(
+    refs: list[Any], senders: int, per_sender: int, send: Callable[[int], None]
+) -> None:
+    """Run `send(sender)` on a thread per sender; then each actor got each
+    sender's messages in order, never two at once, and all of them arrived."""
+    threads = [threading.Thread(target=send, args=(s,)) for s in range(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = 0
+    for ref in refs:
+        received = ref.ask("get", timeout=10)
+        total += len(received)
+        for sender in range(senders):
+            mine = [n for s, n in received if s == sender]
+            assert mine == sorted(mine)
+        started_first, overlaps = ref.ask("state", timeout=10)
+        assert started_first and overlaps == 0
+    assert total == senders * per_sender
+
+
 @pytest.fixture
 def dispatcher() -> Iterator[Dispatcher]:
     d = Dispatcher(4, name="test-pool")
@@ -79,21 +101,7 @@ def test_each_actor_sees_each_senders_messages_in_order_and_never_concurrently(d
         for n in range(per_sender):
             refs[(sender + n) % len(refs)].tell((sender, n))
 
-    threads = [threading.Thread(target=send, args=(s,)) for s in range(senders)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    total = 0
-    for ref in refs:
-        received = ref.ask("get", timeout=10)
-        total += len(received)
-        for sender in range(senders):
-            mine = [n for s, n in received if s == sender]
-            assert mine == sorted(mine)
-        started_first, overlaps = ref.ask("state", timeout=10)
-        assert started_first and overlaps == 0
-    assert total == senders * per_sender
+    assert_every_senders_order_and_no_overlap(refs, senders, per_sender, send)
 
 
 def test_ask_returns_the_reply_and_raises_the_handlers_error(dispatcher: Dispatcher) -> None:
@@ -274,21 +282,7 @@ def test_inline_and_queued_tells_keep_each_senders_order_and_never_overlap(dispa
             else:
                 refs[target].tell((sender, n))
 
-    threads = [threading.Thread(target=send, args=(s,)) for s in range(senders)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    total = 0
-    for ref in refs:
-        received = ref.ask("get", timeout=10)
-        total += len(received)
-        for sender in range(senders):
-            mine = [n for s, n in received if s == sender]
-            assert mine == sorted(mine)
-        started_first, overlaps = ref.ask("state", timeout=10)
-        assert started_first and overlaps == 0
-    assert total == senders * per_sender
+    assert_every_senders_order_and_no_overlap(refs, senders, per_sender, send)
 
 
 def test_a_keyboard_interrupt_inline_is_the_callers_and_the_actor_lives_on(dispatcher: Dispatcher) -> None:
