@@ -419,8 +419,9 @@ def test_hook_events_read_as_sentences_not_payload_json(make_server: Callable[..
     engine.submit("acme", "s", "Stop", {"summary": "Done: the tests pass"})
     engine.submit("acme", "s", "PreCompact", {"trigger": "auto", "context_tokens": 180000})
     engine.submit("acme", "s", "Custom", {"alpha": 1, "beta": {"x": 2}})
+    engine.submit("acme", "s", "AssistantReply", {"text": "All 12 tests pass.", "prompt_seq": 3})
     page.goto(f"{server.url}/?token={server.token('acme', 'subscribe')}")
-    expect(page.locator("#received")).to_have_text("7", timeout=WAIT_MS)
+    expect(page.locator("#received")).to_have_text("8", timeout=WAIT_MS)
     gists = page.eval_on_selector_all("li.event", "rows => Object.fromEntries(rows.map(r => [r.dataset.seq, r.querySelector('.gist').textContent]))")
     assert gists["1"] == "session started (startup)"
     assert gists["2"] == "Bash: pytest -q"
@@ -429,4 +430,5 @@ def test_hook_events_read_as_sentences_not_payload_json(make_server: Callable[..
     assert gists["5"] == "stopped: Done: the tests pass"
     assert gists["6"].startswith("compacting context (auto), 180")
     assert gists["7"] == "{alpha, beta}"
+    assert gists["8"] == "reply: All 12 tests pass."
     assert not any("transcript_path" in g or g.startswith('{"') for g in gists.values())

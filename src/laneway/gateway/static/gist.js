@@ -19,6 +19,7 @@ const BY_TYPE = {
   SubagentStop: (p) => `subagent ${p.subagent ?? p.agent_type ?? ""} finished${p.summary ? `: ${p.summary}` : ""}`.replace("  ", " "),
   SessionStart: (p) => `session started${p.source ? ` (${p.source})` : ""}`,
   SessionEnd: (p) => `session ended${p.reason ? ` (${p.reason})` : ""}`,
+  AssistantReply: (p) => (typeof p.text === "string" ? `reply: ${p.text}` : undefined),
   PreCompact: (p) => `compacting context${p.trigger ? ` (${p.trigger})` : ""}${p.context_tokens ? `, ${p.context_tokens.toLocaleString()} tokens` : ""}`,
 };
 
