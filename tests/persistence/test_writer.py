@@ -384,3 +384,19 @@ def test_states_written_alone_end_the_wait_for_producers_until_events_come_again
     assert writer._expected == 1  # events again: their producer is expected back
     writer.stop()
     assert log.calls == ["commit:a", "states:1", "commit:b"]
+
+
+def test_each_rider_is_told_about_its_own_records() -> None:
+    log = RecordingLog(fail_on=1)
+    rec = Recorder(expected=1)
+    writer = WalWriter(log, rec.on_commit, rec.on_failure)
+    one, two = States(make_state(1)), States(make_state(2), make_state(3))
+    writer.put_states(one.rider())
+    writer.put_states(two.rider())
+    writer.put(make_batch("a"))
+    writer.start()
+    assert one.done.wait(5) and two.done.wait(5)
+    writer.stop()
+    # Both rode in the failed commit; each gets back what it handed over.
+    assert [count for count, _ in one.settled] == [1] and [count for count, _ in two.settled] == [2]
+    assert all(isinstance(error, StorageError) for _, error in one.settled + two.settled)

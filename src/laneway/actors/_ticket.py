@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from typing import Any, Protocol
 
 from ..core import BucketFull, Receipt
@@ -71,7 +70,7 @@ class Ticket:
     __slots__ = ("future", "_single", "_receipts", "_remaining", "_rejected", "_lock", "_on_done", "_done")
 
     def __init__(
-        self, count: int, future: Future[Any] | Outcome, *, single: bool, on_done: Callable[[], None] | None = None
+        self, count: int, future: Outcome, *, single: bool, on_done: Callable[[], None] | None = None
     ) -> None:
         self.future = future
         self._single = single

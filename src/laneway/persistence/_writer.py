@@ -253,21 +253,24 @@ class WalWriter:
                 self._expected = 0
                 continue
             group, count = backlog.take(self._max_events, self._max_bytes)
-            riders, self._riders = self._riders, []
-            states = [record for rider in riders for record in rider.take()]
-            committed = self._commit(group, count, states)
+            taken = self._take_riders()
+            committed = self._commit(group, count, [record for _, records in taken for record in records])
             if committed:
                 self._ack(group)
                 self._expected, self._arrived = len(group), 0
-            self._settle(riders, states, None if committed else (self.failure or StorageError("commit failed")))
+            # A failed commit always leaves `failure` set (`_commit`).
+            self._settle(taken, None if committed else self.failure)
         self._drain_after_stop()
+
+    def _take_riders(self) -> list[tuple[EffectStates, Sequence[EffectRecord]]]:
+        """Each queued rider with the records it hands over now."""
+        riders, self._riders = self._riders, []
+        return [(rider, rider.take()) for rider in riders]
 
     def _write_riders(self) -> None:
         """Effect states with no group to ride in: a transaction of their own."""
-        riders, self._riders = self._riders, []
-        if not riders:
-            return
-        states = [record for rider in riders for record in rider.take()]
+        taken = self._take_riders()
+        states = [record for _, records in taken for record in records]
         error: BaseException | None = self.failure
         if error is None and states:
             try:
@@ -277,12 +280,13 @@ class WalWriter:
             except Exception as exc:
                 log.exception("writing effect states raised unexpectedly")
                 error = exc
-        self._settle(riders, states, error)
+        self._settle(taken, error)
 
-    def _settle(self, riders: list[EffectStates], states: list[EffectRecord], error: BaseException | None) -> None:
-        for rider in riders:
+    def _settle(self, taken: list[tuple[EffectStates, Sequence[EffectRecord]]], error: BaseException | None) -> None:
+        """Tell each rider the outcome for its own records."""
+        for rider, records in taken:
             try:
-                rider.written(states, error)
+                rider.written(records, error)
             except Exception:
                 log.exception("effect states callback failed")
 
