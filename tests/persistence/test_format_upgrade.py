@@ -49,7 +49,7 @@ def old_data(tmp_path: Path) -> Path:
 
 def test_the_fixture_is_format_1() -> None:
     assert stored_format(FIXTURE / "wal") == 1
-    assert FORMAT_VERSION == 4
+    assert FORMAT_VERSION == 5
 
 
 def test_opening_format_1_backs_up_then_upgrades_keeping_everything(
@@ -60,7 +60,7 @@ def test_opening_format_1_backs_up_then_upgrades_keeping_everything(
     with caplog.at_level(logging.WARNING, logger="laneway.wal"):
         engine = Engine.open(old_data, EngineConfig(sweep_interval_s=0), clock=lambda: clock_ms)
     try:
-        assert "holds data format 1; upgrading it to format 4" in caplog.text
+        assert "holds data format 1; upgrading it to format 5" in caplog.text
         backups = list((old_data / "backups").iterdir())
         assert len(backups) == 1 and backups[0].name.startswith("format-1-")
         assert stored_format(backups[0]) == 1  # the copy is of the data before the upgrade
@@ -109,7 +109,7 @@ def test_opening_format_2_upgrades_and_reads_its_unchecked_entries(tmp_path: Pat
     with caplog.at_level(logging.WARNING, logger="laneway.wal"):
         engine = Engine.open(data, EngineConfig(sweep_interval_s=0), clock=lambda: expected["clock_ms"])
     try:
-        assert "holds data format 2; upgrading it to format 4" in caplog.text
+        assert "holds data format 2; upgrading it to format 5" in caplog.text
         for key, events in expected["sessions"].items():
             tenant, session = key.split(":")
             assert history(engine, tenant, session) == events, key
@@ -137,7 +137,7 @@ def test_opening_format_3_upgrades_to_the_outbox_format_and_handlers_work_on_old
     with caplog.at_level(logging.WARNING, logger="laneway.wal"):
         engine = Engine.open(data, EngineConfig(sweep_interval_s=0, effect_threads=0), clock=lambda: expected["clock_ms"])
     try:
-        assert "holds data format 3; upgrading it to format 4" in caplog.text
+        assert "holds data format 3; upgrading it to format 5" in caplog.text
         assert [p.name.startswith("format-3-") for p in (data / "backups").iterdir()] == [True]
         for key, events in expected["sessions"].items():
             tenant, session = key.split(":")

@@ -72,6 +72,11 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         the first that succeeds puts it back to work, no restart needed.
     fsync: sync every commit to disk. Turning it off makes acknowledged
         events losable on power failure; for throwaway data only.
+    journal_bytes: size of the commit journal (``DATA/wal/journal``): a
+        commit is acknowledged once it is synced there, one sync instead of
+        LMDB's two, and reaches LMDB a few milliseconds later
+        (docs/architecture.md, "Durability"). 0 commits straight to LMDB.
+        At least 512 KiB when on.
     map_size_bytes: initial LMDB map size; it doubles on demand.
     sweep_interval_s: how often the housekeeping thread runs: expiring
         buffered events, passivating idle sessions, periodic snapshots and
@@ -118,6 +123,7 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     commit_gather_ms: float = 0.5
     storage_retry_s: float = 2.0
     fsync: bool = True
+    journal_bytes: int = 4 * _MiB
     map_size_bytes: int = 64 * _MiB
     sweep_interval_s: float = 5.0
     snapshot_every_events: int = 10_000
@@ -149,6 +155,8 @@ class EngineConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             value = getattr(self, name)
             if type(value) is not int or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0 (0 = unlimited), got {value!r}")
+        if type(self.journal_bytes) is not int or not (self.journal_bytes == 0 or self.journal_bytes >= 512 * 1024):
+            raise ConfigError(f"journal_bytes must be 0 (off) or an integer of at least 524288 (512 KiB), got {self.journal_bytes!r}")
         if not 0 < self.storage_retry_s <= 3600:
             raise ConfigError(f"storage_retry_s must be > 0 and at most 3600, got {self.storage_retry_s!r}")
         for name in ("commit_delay_ms", "commit_gather_ms", "sweep_interval_s", "snapshot_interval_s", "session_idle_timeout_s", "trim_interval_s", "jobs_tick_s"):

@@ -176,7 +176,12 @@ class Engine:
                 directory.mkdir(parents=True, exist_ok=True)
                 lock = DataDirLock(directory)
                 lock.acquire()
-                log_ = LmdbLog(directory / "wal", sync=resolved.fsync, map_size=resolved.map_size_bytes)
+                log_ = LmdbLog(
+                    directory / "wal",
+                    sync=resolved.fsync,
+                    map_size=resolved.map_size_bytes,
+                    journal_bytes=resolved.journal_bytes,
+                )
             engine = cls(config=resolved, log_=log_, lock=lock, path=directory, clock=clock)
             engine._settings.restore()
             engine._tiers.restore()

@@ -1,8 +1,8 @@
 """A commit's unit, and what both logs derive from it the same way.
 
 `WriteBatch` is one session's events on their way to the WAL;
-`encode_batches` gives them their LSNs and builds the record, seq-index and
-dedupe entries; `advance_meta` moves a session head past a batch. The LMDB
+`encode_batches` gives them their LSNs (`stamp_batches`) and builds the
+record, seq-index and dedupe entries (`plan_commit`); `advance_meta` moves a session head past a batch. The LMDB
 log and the memory log both commit through these, so the two cannot drift
 apart in what a commit means.
 """
@@ -15,7 +15,7 @@ from typing import Any
 from ..core import EffectRecord, Event, Receipt, SessionMeta, encode, stamp_lsn
 from ._layout import effect_id, pack, seq_value, session_prefix
 
-__all__ = ["WriteBatch", "CommitPlan", "encode_batches", "advance_meta"]
+__all__ = ["WriteBatch", "CommitPlan", "encode_batches", "stamp_batches", "plan_commit", "advance_meta"]
 
 
 class WriteBatch:
@@ -73,29 +73,41 @@ class CommitPlan:
 
 def encode_batches(batches: Sequence[WriteBatch], last_lsn: int) -> CommitPlan:
     """Assign LSNs and encode: the part of a commit both logs share."""
-    plan = CommitPlan(last_lsn)
+    stamp_batches(batches, last_lsn)
+    return plan_commit(batches, last_lsn)
+
+
+def stamp_batches(batches: Sequence[WriteBatch], last_lsn: int) -> int:
+    """Give each batch its LSNs after `last_lsn`: stamp its records and its
+    effects' `created_lsn`. Returns the last LSN handed out."""
     lsn = last_lsn
-    records, seq_index, dedupes, effects = plan.records, plan.seq_index, plan.dedupes, plan.effects
     for batch in batches:
-        prefix = session_prefix(batch.tenant, batch.session)
         batch.first_lsn = lsn + 1
-        stamped = batch.records = []
-        for event, unstamped in zip(batch.events, batch.encoded):
-            lsn += 1
-            data = stamp_lsn(unstamped, lsn)
-            key = pack(lsn)
-            stamped.append(data)
-            records.append((key, data))
-            seq_index.append((prefix + pack(event.seq), seq_value(lsn, event.ts, event.priority, data)))
-            if event.dedupe_key is not None:
-                receipt = Receipt(batch.tenant, batch.session, event.seq, event.priority, lsn)
-                dedupes.append((batch.tenant, event.dedupe_key, receipt))
+        batch.records = [stamp_lsn(unstamped, lsn + n) for n, unstamped in enumerate(batch.encoded, 1)]
+        lsn += len(batch.records)
         if batch.effects:
             first_seq = batch.events[0].seq
             for record in batch.effects:
                 record.created_lsn = batch.first_lsn + record.seq - first_seq
-                effects.append((effect_id(batch.tenant, batch.session, record.seq, record.index), encode(record)))
-    plan.last_lsn = lsn
+    return lsn
+
+
+def plan_commit(batches: Sequence[WriteBatch], last_lsn: int) -> CommitPlan:
+    """The entries a commit of these stamped batches writes. Also how the
+    journal's replay rebuilds a commit from its records (`_journal.py`)."""
+    plan = CommitPlan(last_lsn)
+    records, seq_index, dedupes, effects = plan.records, plan.seq_index, plan.dedupes, plan.effects
+    for batch in batches:
+        prefix = session_prefix(batch.tenant, batch.session)
+        for lsn, event, data in zip(range(batch.first_lsn, batch.first_lsn + len(batch.records)), batch.events, batch.records):
+            records.append((pack(lsn), data))
+            seq_index.append((prefix + pack(event.seq), seq_value(lsn, event.ts, event.priority, data)))
+            if event.dedupe_key is not None:
+                receipt = Receipt(batch.tenant, batch.session, event.seq, event.priority, lsn)
+                dedupes.append((batch.tenant, event.dedupe_key, receipt))
+            plan.last_lsn = lsn
+        for record in batch.effects:
+            effects.append((effect_id(batch.tenant, batch.session, record.seq, record.index), encode(record)))
     return plan
 
 

@@ -11,7 +11,7 @@ integrity reads the tools use all build their keys here.
 - ``effects``: `effect_id` (the session prefix, the causing event's seq,
   the effect's 2-byte index) -> the encoded `EffectRecord`;
   ``effects_open``: the same keys, for the effects not yet done or dead;
-- ``meta``: ``format``, ``trim:<seconds>``, `LAST_LSN`, ``probe``.
+- ``meta``: ``format``, ``trim:<seconds>``, `LAST_LSN`, `JOURNAL_STATE`, ``probe``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ __all__ = [
     "effect_id",
     "tenant_prefix",
     "LAST_LSN",
+    "JOURNAL_STATE",
 ]
 
 _U64 = struct.Struct(">Q")
@@ -46,6 +47,8 @@ SEQ_VALUE = struct.Struct(">QQB")
 _SEQ_CHECKED = struct.Struct(">QQBI")
 # meta key of the highest LSN ever written (retention may remove every record).
 LAST_LSN = b"last_lsn"
+# How far the commit journal is applied (`_journal.JournalState`).
+JOURNAL_STATE = b"journal"
 
 
 def seq_value(lsn: int, ts: int, priority: int, record: bytes) -> bytes:

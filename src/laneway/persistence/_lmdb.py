@@ -33,8 +33,12 @@ too):
 A commit writes all of one group's records, seq entries, dedupe entries,
 effects and session heads in ONE write transaction, so after a crash
 either all of an event is there (its dedupe key, the effects it caused)
-or none of it. Only the writer thread
-calls `commit`; reads may come from any thread.
+or none of it. With the commit journal (``journal_bytes``, on for the
+engine), a commit is acknowledged once its journal frame is synced and
+reaches LMDB a few milliseconds later, in the applier's transaction
+(`_journal.py`, `_applier.py`); every read waits for that first, so what
+reads see is unchanged. Only the writer thread calls `commit`; reads may
+come from any thread.
 
 Data format versions: 1 (first release); 2 adds ``snapshots``, the
 ``trim:`` cursors and `SessionMeta.trimmed_seq`; 3 adds the record CRC to
@@ -59,7 +63,6 @@ import lmdb
 import msgspec
 
 from ..core import (
-    OPEN_STATES,
     CorruptRecord,
     DataFormatError,
     EffectRecord,
@@ -74,11 +77,15 @@ from ..core import (
     read_snapshot_head,
     verify_snapshot,
 )
-from ._batch import WriteBatch, advance_meta, encode_batches
+from ._applier import Applier, Pending
+from ._batch import CommitPlan, WriteBatch, advance_meta, encode_batches
 from ._datafile import check_data_file
 from ._faults import put_new, storage_cause
 from ._interfaces import AUDIT_KEEP, CONTROL_DBS, JOB_RUNS_KEEP, Retention, SessionImage, SnapshotInfo, TrimReport
+from ._journal import FIRST_FRAME, Journal, JournalState, read_frames
+from ._journaled import JournaledCommit, decode_frame, effect_state_entries, encode_frame
 from ._layout import (
+    JOURNAL_STATE,
     LAST_LSN,
     MAX_U64,
     SEQ_VALUE,
@@ -94,7 +101,11 @@ from ._layout import (
 )
 from ._resize import ResizeGate
 
-__all__ = ["FORMAT_VERSION", "IndexEntry", "LmdbLog"]
+__all__ = ["FORMAT_VERSION", "JOURNAL_FRAME_MAX", "IndexEntry", "LmdbLog"]
+
+# Commits bigger than this skip the journal (see `LmdbLog`): 256 KiB, about
+# 800 events of 300 bytes, where LMDB's second sync is already a small part.
+JOURNAL_FRAME_MAX = 256 << 10
 
 log = logging.getLogger("laneway.wal")
 
@@ -107,7 +118,7 @@ class IndexEntry(NamedTuple):
     ts: int
     priority: int
 
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 
 
 class _TrimHead(EventHead):
@@ -135,11 +146,23 @@ class LmdbLog:
         ``MapFullError``, so this only sets how often that happens early.
     readonly: open an existing log for reading only, safely beside an
         engine that has it open (the snapshot tools do this). An older
-        format is refused rather than upgraded.
+        format is refused rather than upgraded. Commits still only in the
+        journal (an engine killed a moment before) are not visible to it:
+        `journal_pending` counts them and a warning says so.
+    journal_bytes: the size of the commit journal; 0 (or sync False)
+        commits straight to LMDB, two syncs per commit. Commits whose
+        journal frame would exceed `JOURNAL_FRAME_MAX` also go straight to
+        LMDB: for them the second sync is already a small part of the cost.
     """
 
     def __init__(
-        self, directory: Path, *, sync: bool = True, map_size: int = 64 << 20, readonly: bool = False
+        self,
+        directory: Path,
+        *,
+        sync: bool = True,
+        map_size: int = 64 << 20,
+        readonly: bool = False,
+        journal_bytes: int = 0,
     ) -> None:
         if readonly and not (directory / "data.mdb").is_file():
             raise StorageError(f"no laneway data at {directory.parent} (expected {directory / 'data.mdb'})")
@@ -147,6 +170,8 @@ class LmdbLog:
             directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.readonly = readonly
+        self._journal: Journal | None = None
+        self._applier: Applier | None = None
         check_data_file(directory)  # a cut-short file would SIGBUS once mapped
         try:
             self.env = lmdb.open(
@@ -185,6 +210,19 @@ class LmdbLog:
         except BaseException:
             self.env.close()
             raise
+        # Dedupe receipts of commits not yet in LMDB, so the dedupe check
+        # (every submit with a key) needs no catch-up (`get_receipt`).
+        self._pending_receipts: dict[bytes, Receipt] = {}
+        self.journal_pending = 0
+        self.journal_replayed = 0
+        try:
+            if readonly:
+                self.journal_pending = self._count_journal_tail()
+            elif sync and journal_bytes:
+                self._open_journal(journal_bytes)
+        except BaseException:
+            self.env.close()
+            raise
         with self.read_txn() as txn:
             self.last_lsn = self.lsn_high_water(txn)
 
@@ -203,12 +241,17 @@ class LmdbLog:
         txn.put(LAST_LSN, pack(lsn), db=self.meta_db)
 
     @contextlib.contextmanager
-    def read_txn(self, **kwargs: Any) -> Iterator[lmdb.Transaction]:
+    def read_txn(self, *, current: bool = True, **kwargs: Any) -> Iterator[lmdb.Transaction]:
         """A read transaction, safe against a map resize: ours (the gate
         holds readers back while it runs) and another process's. When
         another process (the engine beside a read-only tool) has grown the
         map, LMDB refuses new transactions with MapResizedError until this
-        process adopts the new size; do that and begin again."""
+        process adopts the new size; do that and begin again.
+
+        current: first wait until every acknowledged commit is in LMDB
+        (`Applier.catch_up`); raises StorageError while that fails."""
+        if current and self._applier is not None:
+            self._applier.catch_up()
         for attempt in range(2):
             with self._gate:
                 try:
@@ -276,9 +319,119 @@ class LmdbLog:
                 backup,
             )
 
-    def _write_txn(self, body: Callable[[lmdb.Transaction], Any], what: str) -> Any:
+    # -- the commit journal ---------------------------------------------------
+
+    @property
+    def journal_path(self) -> Path:
+        return self.directory / "journal"
+
+    def _journal_state(self) -> JournalState:
+        with self.read_txn(db=self.meta_db) as txn:
+            raw = txn.get(JOURNAL_STATE)
+        return JournalState.unpack(raw) if raw is not None else JournalState(0, 0, 0)
+
+    def _count_journal_tail(self) -> int:
+        pending = sum(1 for _ in read_frames(self.journal_path, self._journal_state()))
+        if pending:
+            log.warning(
+                "%s: %d acknowledged commits are still only in its journal (the engine stopped before applying "
+                "them); this read-only view misses them until the engine opens the data dir again",
+                self.directory,
+                pending,
+            )
+        return pending
+
+    def _open_journal(self, size: int) -> None:
+        """Apply what the last engine left in the journal, then start a fresh one."""
+        if size < 2 * JOURNAL_FRAME_MAX:
+            raise ValueError(f"journal_bytes must be at least {2 * JOURNAL_FRAME_MAX:,} (got {size:,})")
+        state = self._journal_state()
+        tail: list[Pending] = []
+        for jseq, payload, end in read_frames(self.journal_path, state):
+            try:
+                commit = decode_frame(payload)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                # Its checksum held, so this is no torn write: refuse rather
+                # than open without acknowledged commits.
+                raise StorageError(
+                    f"cannot open the WAL at {self.directory}: journal frame {jseq} does not decode ({exc}); "
+                    "the commits from it on are missing from LMDB. Keep a copy of the data dir and report this"
+                ) from exc
+            tail.append(Pending(commit, jseq, end, len(payload)))
+        if tail:
+            self._apply_pending(tail, state.journal_id)
+            self.journal_replayed = len(tail)
+            last = tail[-1].commit.plan.last_lsn
+            log.warning("applied %d commits from the journal to LMDB (up to LSN %d)", len(tail), last)
+        applied = tail[-1].jseq if tail else state.jseq
+        try:
+            journal = Journal(self.journal_path, size, applied + 1)
+        except OSError as exc:
+            cause = storage_cause(exc, self.directory)
+            raise StorageError(
+                f"cannot create the commit journal {self.journal_path} ({size:,} bytes): {cause} ({exc}); "
+                "free space, or set journal_bytes smaller (0: no journal)",
+                cause=cause,
+            ) from exc
+        fresh = JournalState(journal.journal_id, applied, FIRST_FRAME)
+        self._write_txn(lambda txn: txn.put(JOURNAL_STATE, fresh.pack(), db=self.meta_db), "starting the journal")
+        self._journal = journal
+        self._applier = Applier(
+            lambda pending: self._apply_pending(pending, journal.journal_id),
+            self._forget_receipts,
+            high_water_bytes=size // 4,
+        )
+        self._applier.start(applied)
+
+    def _apply_pending(self, pending: Sequence[Pending], journal_id: int) -> None:
+        last = pending[-1]
+        state = JournalState(journal_id, last.jseq, last.end)
+
+        def write(txn: lmdb.Transaction) -> None:
+            for entry in pending:
+                self._write_commit(txn, entry.commit)
+            txn.put(JOURNAL_STATE, state.pack(), db=self.meta_db)
+
+        self._write_txn(write, "applying the journal to LMDB", drain=False)
+
+    def _forget_receipts(self, pending: Sequence[Pending]) -> None:
+        """After an apply: those receipts are in LMDB now (see `get_receipt`)."""
+        receipts = self._pending_receipts
+        for entry in pending:
+            for tenant, key, receipt in entry.commit.plan.dedupes:
+                did = dedupe_id(tenant, key)
+                if receipts.get(did) is receipt:
+                    del receipts[did]
+
+    def _journaled(self, commit: JournaledCommit, what: str) -> None:
+        """Acknowledge `commit` through the journal, or write it to LMDB
+        directly when it is too big for a frame or there is no journal."""
+        journal, applier = self._journal, self._applier
+        payload = encode_frame(commit, self.last_lsn) if journal is not None else b""
+        if journal is None or applier is None or len(payload) > JOURNAL_FRAME_MAX:
+            self._write_txn(lambda txn: self._write_commit(txn, commit), what)
+            return
+        applier.check()
+        if not journal.fits(len(payload)):
+            applier.drain()
+            journal.rewind()
+        try:
+            jseq, end = journal.append(payload)
+        except OSError as exc:
+            cause = storage_cause(exc, self.directory)
+            raise StorageError(f"{what} failed: {cause} ({exc})", cause=cause) from exc
+        receipts = self._pending_receipts
+        for tenant, key, receipt in commit.plan.dedupes:
+            receipts[dedupe_id(tenant, key)] = receipt
+        applier.add(Pending(commit, jseq, end, len(payload)))
+
+    def _write_txn(self, body: Callable[[lmdb.Transaction], Any], what: str, *, drain: bool = True) -> Any:
         """Run `body` in one write transaction, growing the map and retrying
-        the whole transaction when it is full (an aborted one leaves nothing)."""
+        the whole transaction when it is full (an aborted one leaves nothing).
+        First every journaled commit is applied (`drain`), so that `body`
+        sees them and nothing older is written after it."""
+        if drain and self._applier is not None:
+            self._applier.drain()
         while True:
             try:
                 with self.env.begin(write=True) as txn:
@@ -303,25 +456,29 @@ class LmdbLog:
 
     def commit(self, batches: Sequence[WriteBatch], now_ms: int, effect_states: Sequence[EffectRecord] = ()) -> None:
         plan = encode_batches(batches, self.last_lsn)
-        last, records, seq_index, dedupes = plan.last_lsn, plan.records, plan.seq_index, plan.dedupes
+        self._journaled(JournaledCommit(plan, batches, now_ms, effect_state_entries(effect_states)), "WAL commit")
+        self.last_lsn = plan.last_lsn
 
+    def _write_commit(self, txn: lmdb.Transaction, commit: JournaledCommit) -> None:
         # One *multi call per table, not a get and a put per session: py-lmdb
         # lets go of the GIL around each call, and under a busy event loop
         # every reacquisition can wait out the 5 ms switch interval
         # (measured: 100 single gets took up to 20 ms, one getmulti 0.1 ms).
-        def write(txn: lmdb.Transaction) -> None:
-            # Nothing here may overwrite: an existing key means a second
-            # writer (or a bug) got there first, and acknowledging this
-            # batch would acknowledge records that are not the ones stored.
-            # putmulti does not raise for a refused key; it counts it.
-            put_new(txn.cursor(self.events_db), records, "LSN", append=True)
-            put_new(txn.cursor(self.seq_db), seq_index, "seq")
-            if dedupes:
-                put_new(txn.cursor(self.dedupe_db), [(dedupe_id(t, k), encode(r)) for t, k, r in dedupes], "dedupe key")
-            if plan.effects:
-                put_new(txn.cursor(self.effects_db), plan.effects, "effect")
-                txn.cursor(self.effects_open_db).putmulti([(key, b"") for key, _ in plan.effects])
-            self.set_lsn_high_water(txn, last)
+        # Nothing here may overwrite: an existing key means a second
+        # writer (or a bug) got there first, and acknowledging this
+        # batch would acknowledge records that are not the ones stored.
+        # putmulti does not raise for a refused key; it counts it.
+        plan, batches = commit.plan, commit.batches
+        if plan.records:
+            put_new(txn.cursor(self.events_db), plan.records, "LSN", append=True)
+            put_new(txn.cursor(self.seq_db), plan.seq_index, "seq")
+        if plan.dedupes:
+            put_new(txn.cursor(self.dedupe_db), [(dedupe_id(t, k), encode(r)) for t, k, r in plan.dedupes], "dedupe key")
+        if plan.effects:
+            put_new(txn.cursor(self.effects_db), plan.effects, "effect")
+            txn.cursor(self.effects_open_db).putmulti([(key, b"") for key, _ in plan.effects])
+        if batches:
+            self.set_lsn_high_water(txn, plan.last_lsn)
             by_session: dict[bytes, list[WriteBatch]] = {}
             for batch in batches:
                 by_session.setdefault(session_id(batch.tenant, batch.session), []).append(batch)
@@ -332,20 +489,24 @@ class LmdbLog:
                     raw = stored.get(sid)
                     meta = decode_session_meta(raw) if raw is not None else None
                     for batch in session_batches:
-                        meta = advance_meta(meta, batch, now_ms)
+                        meta = advance_meta(meta, batch, commit.now_ms)
                     heads.append((sid, encode(meta)))
                 cursor.putmulti(heads)
-            if effect_states:
-                self._put_effect_states(txn, effect_states)
-
-        self._write_txn(write, "WAL commit")
-        self.last_lsn = last
+        if commit.states:
+            self._put_effect_states(txn, commit.states)
 
     # -- reading (any thread) -----------------------------------------------
 
     def get_receipt(self, tenant: str, dedupe_key: str) -> Receipt | None:
-        with self.read_txn(db=self.dedupe_db) as txn:
-            raw = txn.get(dedupe_id(tenant, dedupe_key))
+        # A receipt leaves the pending map only after its apply committed,
+        # so one missing here is either in LMDB already or not written at
+        # all: no catch-up needed.
+        did = dedupe_id(tenant, dedupe_key)
+        pending = self._pending_receipts.get(did)
+        if pending is not None:
+            return pending
+        with self.read_txn(current=False, db=self.dedupe_db) as txn:
+            raw = txn.get(did)
         return decode_receipt(raw) if raw is not None else None
 
     def dedupe_key_with_prefix(self, tenant: str, prefix: str) -> str | None:
@@ -611,15 +772,14 @@ class LmdbLog:
 
     def write_effects(self, records: Sequence[EffectRecord]) -> None:
         """Store these effects' new states; an effect done or dead leaves
-        the open index. One transaction."""
+        the open index. One commit (journaled like events)."""
+        commit = JournaledCommit(CommitPlan(self.last_lsn), (), 0, effect_state_entries(records))
+        self._journaled(commit, "writing effect states")
 
-        self._write_txn(lambda txn: self._put_effect_states(txn, records), "writing effect states")
-
-    def _put_effect_states(self, txn: lmdb.Transaction, records: Sequence[EffectRecord]) -> None:
-        for record in records:
-            key = effect_id(record.tenant, record.session, record.seq, record.index)
-            txn.put(key, encode(record), db=self.effects_db)
-            if record.state in OPEN_STATES:
+    def _put_effect_states(self, txn: lmdb.Transaction, states: Sequence[tuple[bytes, bytes, bool]]) -> None:
+        for key, data, still_open in states:
+            txn.put(key, data, db=self.effects_db)
+            if still_open:
                 txn.put(key, b"", db=self.effects_open_db)
             else:
                 txn.delete(key, db=self.effects_open_db)
@@ -770,4 +930,8 @@ class LmdbLog:
         return int(self.env.info()["map_size"])
 
     def close(self) -> None:
+        if self._applier is not None:
+            self._applier.stop()
+        if self._journal is not None:
+            self._journal.close()
         self.env.close()
