@@ -400,3 +400,100 @@ def test_each_rider_is_told_about_its_own_records() -> None:
     # Both rode in the failed commit; each gets back what it handed over.
     assert [count for count, _ in one.settled] == [1] and [count for count, _ in two.settled] == [2]
     assert all(isinstance(error, StorageError) for _, error in one.settled + two.settled)
+
+
+# -- commits on the caller's thread (hold / release) ----------------------------
+
+
+def held_commit(writer: WalWriter, batch: WriteBatch, *, commit: bool = True) -> None:
+    writer.hold()
+    writer.put(batch)
+    writer.release(commit=commit)
+
+
+def test_a_held_batch_commits_on_the_callers_thread_when_the_writer_is_idle() -> None:
+    log = RecordingLog()
+    threads: list[str] = []
+    rec = Recorder(expected=1)
+    writer = WalWriter(log, lambda group: (threads.append(threading.current_thread().name), rec.on_commit(group)), rec.on_failure)
+    writer.start()
+    held_commit(writer, make_batch("a"))
+    assert rec.acked == ["a"]  # settled before release returned
+    assert threads == [threading.current_thread().name] and writer.caller_commits == 1
+    writer.stop()
+    assert log.calls == ["commit:a"]
+
+
+def test_a_held_batch_never_overtakes_what_the_writer_has_queued_or_in_hand() -> None:
+    log = RecordingLog()
+    rec = Recorder(expected=3)
+    entered, leave = threading.Event(), threading.Event()
+
+    def slow_task(_log: object) -> None:
+        entered.set()
+        leave.wait(5)
+
+    writer = WalWriter(log, rec.on_commit, rec.on_failure)
+    writer.start()
+    writer.put_task(WriterTask(slow_task))
+    assert entered.wait(5)  # the writer has the task in hand: nothing is queued
+    held_commit(writer, make_batch("a"))  # queued behind it, not committed here
+    writer.put(make_batch("b"))
+    assert rec.acked == [] and writer.caller_commits == 0
+    leave.set()
+    assert rec.wait_acked(2)
+    held_commit(writer, make_batch("c"))  # idle again, and one producer
+    assert rec.wait_acked(3)
+    writer.stop()
+    assert rec.acked == ["a", "b", "c"]
+
+
+def test_several_held_batches_and_release_without_commit_are_queued_in_order() -> None:
+    log = RecordingLog()
+    rec = Recorder(expected=3)
+    writer = WalWriter(log, rec.on_commit, rec.on_failure)
+    writer.hold()
+    writer.put(make_batch("a"))
+    writer.put(make_batch("b"))
+    writer.release(commit=True)  # two: the writer's group commit, not here
+    held_commit(writer, make_batch("c"), commit=False)
+    writer.start()
+    assert rec.done.wait(5)
+    writer.stop()
+    assert writer.caller_commits == 0 and log.calls == ["commit:a,b,c"]
+
+
+def test_after_a_group_of_several_the_next_held_batch_goes_to_the_writer() -> None:
+    log = RecordingLog()
+    rec = Recorder(expected=4)
+    writer = WalWriter(log, rec.on_commit, rec.on_failure, gather_s=60)
+    writer.put(make_batch("a"))
+    writer.put(make_batch("b"))
+    writer.start()
+    assert rec.wait_acked(2)  # two producers expected back: one alone would split them
+    held_commit(writer, make_batch("c"))
+    writer.put(make_batch("d"))
+    assert rec.done.wait(5)
+    writer.stop()
+    assert writer.caller_commits == 0 and log.calls == ["commit:a,b", "commit:c,d"]
+
+
+def test_a_failed_commit_on_the_callers_thread_starts_the_writers_recovery() -> None:
+    log = RecordingLog(fail_on=1)
+    rec = Recorder(expected=2)
+    recovered = threading.Event()
+
+    def recover() -> bool:
+        recovered.set()
+        return True
+
+    writer = WalWriter(log, rec.on_commit, rec.on_failure, recover=recover, retry_s=0.01)
+    writer.start()
+    held_commit(writer, make_batch("a"))
+    assert [name for name, _ in rec.failed] == ["a"] and isinstance(writer.failure, StorageError)
+    assert recovered.wait(5)  # the writer thread was woken to probe, not left waiting for a batch
+    assert writer.healthy.wait(5)
+    held_commit(writer, make_batch("b"))
+    assert rec.wait_acked(1)
+    writer.stop()
+    assert rec.acked == ["b"]

@@ -71,17 +71,26 @@ class Directory:
         self._setup_lock = threading.Lock()
         self._stopped = False
 
-    def deliver(self, tenant: str, session: str, message: Any, *, inline: bool = False) -> None:
+    def deliver(
+        self,
+        tenant: str,
+        session: str,
+        message: Any,
+        *,
+        inline: bool = False,
+        after_turn: Callable[[], None] | None = None,
+    ) -> None:
         """Hand `message` to the session's actor, activating it if needed;
         raises if that keeps failing (or the directory is stopped).
         `inline`: a caller that waits for the outcome lets an idle actor
-        handle it on its own thread (`Route.tell_inline`)."""
+        handle it on its own thread (`Route.tell_inline`), and then run
+        `after_turn` there while the turn is still its own."""
         route = self.routes.get(tenant, session)
         # A retired route (its session is being passivated) refuses the
         # message; the tenant actor then hands out a fresh one, after the
         # retirement has finished, so order is kept.
         attempts = 0
-        while route is None or not (route.tell_inline(message) if inline else route.tell(message)):
+        while route is None or not (route.tell_inline(message, after_turn) if inline else route.tell(message)):
             attempts += 1
             if attempts > MAX_ACTIVATIONS:
                 raise LanewayError(f"the actor of session {tenant}:{session} could not be started (see the log)")

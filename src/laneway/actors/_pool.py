@@ -40,6 +40,7 @@ import logging
 import queue
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -233,7 +234,7 @@ class Mailbox:
             self._scheduled = True
             return True
 
-    def run_inline(self) -> None:
+    def run_inline(self, after_turn: Callable[[], None] | None = None) -> None:
         """The caller-thread fast path: handle the one message `claim` just
         queued on this thread, then hand whatever arrived meanwhile to the
         dispatcher. Saves the two thread hand-offs of a worker's turn
@@ -245,7 +246,11 @@ class Mailbox:
         queue's order; there is nothing queued to order it against, since
         the mailbox was idle. An exception that is not an `Exception` (a
         KeyboardInterrupt on this thread) propagates to the caller instead
-        of stopping every actor, as it would on a worker."""
+        of stopping every actor, as it would on a worker.
+
+        after_turn: runs once the message is handled, while this thread
+        still owns the turn (the engine commits a blocking submit's batch
+        here, before a later message of the session can run elsewhere)."""
         actor = self._actor
         assert actor is not None and self._dispatcher is not None and self._started
         with self._lock:
@@ -253,6 +258,8 @@ class Mailbox:
         try:
             actor._handle_envelope(envelope, inline=True)
         finally:
+            if after_turn is not None:
+                after_turn()
             if actor.actor_stopped.is_set():
                 actor._actor_loop_teardown()
             else:

@@ -16,6 +16,7 @@ before they iterate, so the table needs no lock of its own.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -50,10 +51,11 @@ class Route:
                 return False
         return True
 
-    def tell_inline(self, message: Any) -> bool:
+    def tell_inline(self, message: Any, after_turn: Callable[[], None] | None = None) -> bool:
         """`tell`, but if the actor is idle handle `message` right here on
-        the caller's thread (`Mailbox.run_inline`) instead of waking a
-        dispatcher worker. For callers that wait for the outcome anyway."""
+        the caller's thread (`Mailbox.run_inline`, which runs `after_turn`)
+        instead of waking a dispatcher worker. For callers that wait for the
+        outcome anyway."""
         with self.lock:
             if self.retired:
                 return False
@@ -67,7 +69,7 @@ class Route:
         # Outside the lock: a retirement may queue its Unbind meanwhile,
         # and it runs after this message, in order.
         if owned:
-            mailbox.run_inline()
+            mailbox.run_inline(after_turn)
         return True
 
 

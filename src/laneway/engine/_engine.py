@@ -9,10 +9,11 @@ future that the commit thread completes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -402,8 +403,21 @@ class Engine:
             return future
         release = self._admission.release
         ticket = Ticket(count, future, single=single, on_done=lambda: release(producer, count, nbytes))
+        if not blocking:
+            for (tenant, session), submissions in grouped.items():
+                self._dispatch(tenant, session, submissions, ticket)
+            return future
+        # A blocking caller runs an idle session's step on its own thread;
+        # with one session, its batch may commit here too (`WalWriter.hold`).
+        # With several, each is queued as its turn ends, for one group commit.
+        writer = self._writer
+        after_turn = functools.partial(writer.release, commit=len(grouped) == 1)
         for (tenant, session), submissions in grouped.items():
-            self._dispatch(tenant, session, submissions, ticket, inline=blocking)
+            writer.hold()
+            try:
+                self._dispatch(tenant, session, submissions, ticket, inline=True, after_turn=after_turn)
+            finally:
+                writer.release(commit=False)  # the actor was busy: nothing was held
         return future
 
     def _admit(self, producer: object, count: int, nbytes: int, *, block: bool) -> None:
@@ -456,10 +470,17 @@ class Engine:
         return True
 
     def _dispatch(
-        self, tenant: str, session: str, items: list[Submission], ticket: Ticket, *, inline: bool = False
+        self,
+        tenant: str,
+        session: str,
+        items: list[Submission],
+        ticket: Ticket,
+        *,
+        inline: bool = False,
+        after_turn: Callable[[], None] | None = None,
     ) -> None:
         try:
-            self._directory.deliver(tenant, session, SubmitMessage(items, ticket), inline=inline)
+            self._directory.deliver(tenant, session, SubmitMessage(items, ticket), inline=inline, after_turn=after_turn)
         except Exception as exc:
             # Admitted but never handed over: fail the ticket so the caller
             # hears of it and the in-flight count is released.
