@@ -388,8 +388,7 @@ class LmdbLog:
         state = JournalState(journal_id, last.jseq, last.end)
 
         def write(txn: lmdb.Transaction) -> None:
-            for entry in pending:
-                self._write_commit(txn, entry.commit)
+            self._write_commits(txn, [entry.commit for entry in pending])
             txn.put(JOURNAL_STATE, state.pack(), db=self.meta_db)
 
         self._write_txn(write, "applying the journal to LMDB", drain=False)
@@ -409,7 +408,7 @@ class LmdbLog:
         journal, applier = self._journal, self._applier
         payload = encode_frame(commit, self.last_lsn) if journal is not None else b""
         if journal is None or applier is None or len(payload) > JOURNAL_FRAME_MAX:
-            self._write_txn(lambda txn: self._write_commit(txn, commit), what)
+            self._write_txn(lambda txn: self._write_commits(txn, [commit]), what)
             return
         applier.check()
         if not journal.fits(len(payload)):
@@ -459,41 +458,62 @@ class LmdbLog:
         self._journaled(JournaledCommit(plan, batches, now_ms, effect_state_entries(effect_states)), "WAL commit")
         self.last_lsn = plan.last_lsn
 
-    def _write_commit(self, txn: lmdb.Transaction, commit: JournaledCommit) -> None:
-        # One *multi call per table, not a get and a put per session: py-lmdb
-        # lets go of the GIL around each call, and under a busy event loop
-        # every reacquisition can wait out the 5 ms switch interval
-        # (measured: 100 single gets took up to 20 ms, one getmulti 0.1 ms).
-        # Nothing here may overwrite: an existing key means a second
-        # writer (or a bug) got there first, and acknowledging this
-        # batch would acknowledge records that are not the ones stored.
-        # putmulti does not raise for a refused key; it counts it.
-        plan, batches = commit.plan, commit.batches
-        if plan.records:
-            put_new(txn.cursor(self.events_db), plan.records, "LSN", append=True)
-            put_new(txn.cursor(self.seq_db), plan.seq_index, "seq")
-        if plan.dedupes:
-            put_new(txn.cursor(self.dedupe_db), [(dedupe_id(t, k), encode(r)) for t, k, r in plan.dedupes], "dedupe key")
-        if plan.effects:
-            put_new(txn.cursor(self.effects_db), plan.effects, "effect")
-            txn.cursor(self.effects_open_db).putmulti([(key, b"") for key, _ in plan.effects])
-        if batches:
-            self.set_lsn_high_water(txn, plan.last_lsn)
-            by_session: dict[bytes, list[WriteBatch]] = {}
-            for batch in batches:
-                by_session.setdefault(session_id(batch.tenant, batch.session), []).append(batch)
+    def _write_commits(self, txn: lmdb.Transaction, commits: Sequence[JournaledCommit]) -> None:
+        """Write these commits, in order, as one: each table takes all their
+        entries in one *multi call, and each session head is read, advanced
+        by all its batches and written once. The applier writes ~100 commits
+        at a time; a call per commit and table would make it hold the GIL
+        for milliseconds and let go of it hundreds of times.
+
+        One *multi call per table, not a get and a put per session: py-lmdb
+        lets go of the GIL around each call, and under a busy event loop
+        every reacquisition can wait out the 5 ms switch interval (measured:
+        100 single gets took up to 20 ms, one getmulti 0.1 ms). Nothing here
+        may overwrite: an existing key means a second writer (or a bug) got
+        there first, and acknowledging this batch would acknowledge records
+        that are not the ones stored. putmulti does not raise for a refused
+        key; it counts it."""
+        records: list[tuple[bytes, bytes]] = []
+        seq_index: list[tuple[bytes, bytes]] = []
+        dedupes: list[tuple[bytes, bytes]] = []
+        effects: list[tuple[bytes, bytes]] = []
+        states: list[tuple[bytes, bytes, bool]] = []
+        by_session: dict[bytes, list[tuple[WriteBatch, int]]] = {}
+        last = 0
+        for commit in commits:
+            plan = commit.plan
+            records += plan.records
+            seq_index += plan.seq_index
+            dedupes += [(dedupe_id(t, k), encode(r)) for t, k, r in plan.dedupes]
+            effects += plan.effects
+            states += commit.states
+            for batch in commit.batches:
+                by_session.setdefault(session_id(batch.tenant, batch.session), []).append((batch, commit.now_ms))
+                last = max(last, plan.last_lsn)
+        if records:
+            put_new(txn.cursor(self.events_db), records, "LSN", append=True)
+            put_new(txn.cursor(self.seq_db), seq_index, "seq")
+        if dedupes:
+            put_new(txn.cursor(self.dedupe_db), dedupes, "dedupe key")
+        if effects:
+            put_new(txn.cursor(self.effects_db), effects, "effect")
+            txn.cursor(self.effects_open_db).putmulti([(key, b"") for key, _ in effects])
+        if by_session:
+            self.set_lsn_high_water(txn, last)
             with txn.cursor(self.sessions_db) as cursor:
                 stored = dict(cursor.getmulti(list(by_session)))
                 heads: list[tuple[bytes, bytes]] = []
                 for sid, session_batches in by_session.items():
                     raw = stored.get(sid)
                     meta = decode_session_meta(raw) if raw is not None else None
-                    for batch in session_batches:
-                        meta = advance_meta(meta, batch, commit.now_ms)
+                    for batch, now_ms in session_batches:
+                        meta = advance_meta(meta, batch, now_ms)
                     heads.append((sid, encode(meta)))
                 cursor.putmulti(heads)
-        if commit.states:
-            self._put_effect_states(txn, commit.states)
+        if states:
+            # After the effects above: a state may be of an effect created
+            # by an earlier commit of this same write.
+            self._put_effect_states(txn, states)
 
     # -- reading (any thread) -----------------------------------------------
 
