@@ -17,8 +17,8 @@ from hypothesis import given, settings, strategies as st
 
 from laneway.core import EffectRecord, Event, PriorityMetadata, StorageError, encode
 from laneway.persistence import LmdbLog, WriteBatch
+from laneway.persistence._front import FRAME_MAX as JOURNAL_FRAME_MAX
 from laneway.persistence._journal import FIRST_FRAME, Journal, JournalState, read_frames
-from laneway.persistence._lmdb import JOURNAL_FRAME_MAX
 
 META = PriorityMetadata("default")
 SMALL = 512 << 10  # the smallest journal: wraps after a few big frames
@@ -88,8 +88,8 @@ class _Stall:
     failing every later one: the process "dies" with the rest pending."""
 
     def __init__(self, log: LmdbLog, allowed: int) -> None:
-        assert log._applier is not None
-        self.applier = log._applier
+        assert log._front is not None
+        self.applier = log._front.applier
         self.inner = self.applier._apply
         self.allowed = allowed
         self.applier._apply = self
@@ -127,7 +127,7 @@ def test_a_reopen_gives_what_direct_commits_give_wherever_the_applier_stopped(
     direct.close()
 
     again = LmdbLog(root / "j", journal_bytes=SMALL)
-    assert again.journal_replayed == left
+    assert again._front is not None and again._front.replayed == left
     again.close()
     assert dump(root / "j") == dump(root / "d")
 
@@ -139,16 +139,17 @@ def _big_log(tmp_path: Path) -> LmdbLog:
 def test_reads_see_a_commit_the_applier_has_not_written_yet(tmp_path: Path) -> None:
     log = _big_log(tmp_path)
     try:
-        assert log._applier is not None
-        log._applier._interval_s = 3600.0  # only a catch-up writes it
+        assert log._front is not None
+        applier = log._front.applier
+        applier._interval_s = 3600.0  # only a catch-up writes it
         log.commit(_batches([("a", 1, 2, True, 0, False)]), 1)
-        assert log._applier.pending == 1
+        assert applier.pending == 1
         receipt = log.get_receipt("t", "ka1")  # from the pending receipts: no wait
-        assert receipt is not None and receipt.seq == 1 and log._applier.catch_ups == 0
+        assert receipt is not None and receipt.seq == 1 and applier.catch_ups == 0
         assert len(log.read_session("t", "a", 0, 10)) == 2
-        assert log._applier.catch_ups == 1 and log._applier.pending == 0
+        assert applier.catch_ups == 1 and applier.pending == 0
         assert log.get_receipt("t", "ka2") is not None  # now from LMDB
-        assert log._pending_receipts == {}
+        assert log._front._receipts == {}
     finally:
         log.close()
 
@@ -156,12 +157,13 @@ def test_reads_see_a_commit_the_applier_has_not_written_yet(tmp_path: Path) -> N
 def test_a_commit_too_big_for_a_frame_goes_straight_to_lmdb(tmp_path: Path) -> None:
     log = _big_log(tmp_path)
     try:
-        assert log._journal is not None
-        jseq = log._journal.next_jseq
+        assert log._front is not None
+        journal = log._front.journal
+        jseq = journal.next_jseq
         log.commit(_batches([("a", 1, 2, False, JOURNAL_FRAME_MAX, False)]), 1)
-        assert log._journal.next_jseq == jseq  # no frame
+        assert journal.next_jseq == jseq  # no frame
         log.commit(_batches([("a", 3, 1, False, 0, False)]), 2)
-        assert log._journal.next_jseq == jseq + 1
+        assert journal.next_jseq == jseq + 1
         assert [len(r) > JOURNAL_FRAME_MAX for r in log.read_session("t", "a", 0, 10)] == [True, True, False]
     finally:
         log.close()
@@ -170,11 +172,11 @@ def test_a_commit_too_big_for_a_frame_goes_straight_to_lmdb(tmp_path: Path) -> N
 def test_the_journal_wraps_once_everything_is_applied(tmp_path: Path) -> None:
     log = _big_log(tmp_path)
     try:
-        assert log._journal is not None and log._applier is not None
+        assert log._front is not None
         for seq in range(1, 12):  # ~150 KB frames: three fit
             log.commit(_batches([("a", seq, 1, False, 150_000, False)]), seq)
-        assert log._journal.position < SMALL
-        assert log._applier.applied_jseq >= 9  # each wrap waited for LMDB
+        assert log._front.journal.position < SMALL
+        assert log._front.applier.applied_jseq >= 9  # each wrap waited for LMDB
         assert len(log.read_session("t", "a", 0, 20)) == 11
     finally:
         log.close()
@@ -225,7 +227,8 @@ def test_a_readonly_view_counts_what_is_still_only_in_the_journal(tmp_path: Path
         view.close()
     again = _big_log(tmp_path)
     try:
-        assert again.journal_replayed == 1 and len(again.read_session("t", "a", 0, 10)) == 1
+        assert again._front is not None and again._front.replayed == 1
+        assert len(again.read_session("t", "a", 0, 10)) == 1
     finally:
         again.close()
 
@@ -234,7 +237,7 @@ def test_a_frame_that_passes_its_checksum_but_does_not_decode_refuses_the_open(t
     log = _big_log(tmp_path)
     _Stall(log, 0)
     log.commit(_batches([("a", 1, 1, False, 0, False)]), 1)
-    journal_id = log._journal.journal_id if log._journal else 0
+    journal_id = log._front.journal.journal_id if log._front else 0
     log.close()
     path = tmp_path / "wal" / "journal"
     data = bytearray(path.read_bytes())

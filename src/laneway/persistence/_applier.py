@@ -41,7 +41,8 @@ log = logging.getLogger("laneway.wal")
 
 class Pending:
     """One journaled commit waiting for LMDB: what `apply` needs (opaque
-    here), its journal frame (jseq, the offset past it) and its size."""
+    here; keep it to a few objects: it lives until the apply), its journal
+    frame (jseq, the offset past it) and its size."""
 
     __slots__ = ("commit", "jseq", "end", "nbytes", "added")
 

@@ -8,8 +8,13 @@ after handing it over; LMDB must get the state that was journaled).
 
 `encode_frame` is the journal payload: per batch its stamped records, its
 effects and handler state, plus the effect states. `decode_frame` rebuilds
-the same commit from it at replay: the events decode from their records,
-and `plan_commit` derives the index entries exactly as the live commit did.
+the same commit from it, both for the applier and at replay (one path, so
+the replay is what every commit goes through): the events decode from
+their records, and `plan_commit` derives the index entries. Until it is in
+LMDB a commit is kept as its frame, one bytes object: keeping its batches,
+events and plan alive for the few milliseconds in between made them
+survive young garbage collections, and the full collections that followed
+stalled every thread for up to ~100 ms.
 """
 
 from __future__ import annotations
@@ -64,12 +69,14 @@ _decode_frame = msgspec.msgpack.Decoder(_Frame).decode
 _decode_effect = msgspec.msgpack.Decoder(EffectRecord).decode
 
 
-def encode_frame(commit: JournaledCommit, last_lsn: int) -> bytes:
-    batches = [
+def encode_frame(batches: Sequence[WriteBatch], now_ms: int, states: Sequence[EffectRecord], last_lsn: int) -> bytes:
+    """The frame of a commit of these stamped batches and effect states
+    (`last_lsn`: the high water before it)."""
+    frame_batches = [
         _FrameBatch(b.tenant, b.session, b.first_lsn, b.records, [encode(e) for e in b.effects], b.handler_state)
-        for b in commit.batches
+        for b in batches
     ]
-    return _encode(_Frame(commit.now_ms, last_lsn, batches, [data for _, data, _ in commit.states]))
+    return _encode(_Frame(now_ms, last_lsn, frame_batches, [encode(r) for r in states]))
 
 
 def decode_frame(payload: bytes) -> JournaledCommit:

@@ -77,13 +77,13 @@ from ..core import (
     read_snapshot_head,
     verify_snapshot,
 )
-from ._applier import Applier, Pending
-from ._batch import CommitPlan, WriteBatch, advance_meta, encode_batches
+from ._batch import WriteBatch, advance_meta, plan_commit, stamp_batches
 from ._datafile import check_data_file
 from ._faults import put_new, storage_cause
+from ._front import JournalFront, count_unapplied
 from ._interfaces import AUDIT_KEEP, CONTROL_DBS, JOB_RUNS_KEEP, Retention, SessionImage, SnapshotInfo, TrimReport
-from ._journal import FIRST_FRAME, Journal, JournalState, read_frames
-from ._journaled import JournaledCommit, decode_frame, effect_state_entries, encode_frame
+from ._journal import JournalState
+from ._journaled import JournaledCommit, effect_state_entries
 from ._layout import (
     JOURNAL_STATE,
     LAST_LSN,
@@ -101,11 +101,7 @@ from ._layout import (
 )
 from ._resize import ResizeGate
 
-__all__ = ["FORMAT_VERSION", "JOURNAL_FRAME_MAX", "IndexEntry", "LmdbLog"]
-
-# Commits bigger than this skip the journal (see `LmdbLog`): 256 KiB, about
-# 800 events of 300 bytes, where LMDB's second sync is already a small part.
-JOURNAL_FRAME_MAX = 256 << 10
+__all__ = ["FORMAT_VERSION", "IndexEntry", "LmdbLog"]
 
 log = logging.getLogger("laneway.wal")
 
@@ -151,7 +147,7 @@ class LmdbLog:
         `journal_pending` counts them and a warning says so.
     journal_bytes: the size of the commit journal; 0 (or sync False)
         commits straight to LMDB, two syncs per commit. Commits whose
-        journal frame would exceed `JOURNAL_FRAME_MAX` also go straight to
+        journal frame would exceed `_front.FRAME_MAX` also go straight to
         LMDB: for them the second sync is already a small part of the cost.
     """
 
@@ -170,8 +166,7 @@ class LmdbLog:
             directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.readonly = readonly
-        self._journal: Journal | None = None
-        self._applier: Applier | None = None
+        self._front: JournalFront | None = None
         check_data_file(directory)  # a cut-short file would SIGBUS once mapped
         try:
             self.env = lmdb.open(
@@ -210,16 +205,12 @@ class LmdbLog:
         except BaseException:
             self.env.close()
             raise
-        # Dedupe receipts of commits not yet in LMDB, so the dedupe check
-        # (every submit with a key) needs no catch-up (`get_receipt`).
-        self._pending_receipts: dict[bytes, Receipt] = {}
         self.journal_pending = 0
-        self.journal_replayed = 0
         try:
             if readonly:
                 self.journal_pending = self._count_journal_tail()
             elif sync and journal_bytes:
-                self._open_journal(journal_bytes)
+                self._front = JournalFront(self.journal_path, journal_bytes, self._journal_state(), self._write_journaled)
         except BaseException:
             self.env.close()
             raise
@@ -250,8 +241,8 @@ class LmdbLog:
 
         current: first wait until every acknowledged commit is in LMDB
         (`Applier.catch_up`); raises StorageError while that fails."""
-        if current and self._applier is not None:
-            self._applier.catch_up()
+        if current and self._front is not None:
+            self._front.catch_up()
         for attempt in range(2):
             with self._gate:
                 try:
@@ -331,7 +322,7 @@ class LmdbLog:
         return JournalState.unpack(raw) if raw is not None else JournalState(0, 0, 0)
 
     def _count_journal_tail(self) -> int:
-        pending = sum(1 for _ in read_frames(self.journal_path, self._journal_state()))
+        pending = count_unapplied(self.journal_path, self._journal_state())
         if pending:
             log.warning(
                 "%s: %d acknowledged commits are still only in its journal (the engine stopped before applying "
@@ -341,96 +332,32 @@ class LmdbLog:
             )
         return pending
 
-    def _open_journal(self, size: int) -> None:
-        """Apply what the last engine left in the journal, then start a fresh one."""
-        if size < 2 * JOURNAL_FRAME_MAX:
-            raise ValueError(f"journal_bytes must be at least {2 * JOURNAL_FRAME_MAX:,} (got {size:,})")
-        state = self._journal_state()
-        tail: list[Pending] = []
-        for jseq, payload, end in read_frames(self.journal_path, state):
-            try:
-                commit = decode_frame(payload)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                # Its checksum held, so this is no torn write: refuse rather
-                # than open without acknowledged commits.
-                raise StorageError(
-                    f"cannot open the WAL at {self.directory}: journal frame {jseq} does not decode ({exc}); "
-                    "the commits from it on are missing from LMDB. Keep a copy of the data dir and report this"
-                ) from exc
-            tail.append(Pending(commit, jseq, end, len(payload)))
-        if tail:
-            self._apply_pending(tail, state.journal_id)
-            self.journal_replayed = len(tail)
-            last = tail[-1].commit.plan.last_lsn
-            log.warning("applied %d commits from the journal to LMDB (up to LSN %d)", len(tail), last)
-        applied = tail[-1].jseq if tail else state.jseq
-        try:
-            journal = Journal(self.journal_path, size, applied + 1)
-        except OSError as exc:
-            cause = storage_cause(exc, self.directory)
-            raise StorageError(
-                f"cannot create the commit journal {self.journal_path} ({size:,} bytes): {cause} ({exc}); "
-                "free space, or set journal_bytes smaller (0: no journal)",
-                cause=cause,
-            ) from exc
-        fresh = JournalState(journal.journal_id, applied, FIRST_FRAME)
-        self._write_txn(lambda txn: txn.put(JOURNAL_STATE, fresh.pack(), db=self.meta_db), "starting the journal")
-        self._journal = journal
-        self._applier = Applier(
-            lambda pending: self._apply_pending(pending, journal.journal_id),
-            self._forget_receipts,
-            high_water_bytes=size // 4,
-        )
-        self._applier.start(applied)
-
-    def _apply_pending(self, pending: Sequence[Pending], journal_id: int) -> None:
-        last = pending[-1]
-        state = JournalState(journal_id, last.jseq, last.end)
+    def _write_journaled(self, commits: Sequence[JournaledCommit], state: JournalState) -> None:
+        """The front's LMDB writes: these commits and how far the journal is
+        applied, in one transaction."""
 
         def write(txn: lmdb.Transaction) -> None:
-            self._write_commits(txn, [entry.commit for entry in pending])
+            self._write_commits(txn, commits)
             txn.put(JOURNAL_STATE, state.pack(), db=self.meta_db)
 
         self._write_txn(write, "applying the journal to LMDB", drain=False)
 
-    def _forget_receipts(self, pending: Sequence[Pending]) -> None:
-        """After an apply: those receipts are in LMDB now (see `get_receipt`)."""
-        receipts = self._pending_receipts
-        for entry in pending:
-            for tenant, key, receipt in entry.commit.plan.dedupes:
-                did = dedupe_id(tenant, key)
-                if receipts.get(did) is receipt:
-                    del receipts[did]
-
-    def _journaled(self, commit: JournaledCommit, what: str) -> None:
-        """Acknowledge `commit` through the journal, or write it to LMDB
-        directly when it is too big for a frame or there is no journal."""
-        journal, applier = self._journal, self._applier
-        payload = encode_frame(commit, self.last_lsn) if journal is not None else b""
-        if journal is None or applier is None or len(payload) > JOURNAL_FRAME_MAX:
+    def _commit(self, batches: Sequence[WriteBatch], now_ms: int, states: Sequence[EffectRecord], what: str) -> None:
+        """Commit stamped `batches` and effect `states`: acknowledged through
+        the journal, or written to LMDB directly when there is no journal or
+        the commit is too big for a frame."""
+        front = self._front
+        if front is None or not front.acknowledge(batches, now_ms, states, self.last_lsn, what):
+            commit = JournaledCommit(plan_commit(batches, self.last_lsn), batches, now_ms, effect_state_entries(states))
             self._write_txn(lambda txn: self._write_commits(txn, [commit]), what)
-            return
-        applier.check()
-        if not journal.fits(len(payload)):
-            applier.drain()
-            journal.rewind()
-        try:
-            jseq, end = journal.append(payload)
-        except OSError as exc:
-            cause = storage_cause(exc, self.directory)
-            raise StorageError(f"{what} failed: {cause} ({exc})", cause=cause) from exc
-        receipts = self._pending_receipts
-        for tenant, key, receipt in commit.plan.dedupes:
-            receipts[dedupe_id(tenant, key)] = receipt
-        applier.add(Pending(commit, jseq, end, len(payload)))
 
     def _write_txn(self, body: Callable[[lmdb.Transaction], Any], what: str, *, drain: bool = True) -> Any:
         """Run `body` in one write transaction, growing the map and retrying
         the whole transaction when it is full (an aborted one leaves nothing).
         First every journaled commit is applied (`drain`), so that `body`
         sees them and nothing older is written after it."""
-        if drain and self._applier is not None:
-            self._applier.drain()
+        if drain and self._front is not None:
+            self._front.catch_up()
         while True:
             try:
                 with self.env.begin(write=True) as txn:
@@ -454,9 +381,9 @@ class LmdbLog:
         self._write_txn(write, "storage probe")
 
     def commit(self, batches: Sequence[WriteBatch], now_ms: int, effect_states: Sequence[EffectRecord] = ()) -> None:
-        plan = encode_batches(batches, self.last_lsn)
-        self._journaled(JournaledCommit(plan, batches, now_ms, effect_state_entries(effect_states)), "WAL commit")
-        self.last_lsn = plan.last_lsn
+        last = stamp_batches(batches, self.last_lsn)
+        self._commit(batches, now_ms, effect_states, "WAL commit")
+        self.last_lsn = last
 
     def _write_commits(self, txn: lmdb.Transaction, commits: Sequence[JournaledCommit]) -> None:
         """Write these commits, in order, as one: each table takes all their
@@ -518,13 +445,10 @@ class LmdbLog:
     # -- reading (any thread) -----------------------------------------------
 
     def get_receipt(self, tenant: str, dedupe_key: str) -> Receipt | None:
-        # A receipt leaves the pending map only after its apply committed,
-        # so one missing here is either in LMDB already or not written at
-        # all: no catch-up needed.
         did = dedupe_id(tenant, dedupe_key)
-        pending = self._pending_receipts.get(did)
+        pending = self._front.receipt(did) if self._front is not None else None
         if pending is not None:
-            return pending
+            return pending  # not in LMDB yet; a miss there needs no catch-up
         with self.read_txn(current=False, db=self.dedupe_db) as txn:
             raw = txn.get(did)
         return decode_receipt(raw) if raw is not None else None
@@ -793,8 +717,7 @@ class LmdbLog:
     def write_effects(self, records: Sequence[EffectRecord]) -> None:
         """Store these effects' new states; an effect done or dead leaves
         the open index. One commit (journaled like events)."""
-        commit = JournaledCommit(CommitPlan(self.last_lsn), (), 0, effect_state_entries(records))
-        self._journaled(commit, "writing effect states")
+        self._commit((), 0, records, "writing effect states")
 
     def _put_effect_states(self, txn: lmdb.Transaction, states: Sequence[tuple[bytes, bytes, bool]]) -> None:
         for key, data, still_open in states:
@@ -950,8 +873,6 @@ class LmdbLog:
         return int(self.env.info()["map_size"])
 
     def close(self) -> None:
-        if self._applier is not None:
-            self._applier.stop()
-        if self._journal is not None:
-            self._journal.close()
+        if self._front is not None:
+            self._front.close()
         self.env.close()
