@@ -6,7 +6,7 @@ it comes: LMDB syncs twice per transaction, and syncing two files at
 once on one disk slows the journal's syncs (measured: a frame's sync took
 ~110 us instead of ~40 us while LMDB committed back to back beside it, and
 ~40 us when LMDB committed every 2-5 ms). So it waits until the oldest
-pending commit is `interval_s` old (5 ms), or a quarter of the journal is
+pending commit is `interval_s` old (5 ms), or `high_water_bytes` are
 pending, or somebody needs LMDB to be current:
 
 - `catch_up()`: a reader (any read of the log) waits until every commit
