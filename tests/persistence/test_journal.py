@@ -132,12 +132,12 @@ def test_a_reopen_gives_what_direct_commits_give_wherever_the_applier_stopped(
     assert dump(root / "j") == dump(root / "d")
 
 
-def _big_log(tmp_path: Path) -> LmdbLog:
+def _small_journal_log(tmp_path: Path) -> LmdbLog:
     return LmdbLog(tmp_path / "wal", journal_bytes=SMALL)
 
 
 def test_reads_see_a_commit_the_applier_has_not_written_yet(tmp_path: Path) -> None:
-    log = _big_log(tmp_path)
+    log = _small_journal_log(tmp_path)
     try:
         assert log._front is not None
         applier = log._front.applier
@@ -155,7 +155,7 @@ def test_reads_see_a_commit_the_applier_has_not_written_yet(tmp_path: Path) -> N
 
 
 def test_a_commit_too_big_for_a_frame_goes_straight_to_lmdb(tmp_path: Path) -> None:
-    log = _big_log(tmp_path)
+    log = _small_journal_log(tmp_path)
     try:
         assert log._front is not None
         journal = log._front.journal
@@ -170,7 +170,7 @@ def test_a_commit_too_big_for_a_frame_goes_straight_to_lmdb(tmp_path: Path) -> N
 
 
 def test_the_journal_wraps_once_everything_is_applied(tmp_path: Path) -> None:
-    log = _big_log(tmp_path)
+    log = _small_journal_log(tmp_path)
     try:
         assert log._front is not None
         for seq in range(1, 31):  # ~50 KB frames: ten fit
@@ -214,7 +214,7 @@ def test_after_a_wrap_replay_finds_the_next_frame_at_the_start_not_a_stale_one(t
 
 
 def test_a_readonly_view_counts_what_is_still_only_in_the_journal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    log = _big_log(tmp_path)
+    log = _small_journal_log(tmp_path)
     _Stall(log, 0)
     log.commit(_batches([("a", 1, 1, False, 0, False)]), 1)
     log.close()  # the apply fails: left in the journal
@@ -225,7 +225,7 @@ def test_a_readonly_view_counts_what_is_still_only_in_the_journal(tmp_path: Path
         assert view.read_session("t", "a", 0, 10) == []
     finally:
         view.close()
-    again = _big_log(tmp_path)
+    again = _small_journal_log(tmp_path)
     try:
         assert again._front is not None and again._front.replayed == 1
         assert len(again.read_session("t", "a", 0, 10)) == 1
@@ -234,7 +234,7 @@ def test_a_readonly_view_counts_what_is_still_only_in_the_journal(tmp_path: Path
 
 
 def test_a_frame_that_passes_its_checksum_but_does_not_decode_refuses_the_open(tmp_path: Path) -> None:
-    log = _big_log(tmp_path)
+    log = _small_journal_log(tmp_path)
     _Stall(log, 0)
     log.commit(_batches([("a", 1, 1, False, 0, False)]), 1)
     journal_id = log._front.journal.journal_id if log._front else 0
@@ -250,7 +250,7 @@ def test_a_frame_that_passes_its_checksum_but_does_not_decode_refuses_the_open(t
     data[FIRST_FRAME + 20 : FIRST_FRAME + 20 + length] = payload
     path.write_bytes(bytes(data))
     with pytest.raises(StorageError, match="journal frame 1 does not decode"):
-        _big_log(tmp_path)
+        _small_journal_log(tmp_path)
 
 
 def test_a_journal_too_big_for_the_disk_is_a_storage_error_naming_the_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -262,5 +262,5 @@ def test_a_journal_too_big_for_the_disk_is_a_storage_error_naming_the_option(tmp
 
     monkeypatch.setattr(os, "posix_fallocate", full)
     with pytest.raises(StorageError, match=r"cannot create the commit journal.*disk full.*journal_bytes") as failed:
-        _big_log(tmp_path)
+        _small_journal_log(tmp_path)
     assert failed.value.cause == "disk full"

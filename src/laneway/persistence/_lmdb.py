@@ -36,8 +36,8 @@ either all of an event is there (its dedupe key, the effects it caused)
 or none of it. With the commit journal (``journal_bytes``, on for the
 engine), a commit is acknowledged once its journal frame is synced and
 reaches LMDB a few milliseconds later, in the applier's transaction
-(`_journal.py`, `_applier.py`); every read waits for that first, so what
-reads see is unchanged. Only the writer thread calls `commit`; reads may
+(`_front.py`); every read waits for that first, so what reads see is
+unchanged. Only the writer thread calls `commit`; reads may
 come from any thread.
 
 Data format versions: 1 (first release); 2 adds ``snapshots``, the
