@@ -91,3 +91,13 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 @pytest.fixture
 def server(make_server: Callable[..., Server]) -> Server:
     return make_server()
+
+
+def events_of(frame: dict[str, Any]) -> list[dict[str, Any]]:
+    """The events a laneway.v2 frame carries: a ``bulk`` frame holds several
+    (the gateway sends one when events arrive within one flush round)."""
+    if frame["type"] == "bulk":
+        return frame["payload"]
+    if frame["type"] in ("event", "priority_event"):
+        return [frame]
+    return []

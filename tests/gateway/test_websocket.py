@@ -11,7 +11,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
-from .conftest import Server
+from .conftest import Server, events_of
 
 TIMEOUT = 10
 
@@ -31,14 +31,6 @@ async def recv_until(ws: Any, kind: str) -> dict[str, Any]:
 
 async def send(ws: Any, frame: dict[str, Any], binary: bool = False) -> None:
     await ws.send_message(msgspec.msgpack.encode(frame) if binary else json.dumps(frame))
-
-
-def events_of(frame: dict[str, Any]) -> list[dict[str, Any]]:
-    if frame["type"] == "bulk":
-        return frame["payload"]
-    if frame["type"] in ("event", "priority_event"):
-        return [frame]
-    return []
 
 
 async def collect(ws: Any, count: int) -> list[dict[str, Any]]:
