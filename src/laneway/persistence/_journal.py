@@ -70,57 +70,49 @@ def _crc(journal_id: int, jseq: int, payload: bytes | memoryview) -> int:
     return zlib.crc32(payload, zlib.crc32(struct.pack("<QQ", journal_id, jseq)))
 
 
-def _frame_at(data: bytes, offset: int, journal_id: int, jseq: int) -> tuple[bytes, int] | None:
+def _frame_at(fd: int, offset: int, journal_id: int, jseq: int) -> tuple[bytes, int] | None:
     """The payload of frame `jseq` at `offset` and the offset past it, or
     None if what is there is not that frame (zeros, torn, stale, foreign)."""
-    end = offset + _FRAME.size
-    if end > len(data):
+    head = os.pread(fd, _FRAME.size, offset)
+    if len(head) < _FRAME.size:
         return None
-    magic, length, crc, found = _FRAME.unpack_from(data, offset)
-    if magic != _FRAME_MAGIC or found != jseq or end + length > len(data):
+    magic, length, crc, found = _FRAME.unpack(head)
+    if magic != _FRAME_MAGIC or found != jseq:
         return None
-    payload = data[end : end + length]
-    if _crc(journal_id, jseq, payload) != crc:
+    payload = os.pread(fd, length, offset + _FRAME.size)
+    if len(payload) < length or _crc(journal_id, jseq, payload) != crc:
         return None
-    return payload, end + length
+    return payload, offset + _FRAME.size + length
 
 
 def read_frames(path: Path, state: JournalState) -> Iterator[tuple[int, bytes, int]]:
     """The frames after `state.jseq` in the journal at `path`, as (jseq,
     payload, end offset), in order, up to the first that is not there.
-    Nothing if the file is missing or belongs to another journal id."""
+    Nothing if the file is missing or belongs to another journal id. Reads
+    only the frames it returns (a clean journal costs one small read)."""
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return
-    if len(data) < _HEADER.size:
-        return
-    magic, journal_id = _HEADER.unpack_from(data, 0)
-    if magic != _FILE_MAGIC or journal_id != state.journal_id:
-        return
-    jseq, offset = state.jseq + 1, max(state.offset, FIRST_FRAME)
-    found = _frame_at(data, offset, journal_id, jseq)
-    if found is None:
-        # The writer wrapped right after the last applied frame.
-        found = _frame_at(data, FIRST_FRAME, journal_id, jseq)
-    while found is not None:
-        payload, offset = found
-        yield jseq, payload, offset
-        jseq += 1
-        found = _frame_at(data, offset, journal_id, jseq)
-
-
-def journal_id_of(path: Path) -> int | None:
-    """The id in the journal file's header (None if missing or not one)."""
     try:
-        with path.open("rb") as f:
-            head = f.read(_HEADER.size)
-    except FileNotFoundError:
-        return None
-    if len(head) < _HEADER.size:
-        return None
-    magic, journal_id = _HEADER.unpack(head)
-    return journal_id if magic == _FILE_MAGIC else None
+        head = os.pread(fd, _HEADER.size, 0)
+        if len(head) < _HEADER.size:
+            return
+        magic, journal_id = _HEADER.unpack(head)
+        if magic != _FILE_MAGIC or journal_id != state.journal_id:
+            return
+        jseq, offset = state.jseq + 1, max(state.offset, FIRST_FRAME)
+        found = _frame_at(fd, offset, journal_id, jseq)
+        if found is None:
+            # The writer wrapped right after the last applied frame.
+            found = _frame_at(fd, FIRST_FRAME, journal_id, jseq)
+        while found is not None:
+            payload, offset = found
+            yield jseq, payload, offset
+            jseq += 1
+            found = _frame_at(fd, offset, journal_id, jseq)
+    finally:
+        os.close(fd)
 
 
 class Journal:
