@@ -2,20 +2,21 @@
 
 `WriteBatch` is one session's events on their way to the WAL;
 `encode_batches` gives them their LSNs (`stamp_batches`) and builds the
-record, seq-index and dedupe entries (`plan_commit`); `advance_meta` moves a session head past a batch. The LMDB
-log and the memory log both commit through these, so the two cannot drift
-apart in what a commit means.
+record, seq-index and dedupe entries (`plan_commit`, with the receipts of
+`dedupe_receipts`); `advance_meta` moves a session head past a batch. The
+LMDB log and the memory log both commit through these, so the two cannot
+drift apart in what a commit means.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..core import EffectRecord, Event, Receipt, SessionMeta, encode, stamp_lsn
 from ._layout import effect_id, pack, seq_value, session_prefix
 
-__all__ = ["WriteBatch", "CommitPlan", "encode_batches", "stamp_batches", "plan_commit", "advance_meta"]
+__all__ = ["WriteBatch", "CommitPlan", "encode_batches", "stamp_batches", "plan_commit", "dedupe_receipts", "advance_meta"]
 
 
 class WriteBatch:
@@ -94,21 +95,29 @@ def stamp_batches(batches: Sequence[WriteBatch], last_lsn: int) -> int:
 
 def plan_commit(batches: Sequence[WriteBatch], last_lsn: int) -> CommitPlan:
     """The entries a commit of these stamped batches writes. Also how the
-    journal's replay rebuilds a commit from its records (`_journal.py`)."""
+    journal's applier and replay rebuild a commit from its frame
+    (`_journaled.py`)."""
     plan = CommitPlan(last_lsn)
-    records, seq_index, dedupes, effects = plan.records, plan.seq_index, plan.dedupes, plan.effects
+    records, seq_index, effects = plan.records, plan.seq_index, plan.effects
     for batch in batches:
         prefix = session_prefix(batch.tenant, batch.session)
         for lsn, event, data in zip(range(batch.first_lsn, batch.first_lsn + len(batch.records)), batch.events, batch.records):
             records.append((pack(lsn), data))
             seq_index.append((prefix + pack(event.seq), seq_value(lsn, event.ts, event.priority, data)))
-            if event.dedupe_key is not None:
-                receipt = Receipt(batch.tenant, batch.session, event.seq, event.priority, lsn)
-                dedupes.append((batch.tenant, event.dedupe_key, receipt))
             plan.last_lsn = lsn
         for record in batch.effects:
             effects.append((effect_id(batch.tenant, batch.session, record.seq, record.index), encode(record)))
+    plan.dedupes = list(dedupe_receipts(batches))
     return plan
+
+
+def dedupe_receipts(batches: Sequence[WriteBatch]) -> Iterator[tuple[str, str, Receipt]]:
+    """(tenant, dedupe key, receipt) of each event of these stamped batches
+    that has a dedupe key."""
+    for batch in batches:
+        for lsn, event in enumerate(batch.events, batch.first_lsn):
+            if event.dedupe_key is not None:
+                yield batch.tenant, event.dedupe_key, Receipt(batch.tenant, batch.session, event.seq, event.priority, lsn)
 
 
 def advance_meta(meta: SessionMeta | None, batch: WriteBatch, now_ms: int) -> SessionMeta:

@@ -20,7 +20,7 @@ import msgspec
 
 from ..core import EffectRecord, Receipt, StorageError
 from ._applier import Applier, Pending
-from ._batch import WriteBatch
+from ._batch import WriteBatch, dedupe_receipts
 from ._faults import storage_cause
 from ._journal import FIRST_FRAME, Journal, JournalState, read_frames
 from ._journaled import JournaledCommit, decode_frame, encode_frame
@@ -110,6 +110,8 @@ class JournalFront:
         it is too big for a frame. `last_lsn`: the high water before it.
         Raises StorageError if the journal cannot be written or the applier
         is failing."""
+        if sum(b.nbytes for b in batches) > FRAME_MAX:
+            return False  # its records alone do not fit: no frame encoded to be thrown away
         payload = encode_frame(batches, now_ms, states, last_lsn)
         if len(payload) > FRAME_MAX:
             return False
@@ -123,12 +125,7 @@ class JournalFront:
         except OSError as exc:
             cause = storage_cause(exc, self.path.parent)
             raise StorageError(f"{what} failed: {cause} ({exc})", cause=cause) from exc
-        receipts = tuple(
-            (dedupe_id(b.tenant, event.dedupe_key), Receipt(b.tenant, b.session, event.seq, event.priority, lsn))
-            for b in batches
-            for lsn, event in enumerate(b.events, b.first_lsn)
-            if event.dedupe_key is not None
-        )
+        receipts = tuple((dedupe_id(tenant, key), receipt) for tenant, key, receipt in dedupe_receipts(batches))
         pending = self._receipts
         for did, receipt in receipts:
             pending[did] = receipt
