@@ -149,11 +149,6 @@ class Journal:
     def fits(self, length: int) -> bool:
         return self.position + _FRAME.size + length <= self.size
 
-    @staticmethod
-    def capacity(size: int) -> int:
-        """The largest payload a journal of `size` bytes can hold."""
-        return size - FIRST_FRAME - _FRAME.size
-
     def rewind(self) -> None:
         """Write the next frame at the first offset (every frame is applied)."""
         self.position = FIRST_FRAME
